@@ -1,0 +1,424 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import { type AgentConfig, GrpcService, HOST_OBJECT_ID } from '@agent/option';
+import {
+  AlreadyExistsError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  Logger,
+  NotFoundError,
+  UnavailableError,
+  errorMessage,
+  retry,
+  serverStream,
+  startGrpcServer,
+  unary,
+  type Peer,
+  type RunningServer,
+} from '@agent/grpc-kit';
+import { internalv1, v1 } from '@agent/proto';
+
+const { State, EventStatus, EventType } = v1;
+
+export interface Peers {
+  readonly manager: Peer<internalv1.ManagerClient>;
+  readonly collector: Peer<internalv1.CollectorClient>;
+  readonly reporter: Peer<internalv1.ReporterClient>;
+}
+
+interface ObjectRecord {
+  readonly object: v1.Object;
+  runtime?: internalv1.RuntimeInfo;
+  hasCollectTask: boolean;
+  /** A Delete is published: later events are refused at once. */
+  deleteRequested: boolean;
+  /** The tail of this object's event queue: events run in order per object. */
+  queue: Promise<void>;
+}
+
+/** How long a peer call may take, apart from the manager's (which may pull images). */
+const PEER_TIMEOUT_MS = 10_000;
+
+/**
+ * agentcore: owns objects and events, and drives the flows of the design
+ * (create, update, delete, push on/off/once, heartbeat) through the manager,
+ * collector and reporter. Events of one object run in order; different
+ * objects proceed concurrently.
+ */
+export class AgentCore {
+  private readonly objects = new Map<string, ObjectRecord>();
+  private readonly names = new Map<string, string>();
+  private readonly requests = new Map<string, v1.EventAck>();
+  private readonly events = new Map<string, v1.Event>();
+  private readonly done = new Map<string, Promise<void>>();
+  private readonly changes = new EventEmitter();
+  private accepting = true;
+
+  constructor(
+    private readonly peers: Peers,
+    private readonly opts: { hostId: string; heartbeatMs: number; waitTimeoutMs: number; eventRetention: number },
+    private readonly log: Logger,
+  ) {
+    this.changes.setMaxListeners(0);
+  }
+
+  /** Heartbeat: a host collect task plus a host report task. */
+  async start(): Promise<void> {
+    const { collector, reporter } = this.peers;
+    await collector.call('createTask', { objectId: HOST_OBJECT_ID, kind: v1.Kind.KIND_UNSPECIFIED, pid: 0, host: true }, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {
+      if (!(err instanceof AlreadyExistsError)) throw err;
+    });
+    await collector.call('setPush', { objectId: HOST_OBJECT_ID, intervalMs: this.opts.heartbeatMs }, { timeoutMs: PEER_TIMEOUT_MS });
+    await reporter.call('startReport', { objectId: HOST_OBJECT_ID }, { timeoutMs: PEER_TIMEOUT_MS });
+    this.log.info('heartbeat running', { intervalMs: this.opts.heartbeatMs });
+  }
+
+  /** Stops taking events and waits for the queued ones, at most timeoutMs. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.accepting = false;
+    const all = Promise.allSettled([...this.objects.values()].map((r) => r.queue));
+    await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs))]);
+  }
+
+  // ---- publish: synchronous checks, then the event goes on the object's queue
+
+  async publish(req: internalv1.PublishRequest): Promise<v1.EventAck> {
+    if (!this.accepting) throw new UnavailableError('agent is shutting down');
+    if (req.create) return this.publishCreate(req.create);
+    if (req.update) {
+      const u = req.update;
+      const rec = this.live(u.objectId, 'update');
+      return this.enqueue(rec, EventType.EVENT_TYPE_UPDATE, u.wait, '', () => this.runUpdate(rec, u));
+    }
+    if (req.delete) {
+      const rec = this.existing(req.delete.objectId);
+      if (rec.object.state === State.STATE_DELETED || rec.deleteRequested) throw new FailedPreconditionError(`object ${rec.object.objectId} is already deleted`);
+      rec.deleteRequested = true;
+      return this.enqueue(rec, EventType.EVENT_TYPE_DELETE, req.delete.wait, '', () => this.runDelete(rec));
+    }
+    if (req.pushOn) {
+      const p = req.pushOn;
+      const rec = this.live(p.objectId, 'push');
+      return this.enqueue(rec, EventType.EVENT_TYPE_PUSH_ON, p.wait, '', () => this.runPushOn(rec, p.intervalMs));
+    }
+    if (req.pushOff) {
+      const rec = this.live(req.pushOff.objectId, 'push off');
+      return this.enqueue(rec, EventType.EVENT_TYPE_PUSH_OFF, req.pushOff.wait, '', () => this.runPushOff(rec));
+    }
+    throw new InvalidArgumentError('event', 'one of create, update, delete, push_on, push_off is required');
+  }
+
+  private async publishCreate(c: v1.CreateRequest): Promise<v1.EventAck> {
+    const spec = c.spec;
+    if (!spec) throw new InvalidArgumentError('spec', 'required');
+    if (c.requestId !== '') {
+      const seen = this.requests.get(c.requestId);
+      if (seen) return c.wait ? this.awaitAck(seen.eventId) : this.ack(seen.eventId);
+    }
+    const name = spec.name;
+    const holder = this.names.get(name);
+    if (holder !== undefined) throw new AlreadyExistsError(`name ${JSON.stringify(name)} is in use by ${holder}`);
+    const objectId = newId('obj');
+    const now = new Date();
+    const rec: ObjectRecord = {
+      object: {
+        objectId,
+        spec,
+        state: State.STATE_PENDING,
+        runtimeId: '',
+        pid: 0,
+        createdAt: now,
+        updatedAt: now,
+        lastError: '',
+        pushing: false,
+        pushIntervalMs: 0,
+        appliedResources: undefined,
+      },
+      hasCollectTask: false,
+      deleteRequested: false,
+      queue: Promise.resolve(),
+    };
+    this.objects.set(objectId, rec);
+    this.names.set(name, objectId);
+    const ack = await this.enqueue(rec, EventType.EVENT_TYPE_CREATE, false, c.requestId, () => this.runCreate(rec));
+    if (c.requestId !== '') this.requests.set(c.requestId, ack);
+    return c.wait ? this.awaitAck(ack.eventId) : ack;
+  }
+
+  private existing(objectId: string): ObjectRecord {
+    const rec = this.objects.get(objectId);
+    if (!rec) throw new NotFoundError(`no object ${objectId}`);
+    return rec;
+  }
+
+  /** An object that can still take events: not deleted, not being deleted, not failed. */
+  private live(objectId: string, what: string): ObjectRecord {
+    const rec = this.existing(objectId);
+    if (rec.object.state === State.STATE_DELETED || rec.deleteRequested) throw new FailedPreconditionError(`cannot ${what} object ${objectId}: it is deleted`);
+    if (rec.object.state === State.STATE_FAILED) throw new FailedPreconditionError(`cannot ${what} object ${objectId}: it failed (${rec.object.lastError}); delete it`);
+    return rec;
+  }
+
+  private async enqueue(rec: ObjectRecord, type: v1.EventType, wait: boolean, requestId: string, run: () => Promise<void>): Promise<v1.EventAck> {
+    const eventId = newId('evt');
+    const event: v1.Event = { eventId, objectId: rec.object.objectId, type, status: EventStatus.EVENT_STATUS_QUEUED, error: '', requestId, createdAt: new Date(), finishedAt: undefined };
+    this.events.set(eventId, event);
+    this.trimEvents();
+    const finished = rec.queue.then(async () => {
+      event.status = EventStatus.EVENT_STATUS_RUNNING;
+      try {
+        await run();
+        event.status = EventStatus.EVENT_STATUS_SUCCEEDED;
+      } catch (err) {
+        event.status = EventStatus.EVENT_STATUS_FAILED;
+        event.error = errorMessage(err);
+        this.log.warn('event failed', { eventId, objectId: rec.object.objectId, type: EventType[type], error: event.error });
+      } finally {
+        event.finishedAt = new Date();
+      }
+    });
+    rec.queue = finished;
+    this.done.set(eventId, finished);
+    void finished.then(() => this.done.delete(eventId));
+    return wait ? this.awaitAck(eventId) : this.ack(eventId);
+  }
+
+  private ack(eventId: string): v1.EventAck {
+    const e = this.events.get(eventId);
+    const rec = e ? this.objects.get(e.objectId) : undefined;
+    return {
+      eventId,
+      objectId: e?.objectId ?? '',
+      state: rec?.object.state ?? State.STATE_UNSPECIFIED,
+      status: e?.status ?? EventStatus.EVENT_STATUS_UNSPECIFIED,
+      error: e?.error ?? '',
+    };
+  }
+
+  private async awaitAck(eventId: string): Promise<v1.EventAck> {
+    const p = this.done.get(eventId);
+    if (p) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.opts.waitTimeoutMs)));
+      const outcome = await Promise.race([p.then(() => 'done' as const), timeout]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') throw new DeadlineExceededError(`event ${eventId} still running after ${this.opts.waitTimeoutMs} ms; poll GetEvent`);
+    }
+    return this.ack(eventId);
+  }
+
+  private trimEvents(): void {
+    for (const [id, e] of this.events) {
+      if (this.events.size <= this.opts.eventRetention) break;
+      if (e.finishedAt) this.events.delete(id);
+    }
+  }
+
+  // ---- flows
+
+  private async runCreate(rec: ObjectRecord): Promise<void> {
+    const { manager, collector } = this.peers;
+    const objectId = rec.object.objectId;
+    try {
+      const rt = await manager.call('createObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs });
+      this.setRuntime(rec, rt);
+    } catch (err) {
+      this.setState(rec, State.STATE_FAILED, errorMessage(err));
+      throw err;
+    }
+    try {
+      await collector.call('createTask', { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false }, { timeoutMs: PEER_TIMEOUT_MS });
+      rec.hasCollectTask = true;
+    } catch (err) {
+      // No half-made object: undo the create.
+      await manager.call('deleteObject', { objectId }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
+      this.setState(rec, State.STATE_FAILED, `collect task: ${errorMessage(err)}`);
+      throw err;
+    }
+    this.setState(rec, rec.runtime?.running === false ? State.STATE_STOPPED : State.STATE_RUNNING, '');
+  }
+
+  private async runUpdate(rec: ObjectRecord, u: v1.UpdateRequest): Promise<void> {
+    this.requireState(rec, 'update', State.STATE_RUNNING, State.STATE_STOPPED);
+    const spec = rec.object.spec ?? v1.ObjectSpec.fromPartial({});
+    const applied = rec.object.appliedResources ?? { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
+    // Work out what changed: only fields that differ from what the object has go to the driver.
+    const want = u.resources ?? { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
+    const diff = (req: number, cur: number): number => (req === 0 ? 0 : req < 0 ? (cur === 0 ? 0 : -1) : req === cur ? 0 : req);
+    const change = { cpus: diff(want.cpus, applied.cpus), memoryBytes: diff(want.memoryBytes, applied.memoryBytes), pidsLimit: diff(want.pidsLimit, applied.pidsLimit) };
+    const labelsChanged = Object.keys(u.labels).length > 0;
+    if (change.cpus !== 0 || change.memoryBytes !== 0 || change.pidsLimit !== 0) {
+      try {
+        const rt = await this.peers.manager.call('updateObject', { objectId: rec.object.objectId, resources: change }, { timeoutMs: this.opts.waitTimeoutMs });
+        this.setRuntime(rec, rt);
+      } catch (err) {
+        rec.object.lastError = `update: ${errorMessage(err)}`;
+        this.touch(rec);
+        throw err;
+      }
+      const res = spec.resources ?? { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
+      const next = (req: number, cur: number): number => (req === 0 ? cur : req < 0 ? 0 : req);
+      spec.resources = { cpus: next(want.cpus, res.cpus), memoryBytes: next(want.memoryBytes, res.memoryBytes), pidsLimit: next(want.pidsLimit, res.pidsLimit) };
+    }
+    if (labelsChanged) spec.labels = { ...u.labels };
+    rec.object.lastError = '';
+    this.touch(rec);
+  }
+
+  private async runDelete(rec: ObjectRecord): Promise<void> {
+    const { manager, collector, reporter } = this.peers;
+    const objectId = rec.object.objectId;
+    const ignoreMissing = (err: unknown): void => {
+      if (!(err instanceof NotFoundError)) throw err;
+    };
+    try {
+      if (rec.object.pushing) await reporter.call('stopReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
+      if (rec.hasCollectTask) await collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(ignoreMissing);
+      rec.hasCollectTask = false;
+      rec.object.pushing = false;
+      rec.object.pushIntervalMs = 0;
+      if (rec.runtime) await manager.call('deleteObject', { objectId }, { timeoutMs: this.opts.waitTimeoutMs }).catch(ignoreMissing);
+    } catch (err) {
+      rec.deleteRequested = false; // the user may try again
+      rec.object.lastError = `delete: ${errorMessage(err)}`;
+      this.touch(rec);
+      throw err;
+    }
+    rec.runtime = undefined;
+    rec.object.pid = 0;
+    this.names.delete(rec.object.spec?.name ?? '');
+    this.setState(rec, State.STATE_DELETED, '');
+  }
+
+  private async runPushOn(rec: ObjectRecord, intervalMs: number): Promise<void> {
+    this.requireState(rec, 'push', State.STATE_RUNNING, State.STATE_STOPPED);
+    const objectId = rec.object.objectId;
+    await this.peers.collector.call('setPush', { objectId, intervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
+    await this.peers.reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
+    rec.object.pushing = true;
+    rec.object.pushIntervalMs = intervalMs;
+    this.touch(rec);
+  }
+
+  private async runPushOff(rec: ObjectRecord): Promise<void> {
+    const objectId = rec.object.objectId;
+    if (!rec.object.pushing) return;
+    await this.peers.reporter.call('stopReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
+    if (rec.hasCollectTask) await this.peers.collector.call('setPush', { objectId, intervalMs: 0 }, { timeoutMs: PEER_TIMEOUT_MS });
+    rec.object.pushing = false;
+    rec.object.pushIntervalMs = 0;
+    this.touch(rec);
+  }
+
+  async pushOnce(objectId: string): Promise<v1.Report> {
+    const rec = this.existing(objectId);
+    this.requireState(rec, 'report', State.STATE_RUNNING, State.STATE_STOPPED);
+    const report = await this.peers.collector.call('collectOnce', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
+    await this.peers.reporter.call('reportOnce', report, { timeoutMs: PEER_TIMEOUT_MS });
+    return report;
+  }
+
+  private requireState(rec: ObjectRecord, what: string, ...states: v1.State[]): void {
+    if (!states.includes(rec.object.state)) {
+      throw new FailedPreconditionError(`cannot ${what} object ${rec.object.objectId} in state ${State[rec.object.state]}${rec.object.lastError ? ` (${rec.object.lastError})` : ''}`);
+    }
+  }
+
+  private setRuntime(rec: ObjectRecord, rt: internalv1.RuntimeInfo): void {
+    rec.runtime = rt;
+    rec.object.runtimeId = rt.runtimeId;
+    rec.object.pid = rt.pid;
+    rec.object.appliedResources = rt.applied;
+  }
+
+  private setState(rec: ObjectRecord, state: v1.State, lastError: string): void {
+    rec.object.state = state;
+    rec.object.lastError = lastError;
+    this.touch(rec);
+  }
+
+  private touch(rec: ObjectRecord): void {
+    rec.object.updatedAt = new Date();
+    this.changes.emit(rec.object.objectId, v1.Object.fromPartial(rec.object));
+  }
+
+  // ---- reads
+
+  getObject(objectId: string): v1.Object {
+    return v1.Object.fromPartial(this.existing(objectId).object);
+  }
+
+  listObjects(req: v1.ListRequest): v1.ListResponse {
+    const objects: v1.Object[] = [];
+    for (const { object } of this.objects.values()) {
+      if (req.kind !== v1.Kind.KIND_UNSPECIFIED && object.spec?.kind !== req.kind) continue;
+      if (!req.includeDeleted && object.state === State.STATE_DELETED) continue;
+      const labels = object.spec?.labels ?? {};
+      if (!Object.entries(req.labels).every(([k, v]) => labels[k] === v)) continue;
+      objects.push(v1.Object.fromPartial(object));
+    }
+    return { objects };
+  }
+
+  getEvent(eventId: string): v1.Event {
+    const e = this.events.get(eventId);
+    if (!e) throw new NotFoundError(`no event ${eventId}`);
+    return { ...e };
+  }
+
+  /** State changes from here, reports from the reporter, until cancelled or deleted. */
+  async watch(req: v1.WatchRequest, call: ServerWritableStream<v1.WatchRequest, v1.WatchEvent>): Promise<void> {
+    const rec = this.existing(req.objectId);
+    call.write({ object: v1.Object.fromPartial(rec.object) });
+    if (rec.object.state === State.STATE_DELETED) return;
+    const reports = this.peers.reporter.client.subscribe({ objectId: req.objectId });
+    reports.on('data', (r: v1.Report) => call.write({ report: r }));
+    reports.on('error', (err: Error) => {
+      if (!call.cancelled) this.log.debug('report subscription ended', { objectId: req.objectId, reason: err.message });
+    });
+    await new Promise<void>((resolve) => {
+      const onChange = (o: v1.Object): void => {
+        call.write({ object: o });
+        if (o.state === State.STATE_DELETED) finish();
+      };
+      const finish = (): void => {
+        this.changes.off(req.objectId, onChange);
+        reports.cancel();
+        resolve();
+      };
+      this.changes.on(req.objectId, onChange);
+      call.on('cancelled', finish);
+    });
+  }
+
+  implementation(): internalv1.AgentCoreServer {
+    return {
+      publish: unary(this.log, (r) => this.publish(r)),
+      getObject: unary(this.log, async (r) => this.getObject(r.objectId)),
+      listObjects: unary(this.log, async (r) => this.listObjects(r)),
+      getEvent: unary(this.log, async (r) => this.getEvent(r.eventId)),
+      pushOnce: unary(this.log, (r) => this.pushOnce(r.objectId)),
+      watch: serverStream(this.log, (r, call) => this.watch(r, call)),
+    };
+  }
+}
+
+function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(8).toString('hex')}`;
+}
+
+export async function startAgentCore(config: AgentConfig, peers: Peers, address = config.agentcoreListen): Promise<{ server: RunningServer; core: AgentCore }> {
+  const log = new Logger('agentcore', config.logLevel);
+  const core = new AgentCore(peers, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention }, log);
+  const server = await startGrpcServer({
+    address,
+    log,
+    services: [{ name: GrpcService.AgentCore, definition: internalv1.AgentCoreService, implementation: core.implementation() }],
+  });
+  // The collector and reporter may still be starting (separate processes).
+  await retry(log, 'heartbeat start', () => core.start());
+  server.health.setAll(true);
+  return { server, core };
+}

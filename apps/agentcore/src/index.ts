@@ -1,0 +1,2 @@
+export { AgentCore, startAgentCore } from './agentcore';
+export type { Peers } from './agentcore';

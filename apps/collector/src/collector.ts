@@ -1,0 +1,184 @@
+import { type AgentConfig, GrpcService } from '@agent/option';
+import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, startGrpcServer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
+import { hostFigures, type CgroupDriver, type Figures, type Runtime } from '@agent/drivers';
+import { internalv1, type v1 } from '@agent/proto';
+
+interface Task {
+  readonly objectId: string;
+  readonly target: internalv1.CollectTarget;
+  intervalMs: number;
+  forwarding: boolean;
+  nextDue: number;
+  prev?: { cpuNs: number; atMs: number };
+  last?: v1.Report;
+}
+
+/**
+ * The collector: one collect task per object, all sampled by one scheduler
+ * (a single timer set to the earliest due task, not a timer per object).
+ * Samples of pushing objects are forwarded to the reporter in one batch per tick.
+ */
+export class CollectorService {
+  private readonly tasks = new Map<string, Task>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerDue = Infinity;
+  private closed = false;
+
+  constructor(
+    private readonly cgroups: CgroupDriver,
+    private readonly reporter: Peer<internalv1.ReporterClient>,
+    private readonly opts: { hostId: string; baseIntervalMs: number },
+    private readonly log: Logger,
+  ) {}
+
+  createTask(target: internalv1.CollectTarget): internalv1.CollectTask {
+    if (target.objectId === '') throw new InvalidArgumentError('object_id', 'required');
+    if (this.tasks.has(target.objectId)) throw new AlreadyExistsError(`collect task for ${target.objectId} exists`);
+    const task: Task = { objectId: target.objectId, target, intervalMs: this.opts.baseIntervalMs, forwarding: false, nextDue: Date.now() };
+    this.tasks.set(task.objectId, task);
+    this.sample(task); // first sample at once: the baseline for CPU%
+    this.schedule();
+    return view(task);
+  }
+
+  deleteTask(objectId: string): void {
+    if (!this.tasks.delete(objectId)) throw new NotFoundError(`no collect task for ${objectId}`);
+    this.schedule();
+  }
+
+  getTask(objectId: string): internalv1.CollectTask {
+    return view(this.get(objectId));
+  }
+
+  setPush(objectId: string, intervalMs: number): internalv1.CollectTask {
+    const task = this.get(objectId);
+    task.forwarding = intervalMs > 0;
+    task.intervalMs = intervalMs > 0 ? intervalMs : this.opts.baseIntervalMs;
+    task.nextDue = Date.now() + task.intervalMs;
+    this.schedule();
+    return view(task);
+  }
+
+  collectOnce(objectId: string): v1.Report {
+    return this.sample(this.get(objectId));
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private get(objectId: string): Task {
+    const t = this.tasks.get(objectId);
+    if (!t) throw new NotFoundError(`no collect task for ${objectId}`);
+    return t;
+  }
+
+  private sample(task: Task): v1.Report {
+    const atMs = Date.now();
+    let f: Figures;
+    if (task.target.host) f = hostFigures();
+    else {
+      const cg = task.target.cgroup;
+      const rt: Runtime = {
+        runtimeId: task.objectId,
+        pid: task.target.pid,
+        cgroup: { version: cg?.version === 'v2' ? 'v2' : 'v1', paths: cg?.paths ?? {} },
+        applied: { cpus: 0, memoryBytes: 0, pidsLimit: 0 },
+        running: true,
+      };
+      f = this.cgroups.stats(rt);
+    }
+    let cpuPercent: number | undefined;
+    if (f.cpuUsageNs !== undefined && task.prev && atMs > task.prev.atMs) {
+      cpuPercent = ((f.cpuUsageNs - task.prev.cpuNs) / ((atMs - task.prev.atMs) * 1e6)) * 100;
+      cpuPercent = Math.max(0, Math.round(cpuPercent * 100) / 100);
+    }
+    if (f.cpuUsageNs !== undefined) task.prev = { cpuNs: f.cpuUsageNs, atMs };
+    const report: v1.Report = {
+      objectId: task.objectId,
+      hostId: this.opts.hostId,
+      timestamp: new Date(atMs),
+      cpuUsageNs: f.cpuUsageNs,
+      cpuPercent,
+      memoryUsageBytes: f.memoryUsageBytes,
+      memoryLimitBytes: f.memoryLimitBytes,
+      pids: f.pids,
+      netRxBytes: f.netRxBytes,
+      netTxBytes: f.netTxBytes,
+      blkioReadBytes: f.blkioReadBytes,
+      blkioWriteBytes: f.blkioWriteBytes,
+    };
+    task.last = report;
+    return report;
+  }
+
+  /** Arms the one timer for the earliest due task. */
+  private schedule(): void {
+    if (this.closed) return;
+    let due = Infinity;
+    for (const t of this.tasks.values()) due = Math.min(due, t.nextDue);
+    if (due === this.timerDue && this.timer) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerDue = due;
+    if (due === Infinity) return;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, due - Date.now()));
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.timerDue = Infinity;
+    const now = Date.now();
+    const out: v1.Report[] = [];
+    for (const task of this.tasks.values()) {
+      if (task.nextDue > now) continue;
+      // Keep the cadence; skip missed slots rather than bursting.
+      task.nextDue += task.intervalMs * Math.max(1, Math.ceil((now - task.nextDue) / task.intervalMs));
+      try {
+        const r = this.sample(task);
+        if (task.forwarding) out.push(r);
+      } catch (err) {
+        this.log.warn('sample failed', { objectId: task.objectId, err });
+      }
+    }
+    if (out.length > 0) {
+      this.reporter
+        .call('deliver', { hostId: this.opts.hostId, reports: out }, { timeoutMs: 5_000 })
+        .catch((err: Error) => this.log.warn('deliver to reporter failed', { reports: out.length, reason: err.message }));
+    }
+    this.schedule();
+  }
+
+  implementation(): internalv1.CollectorServer {
+    return {
+      createTask: unary(this.log, async (r) => this.createTask(r)),
+      deleteTask: unary(this.log, async (r) => (this.deleteTask(r.objectId), {})),
+      getTask: unary(this.log, async (r) => this.getTask(r.objectId)),
+      setPush: unary(this.log, async (r) => this.setPush(r.objectId, r.intervalMs)),
+      collectOnce: unary(this.log, async (r) => this.collectOnce(r.objectId)),
+    };
+  }
+}
+
+function view(t: Task): internalv1.CollectTask {
+  return { objectId: t.objectId, intervalMs: t.intervalMs, forwarding: t.forwarding, last: t.last };
+}
+
+
+export async function startCollector(
+  config: AgentConfig,
+  cgroups: CgroupDriver,
+  reporter: Peer<internalv1.ReporterClient>,
+  address = config.collectorListen,
+): Promise<{ server: RunningServer; service: CollectorService }> {
+  const log = new Logger('collector', config.logLevel);
+  const service = new CollectorService(cgroups, reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log);
+  const server = await startGrpcServer({
+    address,
+    log,
+    services: [{ name: GrpcService.Collector, definition: internalv1.CollectorService, implementation: service.implementation() }],
+  });
+  server.health.setAll(true);
+  return { server, service };
+}

@@ -1,0 +1,1 @@
+export { CollectorService, startCollector } from './collector';

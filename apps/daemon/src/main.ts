@@ -1,0 +1,72 @@
+// The embedded default: all five services in one process, on loopback, each
+// a real gRPC server talking to the others over gRPC, exactly as when they
+// run as separate processes.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { loadConfig, ConfigError } from '@agent/option';
+import { Logger, connect, exitOnSignal, errorMessage } from '@agent/grpc-kit';
+import { createHostDrivers, RpcDriver } from '@agent/drivers';
+import { internalv1 } from '@agent/proto';
+import { startManager } from '@agent/manager';
+import { startReporter } from '@agent/reporter';
+import { startCollector } from '@agent/collector';
+import { startAgentCore } from '@agent/agentcore';
+import { startApiServer } from '@agent/apiserver';
+
+const VERSION = '0.1.0';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = new Logger('daemon', config.logLevel);
+  fs.mkdirSync(config.dataDir, { recursive: true });
+
+  // 1. The RPC driver connects to the upstream sink and registers the host.
+  let rpc: RpcDriver | undefined;
+  if (config.upstream !== '') {
+    rpc = new RpcDriver(config.upstream);
+    const host = { hostId: config.hostId, hostname: os.hostname(), agentVersion: VERSION, cpus: os.cpus().length, memoryBytes: os.totalmem(), startedAt: new Date() };
+    await rpc.register(host).then(
+      () => log.info('host registered upstream', { upstream: config.upstream, hostId: config.hostId }),
+      (err: unknown) => log.warn('upstream not reachable; reports will be retried', { upstream: config.upstream, reason: errorMessage(err) }),
+    );
+  }
+
+  // 2. Manager, reporter, collector, then agentcore, then the apiserver last,
+  //    so that no call is taken before the flows can run.
+  const drivers = createHostDrivers(config);
+  const manager = await startManager(config, { container: drivers.docker, process: drivers.process, cgroup: drivers.cgroup });
+  const reporter = await startReporter(config, rpc);
+  const collector = await startCollector(config, drivers.cgroup, connect(internalv1.ReporterClient, reporter.server.address));
+  const core = await startAgentCore(config, {
+    manager: connect(internalv1.ManagerClient, manager.address),
+    collector: connect(internalv1.CollectorClient, collector.server.address),
+    reporter: connect(internalv1.ReporterClient, reporter.server.address),
+  });
+  const api = await startApiServer(config, connect(internalv1.AgentCoreClient, core.server.address));
+  log.info('agent ready', {
+    apiserver: api.address,
+    hostId: config.hostId,
+    dataDir: config.dataDir,
+    reportFile: config.reportFile,
+    upstream: config.upstream || null,
+    cgroup: drivers.cgroup.fs.version,
+  });
+
+  exitOnSignal(log, [
+    ['stop accepting calls', () => api.shutdown(2_000)],
+    ['finish queued events', () => core.core.drain(5_000)],
+    ['stop agentcore', () => core.server.shutdown(500)],
+    ['stop collector', () => (collector.service.close(), collector.server.shutdown(500))],
+    ['flush reporters', () => reporter.service.close()],
+    ['stop reporter', () => reporter.server.shutdown(500)],
+    ['stop manager', () => manager.shutdown(500)],
+    ['close upstream', () => rpc?.close()],
+  ]);
+}
+
+main().catch((err: unknown) => {
+  const log = new Logger('daemon');
+  if (err instanceof ConfigError) log.error('bad configuration', { variable: err.variable, reason: err.message });
+  else log.error('startup failed', { err });
+  process.exit(1);
+});

@@ -1,0 +1,2 @@
+export { ManagerService, startManager, toChange } from './manager';
+export type { KindDrivers } from './manager';

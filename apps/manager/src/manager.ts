@@ -1,0 +1,127 @@
+import { type AgentConfig, GrpcService } from '@agent/option';
+import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
+import type { Driver, ResourceChange, Runtime, WorkloadSpec } from '@agent/drivers';
+import { internalv1, v1 } from '@agent/proto';
+
+interface Managed {
+  readonly kind: v1.Kind;
+  runtime: Runtime;
+}
+
+/** Which driver manages which kind of object. */
+export interface KindDrivers {
+  readonly container: Driver;
+  readonly process: Driver;
+  readonly cgroup: Driver;
+}
+
+/**
+ * The manager: objects through drivers. It keeps each object's runtime
+ * (ids, pid, cgroup paths) and applies creates, updates and deletes.
+ */
+export class ManagerService {
+  private readonly objects = new Map<string, Managed>();
+
+  constructor(
+    private readonly drivers: KindDrivers,
+    private readonly log: Logger,
+  ) {}
+
+  driverFor(kind: v1.Kind): Driver {
+    switch (kind) {
+      case v1.Kind.KIND_CONTAINER:
+        return this.drivers.container;
+      case v1.Kind.KIND_PROCESS:
+        return this.drivers.process;
+      case v1.Kind.KIND_CGROUP:
+        return this.drivers.cgroup;
+      default:
+        throw new InvalidArgumentError('spec.kind', `unsupported kind ${kind}`);
+    }
+  }
+
+  async create(req: internalv1.CreateObjectRequest): Promise<internalv1.RuntimeInfo> {
+    const spec = req.spec;
+    if (!spec) throw new InvalidArgumentError('spec', 'required');
+    if (this.objects.has(req.objectId)) throw new FailedPreconditionError(`object ${req.objectId} is already managed`);
+    const driver = this.driverFor(spec.kind);
+    const runtime = await driver.create(toWorkload(req.objectId, spec));
+    this.objects.set(req.objectId, { kind: spec.kind, runtime });
+    this.log.info('object created', { objectId: req.objectId, driver: driver.name, runtimeId: runtime.runtimeId, pid: runtime.pid });
+    return toRuntimeInfo(runtime);
+  }
+
+  async update(req: internalv1.UpdateObjectRequest): Promise<internalv1.RuntimeInfo> {
+    const m = this.get(req.objectId);
+    const change = toChange(req.resources);
+    m.runtime = await this.driverFor(m.kind).update(m.runtime, change);
+    this.log.info('object updated', { objectId: req.objectId, applied: m.runtime.applied });
+    return toRuntimeInfo(m.runtime);
+  }
+
+  async delete(req: internalv1.ObjectRef): Promise<internalv1.Empty> {
+    const m = this.get(req.objectId);
+    await this.driverFor(m.kind).remove(m.runtime);
+    this.objects.delete(req.objectId);
+    this.log.info('object deleted', { objectId: req.objectId });
+    return {};
+  }
+
+  async inspect(req: internalv1.ObjectRef): Promise<internalv1.RuntimeInfo> {
+    const m = this.get(req.objectId);
+    m.runtime = await this.driverFor(m.kind).inspect(m.runtime);
+    return toRuntimeInfo(m.runtime);
+  }
+
+  private get(objectId: string): Managed {
+    const m = this.objects.get(objectId);
+    if (!m) throw new NotFoundError(`manager has no object ${objectId}`);
+    return m;
+  }
+
+  implementation(): internalv1.ManagerServer {
+    return {
+      createObject: unary(this.log, (r) => this.create(r)),
+      updateObject: unary(this.log, (r) => this.update(r)),
+      deleteObject: unary(this.log, (r) => this.delete(r)),
+      inspectObject: unary(this.log, (r) => this.inspect(r)),
+    };
+  }
+}
+
+function toWorkload(objectId: string, spec: v1.ObjectSpec): WorkloadSpec {
+  const r = spec.resources;
+  return {
+    objectId,
+    name: spec.name,
+    labels: spec.labels,
+    resources: { cpus: r?.cpus ?? 0, memoryBytes: r?.memoryBytes ?? 0, pidsLimit: r?.pidsLimit ?? 0 },
+    container: spec.container,
+    process: spec.process,
+    cgroup: spec.cgroup,
+  };
+}
+
+/** Public update semantics -> driver semantics: 0 keeps, -1 removes (0), > 0 sets. */
+export function toChange(r: v1.Resources | undefined): ResourceChange {
+  const f = (v: number | undefined): number | undefined => (v === undefined || v === 0 ? undefined : v < 0 ? 0 : v);
+  return { cpus: f(r?.cpus), memoryBytes: f(r?.memoryBytes), pidsLimit: f(r?.pidsLimit) };
+}
+
+function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
+  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running };
+}
+
+export async function startManager(config: AgentConfig, drivers: KindDrivers, address = config.managerListen): Promise<RunningServer> {
+  const log = new Logger('manager', config.logLevel);
+  const svc = new ManagerService(drivers, log);
+  const server = await startGrpcServer({
+    address,
+    log,
+    services: [{ name: GrpcService.Manager, definition: internalv1.ManagerService, implementation: svc.implementation() }],
+  });
+  server.health.setAll(true);
+  // Docker is optional: without it container creates fail clearly, the rest works.
+  drivers.container.health().catch((err: Error) => log.warn('docker is not reachable; container creates will fail', { reason: err.message }));
+  return server;
+}

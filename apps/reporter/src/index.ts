@@ -1,0 +1,1 @@
+export { ReporterService, startReporter } from './reporter';

@@ -1,0 +1,61 @@
+import { Driver as DriverNames, type DriverName } from '@agent/option';
+import { DriverError, UnavailableError } from '@agent/grpc-kit';
+import { BaseDriver, type Capabilities } from './driver';
+import { CgroupFs } from './cgroup-fs';
+import { netFigures } from './proc-figures';
+import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
+
+/**
+ * Bare cgroups below the agent's root, and the one place figures are read:
+ * straight from the cgroup files, never through the Docker stats API.
+ */
+export class CgroupDriver extends BaseDriver {
+  readonly name: DriverName = DriverNames.Cgroup;
+  readonly capabilities: Capabilities = {
+    lifecycle: true,
+    limits: { cpus: true, memory: true, pids: true },
+    stats: true,
+    report: false,
+  };
+
+  constructor(readonly fs: CgroupFs) {
+    super();
+  }
+
+  health(): Promise<void> {
+    return this.fs.available() ? Promise.resolve() : Promise.reject(new UnavailableError('no cgroup hierarchy is mounted'));
+  }
+
+  override async create(spec: WorkloadSpec): Promise<Runtime> {
+    const rel = spec.cgroup?.path;
+    if (rel === undefined) throw new DriverError(this.name, 'spec has no cgroup');
+    const ref = this.fs.refFor(rel);
+    if (this.fs.exists(ref)) throw new DriverError(this.name, `cgroup ${rel} already exists below ${this.fs.parent}`);
+    this.fs.create(rel);
+    try {
+      this.fs.applyLimits(ref, spec.resources);
+    } catch (err) {
+      this.fs.remove(ref);
+      throw err;
+    }
+    return { runtimeId: `${this.fs.parent}/${rel}`, pid: 0, cgroup: ref, applied: this.fs.readLimits(ref), running: true };
+  }
+
+  override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
+    this.fs.applyLimits(rt.cgroup, change);
+    return { ...rt, applied: this.fs.readLimits(rt.cgroup) };
+  }
+
+  override async remove(rt: Runtime): Promise<void> {
+    this.fs.remove(rt.cgroup);
+  }
+
+  override async inspect(rt: Runtime): Promise<Runtime> {
+    const exists = this.fs.exists(rt.cgroup);
+    return { ...rt, running: exists, applied: exists ? this.fs.readLimits(rt.cgroup) : rt.applied };
+  }
+
+  override stats(rt: Runtime): Figures {
+    return { ...this.fs.readFigures(rt.cgroup), ...netFigures(rt.pid) };
+  }
+}

@@ -1,0 +1,337 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DriverError, InvalidArgumentError } from '@agent/grpc-kit';
+import { Driver as DriverNames } from '@agent/option';
+import type { CgroupRef, CgroupVersion, Figures, ResourceChange, Resources } from './types';
+
+/** The controllers the agent uses on cgroup v1. */
+export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'blkio'] as const;
+export type V1Controller = (typeof V1_CONTROLLERS)[number];
+const V2_CONTROLLERS = ['cpu', 'memory', 'pids', 'io'] as const;
+export const UNIFIED = 'unified';
+
+const CFS_PERIOD_US = 100_000;
+/** v1 reports "no memory limit" as the largest page-aligned int64. */
+const V1_UNLIMITED = 2n ** 62n;
+
+interface Mount {
+  readonly mountPoint: string;
+  readonly root: string;
+}
+
+/**
+ * The host's cgroup hierarchies, as /proc/self/mountinfo shows them, and the
+ * file operations on them. v2 is used when a cgroup2 mount has the
+ * controllers; otherwise v1 (one mount per controller, or co-mounted).
+ */
+export class CgroupFs {
+  readonly version: CgroupVersion;
+  private readonly v1 = new Map<string, Mount>();
+  private v2: Mount | undefined;
+
+  constructor(
+    /** The agent's own root below each hierarchy, e.g. "agent". */
+    readonly parent: string,
+    mountinfo: string = safeRead('/proc/self/mountinfo'),
+  ) {
+    for (const line of mountinfo.split('\n')) {
+      const sep = line.indexOf(' - ');
+      if (sep < 0) continue;
+      const left = line.slice(0, sep).split(' ');
+      const right = line.slice(sep + 3).split(' ');
+      const root = left[3];
+      const mountPoint = left[4];
+      const fstype = right[0];
+      const superOpts = right[2] ?? '';
+      if (root === undefined || mountPoint === undefined) continue;
+      if (fstype === 'cgroup') {
+        for (const opt of superOpts.split(',')) {
+          if ((V1_CONTROLLERS as readonly string[]).includes(opt)) this.v1.set(opt, { mountPoint, root });
+        }
+      } else if (fstype === 'cgroup2') {
+        const controllers = safeRead(path.join(mountPoint, 'cgroup.controllers'));
+        if (controllers.includes('memory') || this.v2 === undefined) this.v2 = { mountPoint, root };
+      }
+    }
+    const v2HasControllers = this.v2 !== undefined && safeRead(path.join(this.v2.mountPoint, 'cgroup.controllers')).includes('memory');
+    this.version = this.v1.has('memory') && !v2HasControllers ? 'v1' : 'v2';
+  }
+
+  /** Is any usable hierarchy mounted? */
+  available(): boolean {
+    return this.version === 'v1' ? this.v1.size > 0 : this.v2 !== undefined;
+  }
+
+  /** The directories of a group named relative to the agent's root. */
+  refFor(relative: string): CgroupRef {
+    const rel = path.posix.join(this.parent, relative);
+    if (this.version === 'v2') {
+      return { version: 'v2', paths: { [UNIFIED]: path.join(this.mountOf(UNIFIED).mountPoint, rel) } };
+    }
+    const paths: Record<string, string> = {};
+    for (const c of V1_CONTROLLERS) {
+      const m = this.v1.get(c);
+      if (m) paths[c] = path.join(m.mountPoint, rel);
+    }
+    return { version: 'v1', paths };
+  }
+
+  /** The cgroup directories a running pid belongs to (from /proc/<pid>/cgroup). */
+  refForPid(pid: number): CgroupRef {
+    const text = safeRead(`/proc/${pid}/cgroup`);
+    if (text === '') throw new DriverError(DriverNames.Cgroup, `no cgroup information for pid ${pid}`);
+    const paths: Record<string, string> = {};
+    for (const line of text.trim().split('\n')) {
+      const [, ctrls = '', cgPath = '/'] = line.split(':');
+      if (this.version === 'v2') {
+        if (ctrls === '' && this.v2) paths[UNIFIED] = this.resolve(this.v2, cgPath);
+        continue;
+      }
+      for (const c of ctrls.split(',')) {
+        const m = this.v1.get(c);
+        if (m && (V1_CONTROLLERS as readonly string[]).includes(c)) paths[c] = this.resolve(m, cgPath);
+      }
+    }
+    return { version: this.version, paths };
+  }
+
+  /** Creates the group (and the agent's root) in every hierarchy. */
+  create(relative: string): CgroupRef {
+    const ref = this.refFor(relative);
+    if (ref.version === 'v2') this.enableV2Controllers(relative);
+    for (const dir of Object.values(ref.paths)) {
+      try {
+        fs.mkdirSync(dir, { recursive: true });
+      } catch (err) {
+        throw new DriverError(DriverNames.Cgroup, `cannot create cgroup ${dir}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return ref;
+  }
+
+  exists(ref: CgroupRef): boolean {
+    return Object.values(ref.paths).some((d) => fs.existsSync(d));
+  }
+
+  /** The pids in the group (from the first hierarchy that has it). */
+  pids(ref: CgroupRef): number[] {
+    const seen = new Set<number>();
+    for (const dir of Object.values(ref.paths)) {
+      for (const p of safeRead(path.join(dir, 'cgroup.procs')).split('\n')) if (p !== '') seen.add(Number(p));
+    }
+    return [...seen];
+  }
+
+  /** The cgroup.procs files a process must be written to to join the group. */
+  procsFiles(ref: CgroupRef): string[] {
+    return [...new Set(Object.values(ref.paths))].map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  /** Moves any remaining process to the hierarchy root, then removes the group and empty parents up to the agent root. */
+  remove(ref: CgroupRef): void {
+    for (const [ctrl, dir] of Object.entries(ref.paths)) {
+      if (!fs.existsSync(dir)) continue;
+      const mount = this.mountOf(ctrl);
+      for (const pid of safeRead(path.join(dir, 'cgroup.procs')).split('\n')) {
+        if (pid !== '') tryWrite(path.join(mount.mountPoint, 'cgroup.procs'), pid);
+      }
+      const stop = path.join(mount.mountPoint, this.parent);
+      for (let d = dir; d.startsWith(stop + path.sep); d = path.dirname(d)) {
+        try {
+          fs.rmdirSync(d);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') continue;
+          if (d === dir) throw new DriverError(DriverNames.Cgroup, `cannot remove cgroup ${d}: ${(err as Error).message}`, { cause: err });
+          break; // a parent still in use by another group
+        }
+      }
+    }
+  }
+
+  /** Writes the limits that the change names; undefined keeps, 0 removes. */
+  applyLimits(ref: CgroupRef, change: ResourceChange): void {
+    const v2 = ref.version === 'v2';
+    const dir = (ctrl: string): string | undefined => ref.paths[v2 ? UNIFIED : ctrl];
+    if (change.memoryBytes !== undefined) {
+      const d = dir('memory');
+      if (d) writeLimit(path.join(d, v2 ? 'memory.max' : 'memory.limit_in_bytes'), change.memoryBytes === 0 ? (v2 ? 'max' : '-1') : String(change.memoryBytes));
+    }
+    if (change.cpus !== undefined) {
+      const d = dir('cpu');
+      const quota = Math.round(change.cpus * CFS_PERIOD_US);
+      if (d && v2) writeLimit(path.join(d, 'cpu.max'), change.cpus === 0 ? `max ${CFS_PERIOD_US}` : `${quota} ${CFS_PERIOD_US}`);
+      if (d && !v2) {
+        writeLimit(path.join(d, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
+        writeLimit(path.join(d, 'cpu.cfs_quota_us'), change.cpus === 0 ? '-1' : String(quota));
+      }
+    }
+    if (change.pidsLimit !== undefined) {
+      const d = dir('pids');
+      if (d) writeLimit(path.join(d, 'pids.max'), change.pidsLimit === 0 ? 'max' : String(change.pidsLimit));
+    }
+  }
+
+  /** The limits as the cgroup files hold them now. */
+  readLimits(ref: CgroupRef): Resources {
+    const v2 = ref.version === 'v2';
+    const file = (ctrl: string, v1name: string, v2name: string): string => {
+      const d = ref.paths[v2 ? UNIFIED : ctrl];
+      return d ? safeRead(path.join(d, v2 ? v2name : v1name)).trim() : '';
+    };
+    let memoryBytes = 0;
+    const mem = file('memory', 'memory.limit_in_bytes', 'memory.max');
+    if (mem !== '' && mem !== 'max' && BigInt(mem) < V1_UNLIMITED) memoryBytes = Number(mem);
+    let cpus = 0;
+    if (v2) {
+      const [q = 'max', p = String(CFS_PERIOD_US)] = file('cpu', '', 'cpu.max').split(' ');
+      if (q !== 'max' && q !== '') cpus = Number(q) / Number(p);
+    } else {
+      const q = Number(file('cpu', 'cpu.cfs_quota_us', ''));
+      const p = Number(file('cpu', 'cpu.cfs_period_us', ''));
+      if (q > 0 && p > 0) cpus = q / p;
+    }
+    const pidsRaw = file('pids', 'pids.max', 'pids.max');
+    const pidsLimit = pidsRaw === '' || pidsRaw === 'max' ? 0 : Number(pidsRaw);
+    return { cpus: Math.round(cpus * 1000) / 1000, memoryBytes, pidsLimit };
+  }
+
+  /** One sample straight from the files (synchronous: cheaper than fs.promises here). */
+  readFigures(ref: CgroupRef): Figures {
+    if (ref.version === 'v2') return readV2(ref.paths[UNIFIED]);
+    const p = ref.paths;
+    const num = (dir: string | undefined, file: string): number | undefined => {
+      if (!dir) return undefined;
+      const t = safeRead(path.join(dir, file));
+      return t === '' ? undefined : Number(t.trim());
+    };
+    const limit = p.memory ? safeRead(path.join(p.memory, 'memory.limit_in_bytes')).trim() : '';
+    const io = p.blkio ? parseBlkioV1(safeRead(path.join(p.blkio, 'blkio.throttle.io_service_bytes'))) : undefined;
+    return {
+      cpuUsageNs: num(p.cpuacct, 'cpuacct.usage'),
+      memoryUsageBytes: num(p.memory, 'memory.usage_in_bytes'),
+      memoryLimitBytes: limit !== '' && BigInt(limit) < V1_UNLIMITED ? Number(limit) : undefined,
+      pids: num(p.pids, 'pids.current'),
+      blkioReadBytes: io?.read,
+      blkioWriteBytes: io?.write,
+    };
+  }
+
+  private mountOf(ctrl: string): Mount {
+    const m = ctrl === UNIFIED ? this.v2 : this.v1.get(ctrl);
+    if (!m) throw new DriverError(DriverNames.Cgroup, `cgroup controller ${ctrl} is not mounted`);
+    return m;
+  }
+
+  private resolve(m: Mount, cgPath: string): string {
+    const rel = m.root !== '/' && cgPath.startsWith(m.root) ? cgPath.slice(m.root.length) : cgPath;
+    return path.join(m.mountPoint, rel);
+  }
+
+  /** v2 only lets a child use a controller its parents delegate to it. */
+  private enableV2Controllers(relative: string): void {
+    const m = this.mountOf(UNIFIED);
+    const chain = path.posix.join(this.parent, relative).split('/');
+    let dir = m.mountPoint;
+    for (const part of chain.slice(0, -1)) {
+      const available = safeRead(path.join(dir, 'cgroup.controllers')).split(/\s+/);
+      const wanted = V2_CONTROLLERS.filter((c) => available.includes(c)).map((c) => `+${c}`);
+      if (wanted.length > 0) tryWrite(path.join(dir, 'cgroup.subtree_control'), wanted.join(' '));
+      dir = path.join(dir, part);
+      fs.mkdirSync(dir, { recursive: true });
+    }
+    const available = safeRead(path.join(dir, 'cgroup.controllers')).split(/\s+/);
+    const wanted = V2_CONTROLLERS.filter((c) => available.includes(c)).map((c) => `+${c}`);
+    if (wanted.length > 0) tryWrite(path.join(dir, 'cgroup.subtree_control'), wanted.join(' '));
+  }
+}
+
+function readV2(dir: string | undefined): Figures {
+  if (!dir) return {};
+  const kv = (text: string, key: string): number | undefined => {
+    const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
+    return m?.[1] !== undefined ? Number(m[1]) : undefined;
+  };
+  const usec = kv(safeRead(path.join(dir, 'cpu.stat')), 'usage_usec');
+  const num = (f: string): number | undefined => {
+    const t = safeRead(path.join(dir, f)).trim();
+    return t === '' || t === 'max' ? undefined : Number(t);
+  };
+  let read = 0;
+  let write = 0;
+  let sawIo = false;
+  for (const line of safeRead(path.join(dir, 'io.stat')).split('\n')) {
+    const r = /rbytes=(\d+)/.exec(line);
+    const w = /wbytes=(\d+)/.exec(line);
+    if (r?.[1]) (read += Number(r[1])), (sawIo = true);
+    if (w?.[1]) (write += Number(w[1])), (sawIo = true);
+  }
+  const hasIo = sawIo || fs.existsSync(path.join(dir, 'io.stat'));
+  return {
+    cpuUsageNs: usec !== undefined ? usec * 1000 : undefined,
+    memoryUsageBytes: num('memory.current'),
+    memoryLimitBytes: num('memory.max'),
+    pids: num('pids.current'),
+    blkioReadBytes: hasIo ? read : undefined,
+    blkioWriteBytes: hasIo ? write : undefined,
+  };
+}
+
+function parseBlkioV1(text: string): { read: number; write: number } | undefined {
+  if (text === '') return undefined;
+  let read = 0;
+  let write = 0;
+  for (const line of text.split('\n')) {
+    const parts = line.split(' ');
+    if (parts.length !== 3) continue;
+    if (parts[1] === 'Read') read += Number(parts[2]);
+    else if (parts[1] === 'Write') write += Number(parts[2]);
+  }
+  return { read, write };
+}
+
+export function safeRead(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function tryWrite(file: string, value: string): void {
+  try {
+    fs.writeFileSync(file, value);
+  } catch {
+    /* best effort: the caller checks the outcome by reading back */
+  }
+}
+
+function writeLimit(file: string, value: string): void {
+  try {
+    fs.writeFileSync(file, value);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // The kernel refuses a limit below current usage (EBUSY) or out of range (EINVAL).
+    if (code === 'EBUSY' || code === 'EINVAL') {
+      throw new DriverError(DriverNames.Cgroup, `kernel refused ${value} for ${path.basename(file)} (${code}): below current usage or out of range`, { cause: err });
+    }
+    throw new DriverError(DriverNames.Cgroup, `cannot write ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** A relative cgroup path: no "..", not absolute, plain characters, bounded depth. */
+export function checkRelativeCgroupPath(field: string, p: string): void {
+  if (p === '') throw new InvalidArgumentError(field, 'must not be empty');
+  if (p.length > 255) throw new InvalidArgumentError(field, 'longer than 255 characters');
+  if (p.startsWith('/')) throw new InvalidArgumentError(field, 'must be relative to the agent cgroup root, not absolute');
+  const parts = p.split('/');
+  if (parts.some((s) => s === '..')) throw new InvalidArgumentError(field, 'must not escape the agent cgroup root with ".."');
+  if (parts.some((s) => s === '' || s === '.')) throw new InvalidArgumentError(field, 'must not have empty or "." segments');
+  if (parts.length > 8) throw new InvalidArgumentError(field, 'deeper than 8 levels');
+  if (!parts.every((s) => /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(s))) {
+    throw new InvalidArgumentError(field, 'segments may hold only letters, digits, "_", "-" and "."');
+  }
+  if (parts.some((s) => /^(cgroup|memory|cpu|cpuacct|pids|blkio|io|notify_on_release|tasks)\b/.test(s) && s.includes('.'))) {
+    throw new InvalidArgumentError(field, 'a segment must not look like a cgroup control file');
+  }
+}

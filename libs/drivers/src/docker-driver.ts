@@ -1,0 +1,197 @@
+import Docker from 'dockerode';
+import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
+import { DriverError, FailedPreconditionError, UnavailableError } from '@agent/grpc-kit';
+import { BaseDriver, type Capabilities } from './driver';
+import type { CgroupDriver } from './cgroup-driver';
+import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
+
+export interface DockerDriverOptions {
+  readonly socketPath: string;
+  readonly hostId: string;
+  /** Seconds Docker waits after SIGTERM before SIGKILL on stop. */
+  readonly stopGraceMs: number;
+  /** Pull an image that is not present locally. Default true. */
+  readonly pullMissing?: boolean;
+  readonly pullTimeoutMs?: number;
+}
+
+interface DockerApiError extends Error {
+  statusCode?: number;
+  json?: { message?: string };
+}
+
+/** Containers through the Docker Engine API (dockerode). */
+export class DockerDriver extends BaseDriver {
+  readonly name: DriverName = DriverNames.Docker;
+  readonly capabilities: Capabilities = {
+    lifecycle: true,
+    limits: { cpus: true, memory: true, pids: true },
+    stats: true,
+    report: false,
+  };
+  readonly docker: Docker;
+
+  constructor(
+    private readonly cgroups: CgroupDriver,
+    private readonly opts: DockerDriverOptions,
+  ) {
+    super();
+    this.docker = new Docker({ socketPath: opts.socketPath });
+  }
+
+  async health(): Promise<void> {
+    try {
+      await this.docker.ping();
+    } catch (err) {
+      throw new UnavailableError(`docker is not reachable at ${this.opts.socketPath}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  override async create(spec: WorkloadSpec): Promise<Runtime> {
+    const c = spec.container;
+    if (!c) throw new DriverError(this.name, 'spec has no container');
+    await this.health().catch((err: Error) => {
+      throw new DriverError(this.name, err.message, { cause: err });
+    });
+    const r = spec.resources;
+    const options: Docker.ContainerCreateOptions = {
+      name: `agent-${spec.name}-${spec.objectId.slice(-8)}`,
+      Image: c.image,
+      Cmd: c.command.length > 0 ? [...c.command] : undefined,
+      Env: [...c.env],
+      Labels: {
+        ...spec.labels,
+        [Label.Managed]: 'true',
+        [Label.ObjectId]: spec.objectId,
+        [Label.HostId]: this.opts.hostId,
+        [Label.Name]: spec.name,
+      },
+      HostConfig: {
+        Init: true, // PID 1 forwards SIGTERM: stop takes ~90 ms, not the whole timeout
+        Memory: r.memoryBytes || undefined,
+        // Without MemorySwap Docker allows 2x Memory; equal means the limit really limits.
+        MemorySwap: r.memoryBytes ? r.memoryBytes : undefined,
+        NanoCpus: r.cpus ? Math.round(r.cpus * 1e9) : undefined,
+        PidsLimit: r.pidsLimit || undefined,
+      },
+    };
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer(options);
+    } catch (err) {
+      if (!isNoSuchImage(err) || this.opts.pullMissing === false) throw this.fail('create', err);
+      await this.pull(c.image);
+      container = await this.docker.createContainer(options).catch((e: unknown) => {
+        throw this.fail('create', e);
+      });
+    }
+    try {
+      await container.start();
+      return await this.inspect({ runtimeId: container.id, pid: 0, cgroup: { version: this.cgroups.fs.version, paths: {} }, applied: r, running: false });
+    } catch (err) {
+      await container.remove({ force: true }).catch(() => undefined); // leave nothing half-made
+      throw this.fail('start', err);
+    }
+  }
+
+  override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
+    if (change.memoryBytes === 0 || change.cpus === 0) {
+      throw new FailedPreconditionError('docker cannot remove a memory or cpu limit from an existing container; set a larger one');
+    }
+    const body: Record<string, number> = {};
+    if (change.memoryBytes !== undefined) {
+      body.Memory = change.memoryBytes;
+      body.MemorySwap = change.memoryBytes; // Docker refuses Memory alone (409)
+    }
+    if (change.cpus !== undefined) body.NanoCpus = Math.round(change.cpus * 1e9);
+    if (change.pidsLimit !== undefined) body.PidsLimit = change.pidsLimit === 0 ? -1 : change.pidsLimit;
+    const container = this.docker.getContainer(rt.runtimeId);
+    try {
+      if (body.Memory !== undefined) {
+        // Lowering Memory below the current MemorySwap is fine; raising it above needs swap first.
+        const info = await container.inspect();
+        const swap = info.HostConfig.MemorySwap ?? 0;
+        if (swap > 0 && body.Memory > swap) await container.update({ MemorySwap: body.MemorySwap, Memory: body.Memory });
+      }
+      await container.update(body);
+    } catch (err) {
+      throw this.fail('update', err);
+    }
+    return { ...rt, applied: this.cgroups.fs.readLimits(rt.cgroup) };
+  }
+
+  override async remove(rt: Runtime): Promise<void> {
+    const container = this.docker.getContainer(rt.runtimeId);
+    try {
+      await container.stop({ t: Math.ceil(this.opts.stopGraceMs / 1000) }).catch((err: DockerApiError) => {
+        if (err.statusCode !== 304) throw err; // 304: already stopped
+      });
+      await container.remove({ force: true, v: true });
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 404) return; // already gone
+      throw this.fail('remove', err);
+    }
+  }
+
+  override async inspect(rt: Runtime): Promise<Runtime> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(rt.runtimeId).inspect();
+    } catch (err) {
+      throw this.fail('inspect', err);
+    }
+    const pid = info.State.Pid ?? 0;
+    const running = info.State.Running === true && pid > 0;
+    const cgroup = running ? this.cgroups.fs.refForPid(pid) : rt.cgroup;
+    return {
+      runtimeId: info.Id,
+      pid: running ? pid : 0,
+      cgroup,
+      applied: running ? this.cgroups.fs.readLimits(cgroup) : rt.applied,
+      running,
+    };
+  }
+
+  override stats(rt: Runtime): Figures {
+    return this.cgroups.stats(rt);
+  }
+
+  /** Containers this host's agent manages, found again by their labels. */
+  async listManaged(): Promise<Docker.ContainerInfo[]> {
+    return this.docker.listContainers({
+      all: true,
+      filters: { label: [`${Label.Managed}=true`, `${Label.HostId}=${this.opts.hostId}`] },
+    });
+  }
+
+  private async pull(image: string): Promise<void> {
+    const timeoutMs = this.opts.pullTimeoutMs ?? 120_000;
+    try {
+      const stream = await this.docker.pull(image);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`pull timed out after ${timeoutMs} ms`)), timeoutMs);
+        this.docker.modem.followProgress(stream, (err: Error | null) => {
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve();
+        });
+      });
+    } catch (err) {
+      throw new DriverError(this.name, `no such image ${image} locally, and pulling it failed: ${dockerMessage(err)}`, { cause: err });
+    }
+  }
+
+  private fail(op: string, err: unknown): DriverError {
+    return new DriverError(this.name, `${op}: ${dockerMessage(err)}`, { cause: err });
+  }
+}
+
+function isNoSuchImage(err: unknown): boolean {
+  const e = err as DockerApiError;
+  return e.statusCode === 404 && /no such image/i.test(dockerMessage(err));
+}
+
+function dockerMessage(err: unknown): string {
+  const e = err as DockerApiError;
+  return (e.json?.message ?? e.message ?? String(err)).trim();
+}

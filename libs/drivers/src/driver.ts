@@ -1,0 +1,82 @@
+import type { DriverName } from '@agent/option';
+import { NotSupportedError } from '@agent/grpc-kit';
+import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
+
+/** Plain flags: what a driver can do. Callers check them instead of catching. */
+export interface Capabilities {
+  /** create / update / remove / inspect workloads. */
+  readonly lifecycle: boolean;
+  /** Which limits update() can set. */
+  readonly limits: { readonly cpus: boolean; readonly memory: boolean; readonly pids: boolean };
+  /** stats(): figures read from the object's cgroup and namespaces. */
+  readonly stats: boolean;
+  /** push() reports upstream (Bus Out). */
+  readonly report: boolean;
+}
+
+export interface ReportPayload {
+  readonly hostId: string;
+  /** Reports in the proto's JSON-free shape; the rpc driver sends them as they are. */
+  readonly reports: readonly unknown[];
+}
+
+/**
+ * The one driver interface. Every driver implements all of it; what it cannot
+ * do throws NotSupportedError and is false in its capabilities.
+ */
+export interface Driver {
+  readonly name: DriverName;
+  readonly capabilities: Capabilities;
+  /** Resolves when the driver's backend answers (Docker ping, cgroup fs mounted, upstream up). */
+  health(): Promise<void>;
+  create(spec: WorkloadSpec): Promise<Runtime>;
+  /** Applies the change and returns the runtime with limits read back from the object. */
+  update(runtime: Runtime, change: ResourceChange): Promise<Runtime>;
+  /** Idempotent: removing what is already gone succeeds. */
+  remove(runtime: Runtime): Promise<void>;
+  inspect(runtime: Runtime): Promise<Runtime>;
+  stats(runtime: Runtime): Figures;
+  push(payload: ReportPayload): Promise<number>;
+  close(): Promise<void>;
+}
+
+export const NO_CAPABILITIES: Capabilities = {
+  lifecycle: false,
+  limits: { cpus: false, memory: false, pids: false },
+  stats: false,
+  report: false,
+};
+
+/** Defaults for every method: "not supported", loudly. */
+export abstract class BaseDriver implements Driver {
+  abstract readonly name: DriverName;
+  abstract readonly capabilities: Capabilities;
+
+  abstract health(): Promise<void>;
+
+  create(_spec: WorkloadSpec): Promise<Runtime> {
+    return this.unsupported('create');
+  }
+  update(_runtime: Runtime, _change: ResourceChange): Promise<Runtime> {
+    return this.unsupported('update');
+  }
+  remove(_runtime: Runtime): Promise<void> {
+    return this.unsupported('remove');
+  }
+  inspect(_runtime: Runtime): Promise<Runtime> {
+    return this.unsupported('inspect');
+  }
+  stats(_runtime: Runtime): Figures {
+    throw new NotSupportedError(`${this.name} driver does not support stats`);
+  }
+  push(_payload: ReportPayload): Promise<number> {
+    return this.unsupported('push');
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  protected unsupported(op: string): Promise<never> {
+    return Promise.reject(new NotSupportedError(`${this.name} driver does not support ${op}`));
+  }
+}

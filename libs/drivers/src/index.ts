@@ -1,0 +1,25 @@
+export { BaseDriver, NO_CAPABILITIES } from './driver';
+export type { Driver, Capabilities, ReportPayload } from './driver';
+export { NO_LIMITS } from './types';
+export type {
+  Resources,
+  ResourceChange,
+  CgroupRef,
+  CgroupVersion,
+  ContainerWorkload,
+  ProcessWorkload,
+  CgroupWorkload,
+  WorkloadSpec,
+  Runtime,
+  Figures,
+} from './types';
+export { CgroupFs, V1_CONTROLLERS, UNIFIED, checkRelativeCgroupPath, safeRead } from './cgroup-fs';
+export { CgroupDriver } from './cgroup-driver';
+export { ProcessDriver, resolveExecutable } from './process-driver';
+export type { ProcessDriverOptions } from './process-driver';
+export { DockerDriver } from './docker-driver';
+export type { DockerDriverOptions } from './docker-driver';
+export { RpcDriver } from './rpc-driver';
+export { hostFigures, netFigures, parseNetDev, processStartTime, isAlive } from './proc-figures';
+export { createHostDrivers } from './registry';
+export type { HostDrivers } from './registry';

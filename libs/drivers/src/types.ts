@@ -1,0 +1,79 @@
+// Domain types shared by the drivers and the services that use them. They
+// mirror the proto messages field for field, but are owned here so that
+// drivers never depend on generated code.
+
+export interface Resources {
+  /** CPU cores; 0 = no limit. */
+  readonly cpus: number;
+  /** Bytes; 0 = no limit. */
+  readonly memoryBytes: number;
+  /** 0 = no limit. */
+  readonly pidsLimit: number;
+}
+
+/** An update: undefined keeps a field, 0 removes its limit, > 0 sets it. */
+export interface ResourceChange {
+  readonly cpus?: number;
+  readonly memoryBytes?: number;
+  readonly pidsLimit?: number;
+}
+
+export const NO_LIMITS: Resources = { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
+
+export type CgroupVersion = 'v1' | 'v2';
+
+/** Where an object's cgroup lives: v1 controller -> dir, or v2 "unified" -> dir. */
+export interface CgroupRef {
+  readonly version: CgroupVersion;
+  readonly paths: Readonly<Record<string, string>>;
+}
+
+export interface ContainerWorkload {
+  readonly image: string;
+  readonly command: readonly string[];
+  readonly env: readonly string[];
+}
+
+export interface ProcessWorkload {
+  readonly command: readonly string[];
+  readonly env: readonly string[];
+  readonly cwd: string;
+}
+
+export interface CgroupWorkload {
+  readonly path: string;
+}
+
+export interface WorkloadSpec {
+  readonly objectId: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly resources: Resources;
+  readonly container?: ContainerWorkload;
+  readonly process?: ProcessWorkload;
+  readonly cgroup?: CgroupWorkload;
+}
+
+/** What a driver knows of a live object. */
+export interface Runtime {
+  /** Container id; for processes and cgroups the cgroup path below the agent's root. */
+  readonly runtimeId: string;
+  /** 0 when the object has no process of its own (a cgroup). */
+  readonly pid: number;
+  readonly cgroup: CgroupRef;
+  /** Limits read back from the object itself. */
+  readonly applied: Resources;
+  readonly running: boolean;
+}
+
+/** One sample of an object's figures; a figure it does not have is undefined. */
+export interface Figures {
+  readonly cpuUsageNs?: number;
+  readonly memoryUsageBytes?: number;
+  readonly memoryLimitBytes?: number;
+  readonly pids?: number;
+  readonly netRxBytes?: number;
+  readonly netTxBytes?: number;
+  readonly blkioReadBytes?: number;
+  readonly blkioWriteBytes?: number;
+}

@@ -1,0 +1,66 @@
+import { credentials, type CallOptions, type Client, type ClientUnaryCall, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata as GrpcMetadata } from '@grpc/grpc-js';
+import { fromGrpcError } from './status';
+
+type UnaryFn<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/** The keys of a ts-proto client whose last overload is a unary call. */
+type UnaryKeys<C> = {
+  [K in keyof C]: C[K] extends UnaryFn<infer _Req, infer _Res> ? K : never;
+}[keyof C];
+type ReqOf<F> = F extends UnaryFn<infer Req, infer _Res> ? Req : never;
+type ResOf<F> = F extends UnaryFn<infer _Req, infer Res> ? Res : never;
+
+export interface CallOpts {
+  /** Milliseconds from now. Default: none. */
+  readonly timeoutMs?: number;
+  readonly metadata?: Metadata;
+}
+
+/**
+ * A promise-based view of a ts-proto grpc-js client. Errors come back as
+ * domain errors (fromGrpcError), so a NOT_FOUND two hops down is still
+ * NOT_FOUND at the edge.
+ */
+export class Peer<C extends Client> {
+  constructor(
+    readonly client: C,
+    readonly address: string,
+  ) {}
+
+  call<K extends UnaryKeys<C>>(method: K, request: ReqOf<C[K]>, opts: CallOpts = {}): Promise<ResOf<C[K]>> {
+    const fn = this.client[method] as unknown as UnaryFn<ReqOf<C[K]>, ResOf<C[K]>>;
+    const options: Partial<CallOptions> = opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
+    return new Promise((resolve, reject) => {
+      fn.call(this.client, request, opts.metadata ?? new GrpcMetadata(), options, (err, res) =>
+        err ? reject(fromGrpcError(err)) : resolve(res),
+      );
+    });
+  }
+
+  /** Resolves once the channel is connected, or rejects after timeoutMs. */
+  waitReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;
+
+export function connect<C extends Client>(Ctor: ClientCtor<C>, address: string): Peer<C> {
+  const client = new Ctor(address, credentials.createInsecure(), {
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+  });
+  return new Peer(client, address);
+}

@@ -1,0 +1,23 @@
+export {
+  AgentError,
+  InvalidArgumentError,
+  NotFoundError,
+  AlreadyExistsError,
+  FailedPreconditionError,
+  NotSupportedError,
+  UnavailableError,
+  DeadlineExceededError,
+  DriverError,
+  errorMessage,
+} from './errors';
+export { toGrpcStatus, fromGrpcError, isServiceError } from './status';
+export type { MappedStatus } from './status';
+export { Logger } from './log';
+export type { Fields } from './log';
+export { HealthRegistry } from './health';
+export { startGrpcServer, unary, serverStream } from './server';
+export type { ServiceBinding, RunningServer } from './server';
+export { Peer, connect } from './client';
+export type { CallOpts } from './client';
+export { exitOnSignal, retry } from './lifecycle';
+export type { ShutdownStep } from './lifecycle';

@@ -1,0 +1,136 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** Thrown at startup for a bad setting; names the variable. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function str(env: Env, name: string, def: string): string {
+  const v = env[name];
+  return v === undefined || v === '' ? def : v;
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(name, `expected an integer in [${min}, ${max}], got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readonly T[]): T {
+  const v = str(env, name, def);
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return v as T;
+}
+
+function address(env: Env, name: string, def: string): string {
+  const v = str(env, name, def);
+  if (v !== '' && !/^(unix:.+|[\w.-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/.test(v)) {
+    throw new ConfigError(name, `expected host:port or unix:/path, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * Every setting of every service, with its default. Each service reads the
+ * part it needs; the daemon reads all of it once.
+ */
+export interface AgentConfig {
+  /** AGENT_HOST_ID: this node's id on every report and record. Default: the hostname. */
+  readonly hostId: string;
+  /** AGENT_DATA_DIR: local state, logs of processes, the JSONL report file. Default: ./.agent-data */
+  readonly dataDir: string;
+  /** AGENT_LOG_LEVEL: debug | info | warn | error. Default: info. */
+  readonly logLevel: LogLevel;
+  /** AGENT_LISTEN: the apiserver's public address. Default: 127.0.0.1:50051. */
+  readonly apiListen: string;
+  /** AGENT_<MODULE>_LISTEN: an internal service's own address when run alone. Default: 127.0.0.1:0. */
+  readonly agentcoreListen: string;
+  readonly managerListen: string;
+  readonly collectorListen: string;
+  readonly reporterListen: string;
+  /** AGENT_<MODULE>_ADDR: where the other services find one (separate processes). */
+  readonly agentcoreAddr: string;
+  readonly managerAddr: string;
+  readonly collectorAddr: string;
+  readonly reporterAddr: string;
+  /** AGENT_UPSTREAM: the ReportSink (Bus Out) address; empty: none, reports go to the JSONL file. */
+  readonly upstream: string;
+  /** AGENT_REPORT_FILE: JSON Lines of every report sent; "off" disables. Default: <dataDir>/reports.jsonl */
+  readonly reportFile: string;
+  /** AGENT_CGROUP_PARENT: the agent's own cgroup root, under each hierarchy. Default: agent. */
+  readonly cgroupParent: string;
+  /** AGENT_CGROUP_MOUNT: where cgroup hierarchies are mounted. Default: /sys/fs/cgroup. */
+  readonly cgroupMount: string;
+  /** DOCKER_HOST (unix:// only) or AGENT_DOCKER_SOCKET. Default: /var/run/docker.sock. */
+  readonly dockerSocket: string;
+  /** AGENT_HEARTBEAT_MS: period of the host collect and report tasks. Default: 10000. */
+  readonly heartbeatMs: number;
+  /** AGENT_COLLECT_BASE_MS: the low base rate of objects nobody pushes. Default: 10000. */
+  readonly collectBaseMs: number;
+  /** AGENT_MIN_INTERVAL_MS: the smallest PushOn interval accepted. Default: 50. */
+  readonly minIntervalMs: number;
+  /** AGENT_STOP_GRACE_MS: SIGTERM to SIGKILL for processes and containers. Default: 3000. */
+  readonly stopGraceMs: number;
+  /** AGENT_WAIT_TIMEOUT_MS: the longest a wait=true call waits. Default: 120000. */
+  readonly waitTimeoutMs: number;
+  /** AGENT_EVENT_RETENTION: how many finished events are kept for GetEvent. Default: 10000. */
+  readonly eventRetention: number;
+}
+
+export function loadConfig(env: Env = process.env): AgentConfig {
+  const dataDir = path.resolve(str(env, 'AGENT_DATA_DIR', '.agent-data'));
+  const dockerHost = str(env, 'DOCKER_HOST', '');
+  if (dockerHost !== '' && !dockerHost.startsWith('unix://')) {
+    throw new ConfigError('DOCKER_HOST', 'only unix:// sockets are supported');
+  }
+  const listenDefault = '127.0.0.1:0';
+  return {
+    hostId: str(env, 'AGENT_HOST_ID', os.hostname()),
+    dataDir,
+    logLevel: oneOf(env, 'AGENT_LOG_LEVEL', 'info', LOG_LEVELS),
+    apiListen: address(env, 'AGENT_LISTEN', '127.0.0.1:50051'),
+    agentcoreListen: address(env, 'AGENT_AGENTCORE_LISTEN', listenDefault),
+    managerListen: address(env, 'AGENT_MANAGER_LISTEN', listenDefault),
+    collectorListen: address(env, 'AGENT_COLLECTOR_LISTEN', listenDefault),
+    reporterListen: address(env, 'AGENT_REPORTER_LISTEN', listenDefault),
+    agentcoreAddr: address(env, 'AGENT_AGENTCORE_ADDR', ''),
+    managerAddr: address(env, 'AGENT_MANAGER_ADDR', ''),
+    collectorAddr: address(env, 'AGENT_COLLECTOR_ADDR', ''),
+    reporterAddr: address(env, 'AGENT_REPORTER_ADDR', ''),
+    upstream: address(env, 'AGENT_UPSTREAM', ''),
+    reportFile: str(env, 'AGENT_REPORT_FILE', path.join(dataDir, 'reports.jsonl')),
+    cgroupParent: str(env, 'AGENT_CGROUP_PARENT', 'agent'),
+    cgroupMount: str(env, 'AGENT_CGROUP_MOUNT', '/sys/fs/cgroup'),
+    dockerSocket: dockerHost !== '' ? dockerHost.slice('unix://'.length) : str(env, 'AGENT_DOCKER_SOCKET', '/var/run/docker.sock'),
+    heartbeatMs: int(env, 'AGENT_HEARTBEAT_MS', 10_000, 100, 3_600_000),
+    collectBaseMs: int(env, 'AGENT_COLLECT_BASE_MS', 10_000, 100, 3_600_000),
+    minIntervalMs: int(env, 'AGENT_MIN_INTERVAL_MS', 50, 1, 60_000),
+    stopGraceMs: int(env, 'AGENT_STOP_GRACE_MS', 3_000, 0, 600_000),
+    waitTimeoutMs: int(env, 'AGENT_WAIT_TIMEOUT_MS', 120_000, 1_000, 3_600_000),
+    eventRetention: int(env, 'AGENT_EVENT_RETENTION', 10_000, 100, 10_000_000),
+  };
+}
+
+/** Fails loudly when a service that runs alone was not told where a peer is. */
+export function requireAddr(value: string, variable: string): string {
+  if (value === '') throw new ConfigError(variable, 'required when this service runs on its own');
+  return value;
+}

@@ -1,0 +1,14 @@
+export {
+  Module,
+  MODULES,
+  Driver,
+  DRIVERS,
+  Label,
+  GrpcService,
+  HOST_OBJECT_ID,
+  isModuleName,
+  isDriverName,
+} from './names';
+export type { ModuleName, DriverName } from './names';
+export { ConfigError, LOG_LEVELS, loadConfig, requireAddr } from './config';
+export type { AgentConfig, LogLevel } from './config';

@@ -1,0 +1,51 @@
+// Names of modules, drivers and labels. Code refers to these constants, never
+// to loose strings, so that a typo is a compile error.
+
+export const Module = {
+  ApiServer: 'apiserver',
+  AgentCore: 'agentcore',
+  Manager: 'manager',
+  Collector: 'collector',
+  Reporter: 'reporter',
+  Daemon: 'daemon',
+} as const;
+export type ModuleName = (typeof Module)[keyof typeof Module];
+export const MODULES: readonly ModuleName[] = Object.values(Module);
+
+export const Driver = {
+  Docker: 'docker',
+  Process: 'process',
+  Cgroup: 'cgroup',
+  Rpc: 'rpc',
+} as const;
+export type DriverName = (typeof Driver)[keyof typeof Driver];
+export const DRIVERS: readonly DriverName[] = Object.values(Driver);
+
+/** Labels that mark the containers the agent manages, so they can be found again. */
+export const Label = {
+  Managed: 'io.agent.managed',
+  ObjectId: 'io.agent.object-id',
+  HostId: 'io.agent.host-id',
+  Name: 'io.agent.name',
+} as const;
+
+/** Fully qualified gRPC service names, as health checks and reflection know them. */
+export const GrpcService = {
+  Agent: 'agent.v1.AgentService',
+  ReportSink: 'agent.v1.ReportSink',
+  AgentCore: 'agent.internal.v1.AgentCore',
+  Manager: 'agent.internal.v1.Manager',
+  Collector: 'agent.internal.v1.Collector',
+  Reporter: 'agent.internal.v1.Reporter',
+} as const;
+
+/** The object id under which the host's own heartbeat figures are reported. */
+export const HOST_OBJECT_ID = 'host';
+
+export function isModuleName(s: string): s is ModuleName {
+  return (MODULES as readonly string[]).includes(s);
+}
+
+export function isDriverName(s: string): s is DriverName {
+  return (DRIVERS as readonly string[]).includes(s);
+}
