@@ -1,0 +1,196 @@
+// Real components for the end-to-end tests: the daemon and the sink run as
+// child processes exactly as a user starts them; calls go through buf curl
+// (the grpcurl stand-in, reflection only) or a plain grpc-js client.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { promisify } from 'node:util';
+
+export const ROOT = path.resolve(__dirname, '../..');
+export const BUSYBOX = 'local/busybox:latest';
+const BUF = path.join(ROOT, 'node_modules/.bin/buf');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export interface LogLine {
+  readonly msg: string;
+  readonly module: string;
+  readonly [k: string]: unknown;
+}
+
+export interface Agent {
+  readonly address: string;
+  readonly dataDir: string;
+  readonly cgroupParent: string;
+  readonly hostId: string;
+  readonly logs: LogLine[];
+  readonly child: ChildProcess;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts apps/daemon (what npm start runs) and waits for "agent ready". */
+export async function startAgent(env: Record<string, string> = {}): Promise<Agent> {
+  const port = await freePort();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-e2e-'));
+  const cgroupParent = `agent-e2e-${randomBytes(4).toString('hex')}`;
+  const hostId = `e2e-${randomBytes(3).toString('hex')}`;
+  const child = spawn(process.execPath, [path.join(ROOT, 'apps/daemon/dist/main.js')], {
+    env: {
+      ...process.env,
+      AGENT_LISTEN: `127.0.0.1:${port}`,
+      AGENT_DATA_DIR: dataDir,
+      AGENT_CGROUP_PARENT: cgroupParent,
+      AGENT_HOST_ID: hostId,
+      AGENT_LOG_LEVEL: 'info',
+      AGENT_STOP_GRACE_MS: '1000',
+      ...env,
+    },
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  const ready = new Promise<void>((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stderr! });
+    rl.on('line', (line) => {
+      let parsed: LogLine | undefined;
+      try {
+        parsed = JSON.parse(line) as LogLine;
+      } catch {
+        process.stderr.write(`[agent] ${line}\n`);
+        return;
+      }
+      logs.push(parsed);
+      if (parsed.msg === 'agent ready') resolve();
+      if (process.env.AGENT_E2E_VERBOSE) process.stderr.write(`[agent] ${line}\n`);
+    });
+    child.once('exit', (code) => reject(new Error(`agent exited early with ${code}: ${JSON.stringify(logs.slice(-5))}`)));
+  });
+  const timeout = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await ready.finally(() => clearTimeout(timeout));
+  return {
+    address: `127.0.0.1:${port}`,
+    dataDir,
+    cgroupParent,
+    hostId,
+    logs,
+    child,
+    stop: (signal: NodeJS.Signals = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.kill(signal);
+      }),
+  };
+}
+
+export interface Sink {
+  readonly address: string;
+  readonly lines: Array<{ type: string; hostId?: string; report?: Record<string, unknown>; host?: Record<string, unknown> }>;
+  stop(): Promise<void>;
+}
+
+/** Starts tools/sink, the upstream ReportSink a user would run. */
+export async function startSink(): Promise<Sink> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'tools/sink/dist/main.js'), '--listen', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines: Sink['lines'] = [];
+  await new Promise<void>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      const o = JSON.parse(l) as Sink['lines'][number];
+      lines.push(o);
+      if (o.type === 'listening') resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`sink exited with ${code}`)));
+  });
+  return {
+    address: `127.0.0.1:${port}`,
+    lines,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+export interface CurlResult {
+  readonly ok: boolean;
+  readonly body: any;
+  /** For failures: buf curl's {"code": "...", "message": "..."}. */
+  readonly error?: { code: string; message: string };
+}
+
+/** buf curl over reflection, like grpcurl: no proto files. */
+export async function bufCurl(address: string, method: string, body: unknown = {}): Promise<CurlResult> {
+  try {
+    const { stdout } = await promisify(execFile)(
+      BUF,
+      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--timeout', '60s', '-d', JSON.stringify(body), `http://${address}/${method}`],
+      { maxBuffer: 16 * 1024 * 1024 },
+    );
+    return { ok: true, body: stdout.trim() === '' ? {} : JSON.parse(stdout) };
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string };
+    let error: CurlResult['error'];
+    try {
+      error = JSON.parse(e.stderr ?? '') as CurlResult['error'];
+    } catch {
+      throw new Error(`buf curl failed without a status: ${e.stderr ?? String(err)}`);
+    }
+    return { ok: false, body: undefined, error };
+  }
+}
+
+export const api = (agent: { address: string }, method: string, body: unknown = {}): Promise<CurlResult> =>
+  bufCurl(agent.address, `agent.v1.AgentService/${method}`, body);
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export async function sh(cmd: string, args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(cmd, args);
+  return stdout.trim();
+}
+
+export function readCgroupFile(dir: string, file: string): string {
+  return fs.readFileSync(path.join(dir, file), 'utf8').trim();
+}
+
+/** The memory limit file of a pid's cgroup, found independently of the agent's code. */
+export function memoryLimitFile(pid: number): string {
+  const lines = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n');
+  const v1 = lines.find((l) => l.split(':')[1]?.split(',').includes('memory'));
+  if (v1) return path.join('/sys/fs/cgroup/memory', v1.split(':')[2] ?? '/', 'memory.limit_in_bytes');
+  const v2 = lines.find((l) => l.startsWith('0::'));
+  return path.join('/sys/fs/cgroup', v2?.slice(3) ?? '/', 'memory.max');
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian machine ready for the tests: Docker engine, busybox,
+# iptables (apt), a running dockerd, and a local busybox image (nothing can be
+# pulled here). Idempotent: does only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "test-env: $*" >&2; }
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+[ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "missing ${need[*]} and cannot apt-get install them (need root on Debian)"; exit 1
+  fi
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  mkdir -p /var/log
+  nohup dockerd >/var/log/agent-test-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not come up"; tail -20 /var/log/agent-test-dockerd.log >&2; exit 1; }
+fi
+
+bash tools/busybox-image.sh
