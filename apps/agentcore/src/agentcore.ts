@@ -73,11 +73,38 @@ export class AgentCore {
     await collector.call('setPush', { objectId: HOST_OBJECT_ID, intervalMs: this.opts.heartbeatMs }, { timeoutMs: PEER_TIMEOUT_MS });
     await reporter.call('startReport', { objectId: HOST_OBJECT_ID }, { timeoutMs: PEER_TIMEOUT_MS });
     this.log.info('heartbeat running', { intervalMs: this.opts.heartbeatMs });
+    this.followRuntime(250);
   }
+
+  /** Workloads that stop or start by themselves change their object's state, in order with its events. */
+  private followRuntime(backoffMs: number): void {
+    if (!this.accepting) return;
+    const stream = this.peers.manager.client.watchRuntime({});
+    this.runtimeStream = stream;
+    stream.on('data', (e: internalv1.RuntimeEvent) => {
+      backoffMs = 250;
+      const rec = this.objects.get(e.objectId);
+      if (!rec) return;
+      rec.queue = rec.queue.then(() => {
+        const s = rec.object.state;
+        if (s !== State.STATE_RUNNING && s !== State.STATE_STOPPED) return;
+        if (rec.runtime) rec.runtime.running = e.running;
+        const failed = !e.running && e.reason !== 'exited with code 0';
+        this.setState(rec, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
+      });
+    });
+    stream.on('error', () => {
+      if (!this.accepting) return;
+      setTimeout(() => this.followRuntime(Math.min(backoffMs * 2, 5_000)), backoffMs).unref();
+    });
+  }
+
+  private runtimeStream: { cancel(): void } | undefined;
 
   /** Stops taking events and waits for the queued ones, at most timeoutMs. */
   async drain(timeoutMs: number): Promise<void> {
     this.accepting = false;
+    this.runtimeStream?.cancel();
     const all = Promise.allSettled([...this.objects.values()].map((r) => r.queue));
     await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs))]);
   }

@@ -1,11 +1,14 @@
 import { type AgentConfig, GrpcService } from '@agent/option';
-import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
-import type { Driver, ResourceChange, Runtime, WorkloadSpec } from '@agent/drivers';
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
+import type { Driver, ResourceChange, Runtime, RuntimeEvent, WorkloadSpec } from '@agent/drivers';
 import { internalv1, v1 } from '@agent/proto';
 
 interface Managed {
   readonly kind: v1.Kind;
   runtime: Runtime;
+  /** Being removed: its own stop is not news. */
+  removing: boolean;
 }
 
 /** Which driver manages which kind of object. */
@@ -21,11 +24,37 @@ export interface KindDrivers {
  */
 export class ManagerService {
   private readonly objects = new Map<string, Managed>();
+  private readonly watchers = new Set<ServerWritableStream<internalv1.Empty, internalv1.RuntimeEvent>>();
 
   constructor(
     private readonly drivers: KindDrivers,
     private readonly log: Logger,
-  ) {}
+  ) {
+    for (const d of new Set([drivers.container, drivers.process, drivers.cgroup])) {
+      if (d.capabilities.events) d.watch((e) => this.onRuntimeEvent(e));
+    }
+  }
+
+  private onRuntimeEvent(e: RuntimeEvent): void {
+    const m = this.objects.get(e.objectId);
+    if (!m || m.removing || m.runtime.running === e.running) return;
+    m.runtime = { ...m.runtime, running: e.running };
+    this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
+    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid };
+    for (const w of this.watchers) w.write(ev);
+  }
+
+  private watchRuntime(call: ServerWritableStream<internalv1.Empty, internalv1.RuntimeEvent>): Promise<void> {
+    this.watchers.add(call);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.watchers.delete(call);
+        resolve();
+      };
+      call.on('cancelled', done);
+      call.on('close', done);
+    });
+  }
 
   driverFor(kind: v1.Kind): Driver {
     switch (kind) {
@@ -46,7 +75,7 @@ export class ManagerService {
     if (this.objects.has(req.objectId)) throw new FailedPreconditionError(`object ${req.objectId} is already managed`);
     const driver = this.driverFor(spec.kind);
     const runtime = await driver.create(toWorkload(req.objectId, spec));
-    this.objects.set(req.objectId, { kind: spec.kind, runtime });
+    this.objects.set(req.objectId, { kind: spec.kind, runtime, removing: false });
     this.log.info('object created', { objectId: req.objectId, driver: driver.name, runtimeId: runtime.runtimeId, pid: runtime.pid });
     return toRuntimeInfo(runtime);
   }
@@ -61,7 +90,13 @@ export class ManagerService {
 
   async delete(req: internalv1.ObjectRef): Promise<internalv1.Empty> {
     const m = this.get(req.objectId);
-    await this.driverFor(m.kind).remove(m.runtime);
+    m.removing = true;
+    try {
+      await this.driverFor(m.kind).remove(m.runtime);
+    } catch (err) {
+      m.removing = false;
+      throw err;
+    }
     this.objects.delete(req.objectId);
     this.log.info('object deleted', { objectId: req.objectId });
     return {};
@@ -85,6 +120,7 @@ export class ManagerService {
       updateObject: unary(this.log, (r) => this.update(r)),
       deleteObject: unary(this.log, (r) => this.delete(r)),
       inspectObject: unary(this.log, (r) => this.inspect(r)),
+      watchRuntime: serverStream(this.log, (_r, call) => this.watchRuntime(call)),
     };
   }
 }

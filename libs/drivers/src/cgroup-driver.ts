@@ -16,6 +16,7 @@ export class CgroupDriver extends BaseDriver {
     limits: { cpus: true, memory: true, pids: true },
     stats: true,
     report: false,
+    events: false,
   };
 
   constructor(readonly fs: CgroupFs) {

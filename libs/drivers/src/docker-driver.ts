@@ -3,7 +3,7 @@ import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
 import { DriverError, FailedPreconditionError, UnavailableError } from '@agent/grpc-kit';
 import { BaseDriver, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
-import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
+import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 export interface DockerDriverOptions {
   readonly socketPath: string;
@@ -28,8 +28,13 @@ export class DockerDriver extends BaseDriver {
     limits: { cpus: true, memory: true, pids: true },
     stats: true,
     report: false,
+    events: true,
   };
   readonly docker: Docker;
+  private readonly listeners = new Set<RuntimeListener>();
+  private events: NodeJS.ReadableStream | undefined;
+  private eventsSince = Math.floor(Date.now() / 1000);
+  private closed = false;
 
   constructor(
     private readonly cgroups: CgroupDriver,
@@ -154,6 +159,69 @@ export class DockerDriver extends BaseDriver {
 
   override stats(rt: Runtime): Figures {
     return this.cgroups.stats(rt);
+  }
+
+  /** die/start of the containers this host's agent manages, from the Docker event stream. */
+  override watch(listener: RuntimeListener): () => void {
+    this.listeners.add(listener);
+    if (!this.events) void this.follow(250);
+    return () => this.listeners.delete(listener);
+  }
+
+  private async follow(backoffMs: number): Promise<void> {
+    if (this.closed || this.listeners.size === 0) return;
+    try {
+      const stream = (await this.docker.getEvents({
+        since: this.eventsSince, // replays what happened while disconnected
+        filters: { type: ['container'], event: ['die', 'start'], label: [`${Label.Managed}=true`, `${Label.HostId}=${this.opts.hostId}`] },
+      })) as NodeJS.ReadableStream;
+      this.events = stream;
+      backoffMs = 250;
+      let buf = '';
+      stream.on('data', (chunk: Buffer) => {
+        buf += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (line !== '') this.onEvent(line);
+        }
+      });
+      await new Promise<void>((resolve) => {
+        stream.once('end', resolve);
+        stream.once('error', () => resolve());
+        stream.once('close', resolve);
+      });
+    } catch {
+      /* engine down: retry below */
+    }
+    this.events = undefined;
+    if (this.closed) return;
+    await new Promise((r) => setTimeout(r, backoffMs));
+    void this.follow(Math.min(backoffMs * 2, 10_000));
+  }
+
+  private onEvent(line: string): void {
+    let ev: { status?: string; Action?: string; id?: string; time?: number; Actor?: { Attributes?: Record<string, string> } };
+    try {
+      ev = JSON.parse(line) as typeof ev;
+    } catch {
+      return;
+    }
+    const action = ev.Action ?? ev.status;
+    const attrs = ev.Actor?.Attributes ?? {};
+    const objectId = attrs[Label.ObjectId];
+    if (ev.time) this.eventsSince = ev.time;
+    if (!objectId || !ev.id) return;
+    const running = action === 'start';
+    const reason = running ? 'started' : `exited with code ${attrs.exitCode ?? '?'}`;
+    for (const l of this.listeners) l({ objectId, runtimeId: ev.id, running, reason, pid: 0 });
+  }
+
+  override async close(): Promise<void> {
+    this.closed = true;
+    const s = this.events as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
+    s?.destroy?.();
   }
 
   /** Containers this host's agent manages, found again by their labels. */

@@ -1,6 +1,6 @@
 import type { DriverName } from '@agent/option';
 import { NotSupportedError } from '@agent/grpc-kit';
-import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
+import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 /** Plain flags: what a driver can do. Callers check them instead of catching. */
 export interface Capabilities {
@@ -12,6 +12,8 @@ export interface Capabilities {
   readonly stats: boolean;
   /** push() reports upstream (Bus Out). */
   readonly report: boolean;
+  /** watch(): tells when a workload stops or starts by itself. */
+  readonly events: boolean;
 }
 
 export interface ReportPayload {
@@ -37,6 +39,8 @@ export interface Driver {
   inspect(runtime: Runtime): Promise<Runtime>;
   stats(runtime: Runtime): Figures;
   push(payload: ReportPayload): Promise<number>;
+  /** Subscribes to workloads stopping or starting by themselves; returns the unsubscribe. */
+  watch(listener: RuntimeListener): () => void;
   close(): Promise<void>;
 }
 
@@ -45,6 +49,7 @@ export const NO_CAPABILITIES: Capabilities = {
   limits: { cpus: false, memory: false, pids: false },
   stats: false,
   report: false,
+  events: false,
 };
 
 /** Defaults for every method: "not supported", loudly. */
@@ -71,6 +76,9 @@ export abstract class BaseDriver implements Driver {
   }
   push(_payload: ReportPayload): Promise<number> {
     return this.unsupported('push');
+  }
+  watch(_listener: RuntimeListener): () => void {
+    throw new NotSupportedError(`${this.name} driver does not support watch`);
   }
   close(): Promise<void> {
     return Promise.resolve();

@@ -12,6 +12,8 @@ export type {
   WorkloadSpec,
   Runtime,
   Figures,
+  RuntimeEvent,
+  RuntimeListener,
 } from './types';
 export { CgroupFs, V1_CONTROLLERS, UNIFIED, checkRelativeCgroupPath, safeRead } from './cgroup-fs';
 export { CgroupDriver } from './cgroup-driver';

@@ -6,7 +6,7 @@ import { DriverError } from '@agent/grpc-kit';
 import { BaseDriver, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { isAlive } from './proc-figures';
-import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
+import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 /**
  * Joins the cgroup, then execs the user's argv. The argv is passed as
@@ -32,13 +32,21 @@ export class ProcessDriver extends BaseDriver {
     limits: { cpus: true, memory: true, pids: true },
     stats: true,
     report: false,
+    events: true,
   };
+
+  private readonly listeners = new Set<RuntimeListener>();
 
   constructor(
     private readonly cgroups: CgroupDriver,
     private readonly opts: ProcessDriverOptions,
   ) {
     super();
+  }
+
+  override watch(listener: RuntimeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   health(): Promise<void> {
@@ -80,7 +88,13 @@ export class ProcessDriver extends BaseDriver {
       });
       child.unref();
       await this.waitJoined(ref, pid, child);
-      return { runtimeId: `${this.cgroups.fs.parent}/${rel}`, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true };
+      const runtimeId = `${this.cgroups.fs.parent}/${rel}`;
+      // The agent is the parent while it runs: it reaps the process and says so.
+      child.once('exit', (code, signal) => {
+        const reason = signal ? `killed by ${signal}` : `exited with code ${code ?? 0}`;
+        for (const l of this.listeners) l({ objectId: spec.objectId, runtimeId, running: false, reason, pid });
+      });
+      return { runtimeId, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true };
     } catch (err) {
       await this.killGroup(ref);
       this.cgroups.fs.remove(ref);

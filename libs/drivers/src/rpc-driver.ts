@@ -14,6 +14,7 @@ export class RpcDriver extends BaseDriver {
     limits: { cpus: false, memory: false, pids: false },
     stats: false,
     report: true,
+    events: false,
   };
   private readonly peer: Peer<sinkv1.ReportSinkClient>;
 

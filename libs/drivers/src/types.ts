@@ -77,3 +77,14 @@ export interface Figures {
   readonly blkioReadBytes?: number;
   readonly blkioWriteBytes?: number;
 }
+
+/** A workload stopped or started by itself (not through the driver). */
+export interface RuntimeEvent {
+  readonly objectId: string;
+  readonly runtimeId: string;
+  readonly running: boolean;
+  readonly reason: string;
+  readonly pid: number;
+}
+
+export type RuntimeListener = (e: RuntimeEvent) => void;

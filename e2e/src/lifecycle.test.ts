@@ -1,0 +1,117 @@
+// Around the flows: every service answers grpcurl-style health and reflection;
+// workloads that stop by themselves show it; the agent runs without Docker;
+// SIGTERM exits cleanly and leaves the workloads running.
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { api, bufCurl, BUSYBOX, isAlive, ROOT, sh, startAgent, waitFor, type Agent } from './harness';
+
+const BUF = path.join(ROOT, 'node_modules/.bin/buf');
+
+describe('every service serves health and reflection', () => {
+  let agent: Agent;
+  before(async () => (agent = await startAgent()));
+  after(async () => agent?.stop());
+
+  it('five servers, each healthy and listable over reflection', async () => {
+    const servers = agent.logs.filter((l) => l.msg === 'grpc server listening') as unknown as Array<{ module: string; address: string; services: string[] }>;
+    assert.deepEqual(servers.map((s) => s.module).sort(), ['agentcore', 'apiserver', 'collector', 'manager', 'reporter']);
+    for (const s of servers) {
+      const name = s.services[0]!;
+      const health = await bufCurl(s.address, 'grpc.health.v1.Health/Check', { service: name });
+      assert.deepEqual(health.body, { status: 'SERVING' }, `${s.module} health`);
+      const overall = await bufCurl(s.address, 'grpc.health.v1.Health/Check', {});
+      assert.deepEqual(overall.body, { status: 'SERVING' }, `${s.module} overall health`);
+      for (const proto of ['grpc-v1', 'grpc-v1alpha']) {
+        const { stdout } = await promisify(execFile)(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--reflect-protocol', proto, '--list-methods', `http://${s.address}`]);
+        assert.match(stdout, new RegExp(`^${name.replace(/\./g, '\\.')}/`, 'm'), `${s.module} reflection ${proto}`);
+      }
+    }
+  });
+
+  it('an unknown service name is NOT_FOUND on health', async () => {
+    const r = await bufCurl(agent.address, 'grpc.health.v1.Health/Check', { service: 'no.such.Service' });
+    assert.equal(r.error?.code, 'not_found');
+  });
+
+  it('a process that exits by itself becomes STOPPED; a crash says why', async () => {
+    const ok = await api(agent, 'Create', { spec: { name: 'short', kind: 'KIND_PROCESS', process: { command: ['sleep', '0.3'] } }, wait: true });
+    const bad = await api(agent, 'Create', { spec: { name: 'crash', kind: 'KIND_PROCESS', process: { command: ['sh', '-c', 'sleep 0.3; exit 3'] } }, wait: true });
+    for (const [ack, err] of [[ok, ''], [bad, 'exited with code 3']] as const) {
+      const o = await waitFor('STOPPED', async () => {
+        const g = await api(agent, 'Get', { object_id: ack.body.objectId });
+        return g.body.state === 'STATE_STOPPED' ? g.body : undefined;
+      });
+      assert.equal(o.lastError ?? '', err);
+      const del = await api(agent, 'Delete', { object_id: ack.body.objectId, wait: true });
+      assert.equal(del.body.state, 'STATE_DELETED');
+    }
+  });
+
+  it('a container killed from outside becomes STOPPED', async () => {
+    const ack = await api(agent, 'Create', { spec: { name: 'victim', kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['sleep', '600'] } }, wait: true });
+    const obj = (await api(agent, 'Get', { object_id: ack.body.objectId })).body;
+    await sh('docker', ['kill', obj.runtimeId]);
+    const o = await waitFor('STOPPED', async () => {
+      const g = await api(agent, 'Get', { object_id: ack.body.objectId });
+      return g.body.state === 'STATE_STOPPED' ? g.body : undefined;
+    });
+    assert.match(o.lastError, /exited with code 137/);
+    const del = await api(agent, 'Delete', { object_id: ack.body.objectId, wait: true });
+    assert.equal(del.body.state, 'STATE_DELETED');
+    assert.equal(await sh('docker', ['ps', '-aq', '--filter', `id=${obj.runtimeId}`]), '');
+  });
+});
+
+describe('without Docker', () => {
+  let agent: Agent;
+  before(async () => (agent = await startAgent({ AGENT_DOCKER_SOCKET: '/nonexistent/docker.sock' })));
+  after(async () => agent?.stop());
+
+  it('container creates fail clearly and everything else works', async () => {
+    const c = await api(agent, 'Create', { spec: { name: 'c', kind: 'KIND_CONTAINER', container: { image: BUSYBOX } }, wait: true });
+    assert.equal(c.body.state, 'STATE_FAILED');
+    assert.match(c.body.error, /docker is not reachable at \/nonexistent\/docker\.sock/);
+    const p = await api(agent, 'Create', { spec: { name: 'p', kind: 'KIND_PROCESS', process: { command: ['sleep', '60'] } }, wait: true });
+    assert.equal(p.body.state, 'STATE_RUNNING');
+    const once = await api(agent, 'PushOnce', { object_id: p.body.objectId });
+    assert.ok(once.ok);
+    await api(agent, 'Delete', { object_id: p.body.objectId, wait: true });
+    await api(agent, 'Delete', { object_id: c.body.objectId, wait: true });
+  });
+});
+
+describe('SIGTERM', () => {
+  it('exits within 10 s, flushing reports, and leaves workloads running', async () => {
+    const agent = await startAgent();
+    const ctr = await api(agent, 'Create', { spec: { name: 'stays', kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['sleep', '600'] } }, wait: true });
+    const proc = await api(agent, 'Create', { spec: { name: 'stays-p', kind: 'KIND_PROCESS', process: { command: ['sleep', '600'] } }, wait: true });
+    const cid = (await api(agent, 'Get', { object_id: ctr.body.objectId })).body.runtimeId;
+    const pid = (await api(agent, 'Get', { object_id: proc.body.objectId })).body.pid;
+    await api(agent, 'PushOn', { object_id: proc.body.objectId, interval_ms: 100, wait: true });
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    const code = await agent.stop('SIGTERM');
+    assert.equal(code, 0);
+    assert.ok(Date.now() - t0 < 10_000);
+    assert.ok(agent.logs.some((l) => l.msg === 'stopped'));
+    assert.equal(await sh('docker', ['inspect', '-f', '{{.State.Running}}', cid]), 'true');
+    assert.ok(isAlive(pid));
+    const lines = fs.readFileSync(path.join(agent.dataDir, 'reports.jsonl'), 'utf8').trim().split('\n');
+    assert.ok(lines.length >= 2);
+    // Clean up what the agent deliberately left running.
+    await sh('docker', ['rm', '-f', cid]);
+    process.kill(pid, 'SIGKILL');
+    await waitFor('process gone', () => !isAlive(pid) || undefined);
+    for (const ctrl of ['memory', 'cpu', 'cpuacct', 'pids', 'blkio', '']) {
+      const dir = path.join('/sys/fs/cgroup', ctrl, agent.cgroupParent);
+      if (fs.existsSync(dir)) {
+        for (const sub of fs.readdirSync(dir, { withFileTypes: true })) if (sub.isDirectory()) fs.rmdirSync(path.join(dir, sub.name));
+        fs.rmdirSync(dir);
+      }
+    }
+  });
+});
