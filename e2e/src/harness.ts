@@ -87,12 +87,27 @@ export async function startAgent(env: Record<string, string> = {}): Promise<Agen
     logs,
     child,
     stop: (signal: NodeJS.Signals = 'SIGTERM') =>
-      new Promise((resolve) => {
+      new Promise<number | null>((resolve) => {
         if (child.exitCode !== null) return resolve(child.exitCode);
         child.once('exit', (code) => resolve(code));
         child.kill(signal);
+      }).then((code) => {
+        removeCgroupParent(cgroupParent);
+        return code;
       }),
   };
+}
+
+/** Removes a test's cgroup root where it is empty (what a test left running keeps it). */
+export function removeCgroupParent(parent: string): void {
+  for (const ctrl of ['memory', 'cpu', 'cpuacct', 'pids', 'blkio', '']) {
+    const dir = path.join('/sys/fs/cgroup', ctrl, parent);
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      /* absent, or still in use */
+    }
+  }
 }
 
 export interface Sink {

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { api, bufCurl, BUSYBOX, isAlive, ROOT, sh, startAgent, waitFor, type Agent } from './harness';
+import { api, bufCurl, BUSYBOX, isAlive, removeCgroupParent, ROOT, sh, startAgent, waitFor, type Agent } from './harness';
 
 const BUF = path.join(ROOT, 'node_modules/.bin/buf');
 
@@ -108,10 +108,8 @@ describe('SIGTERM', () => {
     await waitFor('process gone', () => !isAlive(pid) || undefined);
     for (const ctrl of ['memory', 'cpu', 'cpuacct', 'pids', 'blkio', '']) {
       const dir = path.join('/sys/fs/cgroup', ctrl, agent.cgroupParent);
-      if (fs.existsSync(dir)) {
-        for (const sub of fs.readdirSync(dir, { withFileTypes: true })) if (sub.isDirectory()) fs.rmdirSync(path.join(dir, sub.name));
-        fs.rmdirSync(dir);
-      }
+      if (fs.existsSync(dir)) for (const sub of fs.readdirSync(dir, { withFileTypes: true })) if (sub.isDirectory()) fs.rmdirSync(path.join(dir, sub.name));
     }
+    removeCgroupParent(agent.cgroupParent);
   });
 });

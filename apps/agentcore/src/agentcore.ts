@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { type AgentConfig, GrpcService, HOST_OBJECT_ID } from '@agent/option';
+import { type AgentConfig, GrpcService, HOST_OBJECT_ID, Module } from '@agent/option';
 import {
   AlreadyExistsError,
   DeadlineExceededError,
@@ -437,7 +437,7 @@ function newId(prefix: string): string {
 }
 
 export async function startAgentCore(config: AgentConfig, peers: Peers, address = config.agentcoreListen): Promise<{ server: RunningServer; core: AgentCore }> {
-  const log = new Logger('agentcore', config.logLevel);
+  const log = new Logger(Module.AgentCore, config.logLevel);
   const core = new AgentCore(peers, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention }, log);
   const server = await startGrpcServer({
     address,

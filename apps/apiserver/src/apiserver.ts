@@ -1,5 +1,5 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { type AgentConfig, GrpcService } from '@agent/option';
+import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { InvalidArgumentError, Logger, fromGrpcError, serverStream, startGrpcServer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
 import { v1, type internalv1 } from '@agent/proto';
 import { checkObjectId, validateCreate, validateList, validatePushOn, validateUpdate } from './validate';
@@ -84,7 +84,7 @@ export class ApiServer {
 }
 
 export async function startApiServer(config: AgentConfig, core: Peer<internalv1.AgentCoreClient>, address = config.apiListen): Promise<RunningServer> {
-  const log = new Logger('apiserver', config.logLevel);
+  const log = new Logger(Module.ApiServer, config.logLevel);
   const api = new ApiServer(core, { minIntervalMs: config.minIntervalMs, waitTimeoutMs: config.waitTimeoutMs }, log);
   const server = await startGrpcServer({
     address,

@@ -1,4 +1,4 @@
-import { type AgentConfig, GrpcService } from '@agent/option';
+import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, startGrpcServer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
 import { hostFigures, type CgroupDriver, type Figures, type Runtime } from '@agent/drivers';
 import { internalv1, type v1 } from '@agent/proto';
@@ -172,7 +172,7 @@ export async function startCollector(
   reporter: Peer<internalv1.ReporterClient>,
   address = config.collectorListen,
 ): Promise<{ server: RunningServer; service: CollectorService }> {
-  const log = new Logger('collector', config.logLevel);
+  const log = new Logger(Module.Collector, config.logLevel);
   const service = new CollectorService(cgroups, reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log);
   const server = await startGrpcServer({
     address,

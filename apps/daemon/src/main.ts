@@ -3,8 +3,8 @@
 // run as separate processes.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { loadConfig, ConfigError } from '@agent/option';
-import { Logger, connect, exitOnSignal, errorMessage } from '@agent/grpc-kit';
+import { loadConfig, Module } from '@agent/option';
+import { connect, exitOnSignal, errorMessage, runMain } from '@agent/grpc-kit';
 import { createHostDrivers, RpcDriver } from '@agent/drivers';
 import { internalv1 } from '@agent/proto';
 import { startManager } from '@agent/manager';
@@ -15,9 +15,8 @@ import { startApiServer } from '@agent/apiserver';
 
 const VERSION = '0.1.0';
 
-async function main(): Promise<void> {
+runMain(Module.Daemon, async (log) => {
   const config = loadConfig();
-  const log = new Logger('daemon', config.logLevel);
   fs.mkdirSync(config.dataDir, { recursive: true });
 
   // 1. The RPC driver connects to the upstream sink and registers the host.
@@ -62,11 +61,4 @@ async function main(): Promise<void> {
     ['stop manager', () => manager.shutdown(500)],
     ['close upstream', () => rpc?.close()],
   ]);
-}
-
-main().catch((err: unknown) => {
-  const log = new Logger('daemon');
-  if (err instanceof ConfigError) log.error('bad configuration', { variable: err.variable, reason: err.message });
-  else log.error('startup failed', { err });
-  process.exit(1);
 });

@@ -1,4 +1,4 @@
-import { type AgentConfig, GrpcService } from '@agent/option';
+import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
 import type { Driver, ResourceChange, Runtime, RuntimeEvent, WorkloadSpec } from '@agent/drivers';
@@ -149,7 +149,7 @@ function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
 }
 
 export async function startManager(config: AgentConfig, drivers: KindDrivers, address = config.managerListen): Promise<RunningServer> {
-  const log = new Logger('manager', config.logLevel);
+  const log = new Logger(Module.Manager, config.logLevel);
   const svc = new ManagerService(drivers, log);
   const server = await startGrpcServer({
     address,

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { type AgentConfig, GrpcService } from '@agent/option';
+import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
 import { internalv1, v1 } from '@agent/proto';
@@ -134,7 +134,7 @@ export async function startReporter(
   upstream: Driver | undefined,
   address = config.reporterListen,
 ): Promise<{ server: RunningServer; service: ReporterService }> {
-  const log = new Logger('reporter', config.logLevel);
+  const log = new Logger(Module.Reporter, config.logLevel);
   const service = new ReporterService({ hostId: config.hostId, reportFile: config.reportFile, upstream }, log);
   const server = await startGrpcServer({
     address,

@@ -19,5 +19,5 @@ export { startGrpcServer, unary, serverStream } from './server';
 export type { ServiceBinding, RunningServer } from './server';
 export { Peer, connect } from './client';
 export type { CallOpts } from './client';
-export { exitOnSignal, retry } from './lifecycle';
+export { exitOnSignal, retry, runMain } from './lifecycle';
 export type { ShutdownStep } from './lifecycle';

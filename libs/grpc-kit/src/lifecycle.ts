@@ -1,4 +1,5 @@
-import type { Logger } from './log';
+import { ConfigError, type LogLevel } from '@agent/option';
+import { Logger } from './log';
 
 export type ShutdownStep = readonly [name: string, run: () => Promise<void> | void];
 
@@ -50,4 +51,14 @@ export async function retry<T>(log: Logger, what: string, fn: () => Promise<T>, 
       delay = Math.min(delay * 2, 5_000);
     }
   }
+}
+
+/** Runs a service's main; a bad setting or a failed start is logged and exits 1. */
+export function runMain(module: string, main: (log: Logger) => Promise<void>): void {
+  const log = new Logger(module, (process.env.AGENT_LOG_LEVEL as LogLevel | undefined) ?? 'info');
+  main(log).catch((err: unknown) => {
+    if (err instanceof ConfigError) log.error('bad configuration', { variable: err.variable, reason: err.message });
+    else log.error('startup failed', { err });
+    process.exit(1);
+  });
 }

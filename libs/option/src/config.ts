@@ -129,6 +129,12 @@ export function loadConfig(env: Env = process.env): AgentConfig {
   };
 }
 
+/** A service run on its own needs a fixed address: ":0" is only for the daemon's loopback wiring. */
+export function requireListen(value: string, variable: string): string {
+  if (value.endsWith(':0')) throw new ConfigError(variable, 'required (host:port) when this service runs on its own');
+  return value;
+}
+
 /** Fails loudly when a service that runs alone was not told where a peer is. */
 export function requireAddr(value: string, variable: string): string {
   if (value === '') throw new ConfigError(variable, 'required when this service runs on its own');

@@ -10,5 +10,5 @@ export {
   isDriverName,
 } from './names';
 export type { ModuleName, DriverName } from './names';
-export { ConfigError, LOG_LEVELS, loadConfig, requireAddr } from './config';
+export { ConfigError, LOG_LEVELS, loadConfig, requireAddr, requireListen } from './config';
 export type { AgentConfig, LogLevel } from './config';

@@ -1,0 +1,22 @@
+// agentcore as its own process (AGENT_AGENTCORE_LISTEN; the manager, collector and reporter addresses).
+import { loadConfig, Module, requireAddr, requireListen } from '@agent/option';
+import { connect, exitOnSignal, runMain } from '@agent/grpc-kit';
+import { internalv1 } from '@agent/proto';
+import { startAgentCore } from './agentcore';
+
+runMain(Module.AgentCore, async (log) => {
+  const config = loadConfig();
+  const { server, core } = await startAgentCore(
+    config,
+    {
+      manager: connect(internalv1.ManagerClient, requireAddr(config.managerAddr, 'AGENT_MANAGER_ADDR')),
+      collector: connect(internalv1.CollectorClient, requireAddr(config.collectorAddr, 'AGENT_COLLECTOR_ADDR')),
+      reporter: connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR')),
+    },
+    requireListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN'),
+  );
+  exitOnSignal(log, [
+    ['finish queued events', () => core.drain(5_000)],
+    ['stop serving', () => server.shutdown(2_000)],
+  ]);
+});
