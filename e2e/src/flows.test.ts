@@ -32,6 +32,14 @@ describe('end to end through buf curl', () => {
     assert.deepEqual(health.body, { status: 'SERVING' });
   });
 
+  /** No timer left: the collector (reached over reflection like any service) has no task for the object. */
+  async function assertNoCollectTask(objectId: string): Promise<void> {
+    const collector = agent.logs.find((l) => l.msg === 'grpc server listening' && l.module === 'collector') as { address?: string } | undefined;
+    assert.ok(collector?.address);
+    const r = await bufCurl(collector.address, 'agent.internal.v1.Collector/GetTask', { object_id: objectId });
+    assert.equal(r.error?.code, 'not_found', JSON.stringify(r));
+  }
+
   async function pushAndCheckReports(objectId: string): Promise<void> {
     const on = await api(agent, 'PushOn', { object_id: objectId, interval_ms: 200, wait: true });
     assert.ok(on.ok, JSON.stringify(on.error));
@@ -92,6 +100,7 @@ describe('end to end through buf curl', () => {
     const del = await api(agent, 'Delete', { object_id: id, wait: true });
     assert.equal(del.body.state, 'STATE_DELETED');
     assert.equal(await sh('docker', ['ps', '-aq', '--filter', `label=io.agent.object-id=${id}`]), '');
+    await assertNoCollectTask(id);
     assert.equal((await api(agent, 'Get', { object_id: id })).body.state, 'STATE_DELETED');
   });
 
@@ -124,6 +133,7 @@ describe('end to end through buf curl', () => {
     assert.equal(del.body.state, 'STATE_DELETED');
     assert.equal(isAlive(pid), false, 'process survived delete');
     assert.equal(fs.existsSync(path.dirname(limitFile)), false, 'cgroup survived delete');
+    await assertNoCollectTask(id);
   });
 
   it('cgroup: create below the agent root with limits, then delete removes it', async () => {
@@ -166,5 +176,46 @@ describe('end to end through buf curl', () => {
   it('sends a heartbeat: host reports reach the upstream', async () => {
     const hb = await waitFor('heartbeat', () => sink.lines.find((l) => l.report?.objectId === 'host'), 5_000, 100);
     assert.ok(Number(hb.report?.memoryLimitBytes) > 0);
+  });
+});
+
+describe('events of one object run in order; objects run concurrently', () => {
+  let agent: Agent;
+  before(async () => (agent = await startAgent()));
+  after(async () => agent?.stop());
+
+  it('a burst of events without wait lands in publish order', async () => {
+    const made = await api(agent, 'Create', { spec: { name: 'burst', kind: 'KIND_PROCESS', resources: { memory_bytes: 64 * MiB }, process: { command: ['sleep', '600'] } } });
+    const id: string = made.body.objectId;
+    assert.equal(made.body.state, 'STATE_PENDING');
+    const sizes = [70, 80, 90, 100, 110].map((m) => m * MiB);
+    const acks = [];
+    for (const m of sizes) acks.push(await api(agent, 'Update', { object_id: id, resources: { memory_bytes: m } }));
+    acks.push(await api(agent, 'PushOn', { object_id: id, interval_ms: 1000 }));
+    acks.push(await api(agent, 'PushOff', { object_id: id }));
+    const last = acks.at(-1)!.body.eventId as string;
+    await waitFor('last event done', async () => ((await api(agent, 'GetEvent', { event_id: last })).body.status === 'EVENT_STATUS_SUCCEEDED' ? true : undefined));
+    const events = await Promise.all([made, ...acks].map(async (a) => (await api(agent, 'GetEvent', { event_id: a.body.eventId })).body));
+    for (const e of events) assert.equal(e.status, 'EVENT_STATUS_SUCCEEDED', JSON.stringify(e));
+    for (let i = 1; i < events.length; i++) assert.ok(Date.parse(events[i].finishedAt) >= Date.parse(events[i - 1].finishedAt), 'finished out of order');
+    const obj = (await api(agent, 'Get', { object_id: id })).body;
+    assert.equal(obj.appliedResources.memoryBytes, String(110 * MiB));
+    assert.equal(fs.readFileSync(memoryLimitFile(obj.pid), 'utf8').trim(), String(110 * MiB));
+    await api(agent, 'Delete', { object_id: id, wait: true });
+  });
+
+  it('a slow object does not hold up another', async () => {
+    // A container create (~0.3 s) published first, then a process create: the process is not queued behind it.
+    const c = await api(agent, 'Create', { spec: { name: 'slow', kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['sleep', '600'] } } });
+    const p = await api(agent, 'Create', { spec: { name: 'fast', kind: 'KIND_PROCESS', process: { command: ['sleep', '600'] } } });
+    const done = async (id: string): Promise<number> =>
+      waitFor('event done', async () => {
+        const e = (await api(agent, 'GetEvent', { event_id: id })).body;
+        return e.status === 'EVENT_STATUS_SUCCEEDED' ? Date.parse(e.finishedAt) : undefined;
+      });
+    const [tc, tp] = await Promise.all([done(c.body.eventId), done(p.body.eventId)]);
+    assert.ok(tp <= tc, 'the process create waited for the container create');
+    await api(agent, 'Delete', { object_id: c.body.objectId, wait: true });
+    await api(agent, 'Delete', { object_id: p.body.objectId, wait: true });
   });
 });
