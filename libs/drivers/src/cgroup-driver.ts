@@ -1,6 +1,6 @@
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { DriverError, UnavailableError } from '@agent/grpc-kit';
-import { BaseDriver, type Capabilities } from './driver';
+import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import { CgroupFs } from './cgroup-fs';
 import { netFigures } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
@@ -11,13 +11,8 @@ import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
  */
 export class CgroupDriver extends BaseDriver {
   readonly name: DriverName = DriverNames.Cgroup;
-  readonly capabilities: Capabilities = {
-    lifecycle: true,
-    limits: { cpus: true, memory: true, pids: true },
-    stats: true,
-    report: false,
-    events: false,
-  };
+  // A bare cgroup has no process of its own to stop or start.
+  readonly capabilities: Capabilities = { ...WORKLOAD_CAPABILITIES, events: false };
 
   constructor(readonly fs: CgroupFs) {
     super();

@@ -1,7 +1,7 @@
 import Docker from 'dockerode';
 import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
 import { DriverError, FailedPreconditionError, UnavailableError } from '@agent/grpc-kit';
-import { BaseDriver, type Capabilities } from './driver';
+import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
@@ -23,13 +23,7 @@ interface DockerApiError extends Error {
 /** Containers through the Docker Engine API (dockerode). */
 export class DockerDriver extends BaseDriver {
   readonly name: DriverName = DriverNames.Docker;
-  readonly capabilities: Capabilities = {
-    lifecycle: true,
-    limits: { cpus: true, memory: true, pids: true },
-    stats: true,
-    report: false,
-    events: true,
-  };
+  readonly capabilities: Capabilities = WORKLOAD_CAPABILITIES;
   readonly docker: Docker;
   private readonly listeners = new Set<RuntimeListener>();
   private events: NodeJS.ReadableStream | undefined;

@@ -52,6 +52,15 @@ export const NO_CAPABILITIES: Capabilities = {
   events: false,
 };
 
+/** A driver that runs workloads: every lifecycle call, every limit, stats and events. */
+export const WORKLOAD_CAPABILITIES: Capabilities = {
+  lifecycle: true,
+  limits: { cpus: true, memory: true, pids: true },
+  stats: true,
+  report: false,
+  events: true,
+};
+
 /** Defaults for every method: "not supported", loudly. */
 export abstract class BaseDriver implements Driver {
   abstract readonly name: DriverName;

@@ -1,4 +1,4 @@
-export { BaseDriver, NO_CAPABILITIES } from './driver';
+export { BaseDriver, NO_CAPABILITIES, WORKLOAD_CAPABILITIES } from './driver';
 export type { Driver, Capabilities, ReportPayload } from './driver';
 export { NO_LIMITS } from './types';
 export type {

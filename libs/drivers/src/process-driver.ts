@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { DriverError } from '@agent/grpc-kit';
-import { BaseDriver, type Capabilities } from './driver';
+import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { isAlive } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
@@ -27,13 +27,7 @@ export interface ProcessDriverOptions {
 /** Plain processes, each in its own cgroup so that limits apply and nothing escapes on delete. */
 export class ProcessDriver extends BaseDriver {
   readonly name: DriverName = DriverNames.Process;
-  readonly capabilities: Capabilities = {
-    lifecycle: true,
-    limits: { cpus: true, memory: true, pids: true },
-    stats: true,
-    report: false,
-    events: true,
-  };
+  readonly capabilities: Capabilities = WORKLOAD_CAPABILITIES;
 
   private readonly listeners = new Set<RuntimeListener>();
 

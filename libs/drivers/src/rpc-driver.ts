@@ -1,7 +1,7 @@
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { connect, UnavailableError, type Peer } from '@agent/grpc-kit';
 import { sinkv1, type v1 } from '@agent/proto';
-import { BaseDriver, type Capabilities, type ReportPayload } from './driver';
+import { BaseDriver, NO_CAPABILITIES, type Capabilities, type ReportPayload } from './driver';
 
 /**
  * The RPC client for Bus Out: an upstream agent.v1.ReportSink. Registers the
@@ -9,13 +9,7 @@ import { BaseDriver, type Capabilities, type ReportPayload } from './driver';
  */
 export class RpcDriver extends BaseDriver {
   readonly name: DriverName = DriverNames.Rpc;
-  readonly capabilities: Capabilities = {
-    lifecycle: false,
-    limits: { cpus: false, memory: false, pids: false },
-    stats: false,
-    report: true,
-    events: false,
-  };
+  readonly capabilities: Capabilities = { ...NO_CAPABILITIES, report: true };
   private readonly peer: Peer<sinkv1.ReportSinkClient>;
 
   constructor(
