@@ -209,3 +209,44 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+export interface ReceivedSpan {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId?: string;
+  readonly name: string;
+  readonly service: string;
+  readonly attributes: Record<string, unknown>;
+  readonly status: number;
+  readonly links: Array<{ traceId: string; spanId: string }>;
+}
+
+export interface Receiver {
+  readonly endpoint: string;
+  readonly spans: ReceivedSpan[];
+  stop(): Promise<void>;
+}
+
+/** tools/otlp-receiver: an OTLP/HTTP JSON receiver standing in for Jaeger, which cannot run here. */
+export async function startOtlpReceiver(): Promise<Receiver> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'tools/otlp-receiver/dist/main.js'), '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const spans: ReceivedSpan[] = [];
+  await new Promise<void>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      const o = JSON.parse(l) as ReceivedSpan & { listening?: string };
+      if (o.listening) resolve();
+      else spans.push(o);
+    });
+    child.once('exit', (code) => reject(new Error(`receiver exited with ${code}`)));
+  });
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    spans,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ServerWritableStream } from '@grpc/grpc-js';
+import { context } from '@opentelemetry/api';
 import { type AgentConfig, GrpcService, HOST_OBJECT_ID, Module } from '@agent/option';
 import {
   AlreadyExistsError,
@@ -14,6 +15,7 @@ import {
   retry,
   serverStream,
   startGrpcServer,
+  traced,
   unary,
   type Peer,
   type RunningServer,
@@ -85,12 +87,13 @@ export class AgentCore {
       backoffMs = 250;
       const rec = this.objects.get(e.objectId);
       if (!rec) return;
-      rec.queue = rec.queue.then(() => {
+      rec.queue = rec.queue.then(async () => {
         const s = rec.object.state;
         if (s !== State.STATE_RUNNING && s !== State.STATE_STOPPED) return;
         if (rec.runtime) rec.runtime.running = e.running;
         const failed = !e.running && e.reason !== 'exited with code 0';
         this.setState(rec, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
+        await this.announce(rec);
       });
     });
     stream.on('error', () => {
@@ -193,19 +196,27 @@ export class AgentCore {
     const event: v1.Event = { eventId, objectId: rec.object.objectId, type, status: EventStatus.EVENT_STATUS_QUEUED, error: '', requestId, createdAt: new Date(), finishedAt: undefined };
     this.events.set(eventId, event);
     this.trimEvents();
-    const finished = rec.queue.then(async () => {
-      event.status = EventStatus.EVENT_STATUS_RUNNING;
-      try {
-        await run();
-        event.status = EventStatus.EVENT_STATUS_SUCCEEDED;
-      } catch (err) {
-        event.status = EventStatus.EVENT_STATUS_FAILED;
-        event.error = errorMessage(err);
-        this.log.warn('event failed', { eventId, objectId: rec.object.objectId, type: EventType[type], error: event.error });
-      } finally {
-        event.finishedAt = new Date();
-      }
-    });
+    // The event carries the caller's trace across the asynchronous hop.
+    const caller = context.active();
+    const attributes = { 'agent.object_id': rec.object.objectId, 'agent.event_id': eventId, 'agent.object.kind': v1.Kind[rec.object.spec?.kind ?? 0] ?? '' };
+    const finished = rec.queue.then(() =>
+      context.with(caller, () =>
+        traced(`agentcore ${EventType[type]}`, attributes, async () => {
+          event.status = EventStatus.EVENT_STATUS_RUNNING;
+          try {
+            await run();
+            event.status = EventStatus.EVENT_STATUS_SUCCEEDED;
+          } catch (err) {
+            event.status = EventStatus.EVENT_STATUS_FAILED;
+            event.error = errorMessage(err);
+            this.log.warn('event failed', { eventId, objectId: rec.object.objectId, type: EventType[type], error: event.error });
+            throw err;
+          } finally {
+            event.finishedAt = new Date();
+          }
+        }).catch(() => undefined),
+      ),
+    );
     rec.queue = finished;
     this.done.set(eventId, finished);
     void finished.then(() => this.done.delete(eventId));
@@ -253,6 +264,7 @@ export class AgentCore {
       this.setRuntime(rec, rt);
     } catch (err) {
       this.setState(rec, State.STATE_FAILED, errorMessage(err));
+      await this.announce(rec);
       throw err;
     }
     try {
@@ -262,9 +274,18 @@ export class AgentCore {
       // No half-made object: undo the create.
       await manager.call('deleteObject', { objectId }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
       this.setState(rec, State.STATE_FAILED, `collect task: ${errorMessage(err)}`);
+      await this.announce(rec);
       throw err;
     }
     this.setState(rec, rec.runtime?.running === false ? State.STATE_STOPPED : State.STATE_RUNNING, '');
+    await this.announce(rec);
+  }
+
+  /** The reporter tells the upstream; a reporter that is down does not fail the flow. */
+  private async announce(rec: ObjectRecord): Promise<void> {
+    await this.peers.reporter
+      .call('announce', v1.Object.fromPartial(rec.object), { timeoutMs: PEER_TIMEOUT_MS })
+      .catch((err: unknown) => this.log.warn('announce to reporter failed', { objectId: rec.object.objectId, reason: errorMessage(err) }));
   }
 
   private async runUpdate(rec: ObjectRecord, u: v1.UpdateRequest): Promise<void> {
@@ -317,6 +338,7 @@ export class AgentCore {
     rec.object.pid = 0;
     this.names.delete(rec.object.spec?.name ?? '');
     this.setState(rec, State.STATE_DELETED, '');
+    await this.announce(rec);
   }
 
   private async runPushOn(rec: ObjectRecord, intervalMs: number): Promise<void> {
@@ -400,7 +422,7 @@ export class AgentCore {
     const rec = this.existing(req.objectId);
     call.write({ object: v1.Object.fromPartial(rec.object) });
     if (rec.object.state === State.STATE_DELETED) return;
-    const reports = this.peers.reporter.client.subscribe({ objectId: req.objectId });
+    const reports = this.peers.reporter.client.subscribe({ objectId: req.objectId }, this.peers.reporter.traceMetadata());
     reports.on('data', (r: v1.Report) => call.write({ report: r }));
     reports.on('error', (err: Error) => {
       if (!call.cancelled) this.log.debug('report subscription ended', { objectId: req.objectId, reason: err.message });

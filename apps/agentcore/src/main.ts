@@ -4,7 +4,7 @@ import { connect, exitOnSignal, runMain } from '@agent/grpc-kit';
 import { internalv1 } from '@agent/proto';
 import { startAgentCore } from './agentcore';
 
-runMain(Module.AgentCore, async (log) => {
+runMain(Module.AgentCore, async (log, telemetry) => {
   const config = loadConfig();
   const { server, core } = await startAgentCore(
     config,
@@ -18,5 +18,6 @@ runMain(Module.AgentCore, async (log) => {
   exitOnSignal(log, [
     ['finish queued events', () => core.drain(5_000)],
     ['stop serving', () => server.shutdown(2_000)],
+    ['flush traces', () => telemetry.shutdown()],
   ]);
 });

@@ -68,7 +68,7 @@ export class ApiServer {
   /** Relays agentcore's Watch stream; errors keep their status. */
   private watch(req: v1.WatchRequest, call: ServerWritableStream<v1.WatchRequest, v1.WatchEvent>): Promise<void> {
     checkObjectId('object_id', req.objectId);
-    const upstream = this.core.client.watch(req);
+    const upstream = this.core.client.watch(req, this.core.traceMetadata());
     return new Promise<void>((resolve, reject) => {
       upstream.on('data', (e: v1.WatchEvent) => call.write(e));
       upstream.on('end', () => resolve());

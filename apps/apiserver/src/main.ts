@@ -4,8 +4,11 @@ import { connect, exitOnSignal, runMain } from '@agent/grpc-kit';
 import { internalv1 } from '@agent/proto';
 import { startApiServer } from './apiserver';
 
-runMain(Module.ApiServer, async (log) => {
+runMain(Module.ApiServer, async (log, telemetry) => {
   const config = loadConfig();
   const server = await startApiServer(config, connect(internalv1.AgentCoreClient, requireAddr(config.agentcoreAddr, 'AGENT_AGENTCORE_ADDR')));
-  exitOnSignal(log, [['stop accepting calls', () => server.shutdown(5_000)]]);
+  exitOnSignal(log, [
+    ['stop accepting calls', () => server.shutdown(5_000)],
+    ['flush traces', () => telemetry.shutdown()],
+  ]);
 });

@@ -1,5 +1,7 @@
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
-import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, startGrpcServer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
+import { context, trace, type Link, type SpanContext } from '@opentelemetry/api';
+import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, startGrpcServer, tracer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
+import { withModule } from '@agent/telemetry';
 import { hostFigures, type CgroupDriver, type Figures, type Runtime } from '@agent/drivers';
 import { internalv1, type v1 } from '@agent/proto';
 
@@ -11,6 +13,8 @@ interface Task {
   nextDue: number;
   prev?: { cpuNs: number; atMs: number };
   last?: v1.Report;
+  /** The PushOn that started forwarding: periodic sends are new traces linked to it. */
+  pushedBy?: SpanContext;
 }
 
 /**
@@ -53,6 +57,7 @@ export class CollectorService {
   setPush(objectId: string, intervalMs: number): internalv1.CollectTask {
     const task = this.get(objectId);
     task.forwarding = intervalMs > 0;
+    task.pushedBy = task.forwarding ? trace.getSpanContext(context.active()) : undefined;
     task.intervalMs = intervalMs > 0 ? intervalMs : this.opts.baseIntervalMs;
     task.nextDue = Date.now() + task.intervalMs;
     this.schedule();
@@ -131,21 +136,30 @@ export class CollectorService {
     this.timerDue = Infinity;
     const now = Date.now();
     const out: v1.Report[] = [];
+    const links: Link[] = [];
     for (const task of this.tasks.values()) {
       if (task.nextDue > now) continue;
       // Keep the cadence; skip missed slots rather than bursting.
       task.nextDue += task.intervalMs * Math.max(1, Math.ceil((now - task.nextDue) / task.intervalMs));
       try {
         const r = this.sample(task);
-        if (task.forwarding) out.push(r);
+        if (task.forwarding) {
+          out.push(r);
+          if (task.pushedBy && links.length < 32) links.push({ context: task.pushedBy });
+        }
       } catch (err) {
         this.log.warn('sample failed', { objectId: task.objectId, err });
       }
     }
     if (out.length > 0) {
-      this.reporter
-        .call('deliver', { hostId: this.opts.hostId, reports: out }, { timeoutMs: 5_000 })
-        .catch((err: Error) => this.log.warn('deliver to reporter failed', { reports: out.length, reason: err.message }));
+      withModule(Module.Collector, () =>
+        tracer.startActiveSpan('collector forward', { root: true, links, attributes: { 'agent.reports': out.length } }, (span) =>
+          this.reporter
+            .call('deliver', { hostId: this.opts.hostId, reports: out }, { timeoutMs: 5_000 })
+            .catch((err: Error) => this.log.warn('deliver to reporter failed', { reports: out.length, reason: err.message }))
+            .finally(() => span.end()),
+        ),
+      );
     }
     this.schedule();
   }

@@ -5,12 +5,13 @@ import { createHostDrivers } from '@agent/drivers';
 import { internalv1 } from '@agent/proto';
 import { startCollector } from './collector';
 
-runMain(Module.Collector, async (log) => {
+runMain(Module.Collector, async (log, telemetry) => {
   const config = loadConfig();
   const reporter = connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'));
   const { server, service } = await startCollector(config, createHostDrivers(config).cgroup, reporter, requireListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN'));
   exitOnSignal(log, [
     ['stop sampling', () => service.close()],
     ['stop serving', () => server.shutdown(2_000)],
+    ['flush traces', () => telemetry.shutdown()],
   ]);
 });

@@ -15,7 +15,7 @@ import { startApiServer } from '@agent/apiserver';
 
 const VERSION = '0.1.0';
 
-runMain(Module.Daemon, async (log) => {
+runMain(Module.Daemon, async (log, telemetry) => {
   const config = loadConfig();
   fs.mkdirSync(config.dataDir, { recursive: true });
 
@@ -60,5 +60,6 @@ runMain(Module.Daemon, async (log) => {
     ['stop reporter', () => reporter.server.shutdown(500)],
     ['stop manager', () => manager.shutdown(500)],
     ['close upstream', () => rpc?.close()],
+    ['flush traces', () => telemetry.shutdown()],
   ]);
-});
+}, [Module.ApiServer, Module.AgentCore, Module.Manager, Module.Collector, Module.Reporter]);

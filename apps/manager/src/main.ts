@@ -4,12 +4,13 @@ import { exitOnSignal, runMain } from '@agent/grpc-kit';
 import { createHostDrivers } from '@agent/drivers';
 import { startManager } from './manager';
 
-runMain(Module.Manager, async (log) => {
+runMain(Module.Manager, async (log, telemetry) => {
   const config = loadConfig();
   const d = createHostDrivers(config);
   const server = await startManager(config, { container: d.docker, process: d.process, cgroup: d.cgroup }, requireListen(config.managerListen, 'AGENT_MANAGER_LISTEN'));
   exitOnSignal(log, [
     ['stop serving', () => server.shutdown(2_000)],
     ['close docker events', () => d.docker.close()],
+    ['flush traces', () => telemetry.shutdown()],
   ]);
 });

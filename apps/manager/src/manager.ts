@@ -1,5 +1,6 @@
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import type { ServerWritableStream } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
 import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
 import type { Driver, ResourceChange, Runtime, RuntimeEvent, WorkloadSpec } from '@agent/drivers';
 import { internalv1, v1 } from '@agent/proto';
@@ -74,7 +75,11 @@ export class ManagerService {
     if (!spec) throw new InvalidArgumentError('spec', 'required');
     if (this.objects.has(req.objectId)) throw new FailedPreconditionError(`object ${req.objectId} is already managed`);
     const driver = this.driverFor(spec.kind);
+    const span = trace.getActiveSpan();
+    span?.setAttributes({ 'agent.object_id': req.objectId, 'agent.object.kind': v1.Kind[spec.kind] ?? '' });
     const runtime = await driver.create(toWorkload(req.objectId, spec));
+    if (spec.kind === v1.Kind.KIND_CONTAINER) span?.setAttribute('container.id', runtime.runtimeId);
+    if (runtime.pid > 0) span?.setAttribute('process.pid', runtime.pid);
     this.objects.set(req.objectId, { kind: spec.kind, runtime, removing: false });
     this.log.info('object created', { objectId: req.objectId, driver: driver.name, runtimeId: runtime.runtimeId, pid: runtime.pid });
     return toRuntimeInfo(runtime);

@@ -5,7 +5,7 @@ import { errorMessage, exitOnSignal, runMain } from '@agent/grpc-kit';
 import { RpcDriver } from '@agent/drivers';
 import { startReporter } from './reporter';
 
-runMain(Module.Reporter, async (log) => {
+runMain(Module.Reporter, async (log, telemetry) => {
   const config = loadConfig();
   const rpc = config.upstream !== '' ? new RpcDriver(config.upstream) : undefined;
   await rpc
@@ -16,5 +16,6 @@ runMain(Module.Reporter, async (log) => {
     ['stop serving', () => server.shutdown(2_000)],
     ['flush reporters', () => service.close()],
     ['close upstream', () => rpc?.close()],
+    ['flush traces', () => telemetry.shutdown()],
   ]);
 });

@@ -2,9 +2,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
-import { Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
+import { context, trace, type Context, type Link } from '@opentelemetry/api';
+import { Logger, serverStream, startGrpcServer, tracer, unary, type RunningServer } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
-import { internalv1, v1 } from '@agent/proto';
+import { internalv1, type sinkv1, v1 } from '@agent/proto';
+
+/** One thing waiting for the upstream, with the trace it came from. */
+type Outgoing = { readonly report: v1.Report; readonly ctx: Context } | { readonly change: sinkv1.ObjectChange; readonly ctx: Context };
 
 /** Reports waiting for the upstream beyond this many are dropped, oldest first, and counted. */
 const MAX_PENDING = 50_000;
@@ -18,7 +22,7 @@ const UPSTREAM_BATCH = 500;
 export class ReporterService {
   private readonly tasks = new Set<string>();
   private readonly subscribers = new Map<string, Set<ServerWritableStream<internalv1.ObjectRef, v1.Report>>>();
-  private pending: v1.Report[] = [];
+  private pending: Outgoing[] = [];
   private dropped = 0;
   private sending: Promise<void> | undefined;
   private fileFd: number | undefined;
@@ -54,25 +58,50 @@ export class ReporterService {
     }
     for (const r of stamped) for (const s of this.subscribers.get(r.objectId) ?? []) s.write(r);
     if (this.opts.upstream) {
-      this.pending.push(...stamped);
-      if (this.pending.length > MAX_PENDING) {
-        const over = this.pending.length - MAX_PENDING;
-        this.pending.splice(0, over);
-        this.dropped += over;
-        this.log.warn('upstream backlog full; oldest reports dropped', { dropped: this.dropped });
-      }
-      this.sending ??= this.drain().finally(() => (this.sending = undefined));
+      const ctx = context.active();
+      this.enqueue(stamped.map((report) => ({ report, ctx })));
     }
   }
 
-  /** Sends the backlog in batches; on failure keeps it and retries with backoff. */
+  /** An object changed state: the upstream hears of it. */
+  announce(object: v1.Object): void {
+    if (this.opts.upstream) this.enqueue([{ change: { object, at: new Date() }, ctx: context.active() }]);
+  }
+
+  private enqueue(items: readonly Outgoing[]): void {
+    this.pending.push(...items);
+    if (this.pending.length > MAX_PENDING) {
+      const over = this.pending.length - MAX_PENDING;
+      this.pending.splice(0, over);
+      this.dropped += over;
+      this.log.warn('upstream backlog full; oldest reports dropped', { dropped: this.dropped });
+    }
+    this.sending ??= this.drain().finally(() => (this.sending = undefined));
+  }
+
+  /**
+   * Sends the backlog in batches; on failure keeps it and retries with
+   * backoff. Each send runs in the trace of the first item it carries and
+   * links the others.
+   */
   private async drain(): Promise<void> {
     const upstream = this.opts.upstream;
     let backoff = 200;
     while (upstream && this.pending.length > 0) {
       const batch = this.pending.slice(0, UPSTREAM_BATCH);
+      const reports = batch.flatMap((o) => ('report' in o ? [o.report] : []));
+      const changes = batch.flatMap((o) => ('change' in o ? [o.change] : []));
+      const links: Link[] = [];
+      for (const o of batch.slice(1)) {
+        const sc = trace.getSpanContext(o.ctx);
+        if (sc && !links.some((l) => l.context.spanId === sc.spanId)) links.push({ context: sc });
+      }
       try {
-        await upstream.push({ hostId: this.opts.hostId, reports: batch });
+        await context.with(batch[0]!.ctx, () =>
+          tracer.startActiveSpan('reporter push upstream', { links: links.slice(0, 32), attributes: { 'agent.reports': reports.length, 'agent.changes': changes.length } }, (span) =>
+            upstream.push({ hostId: this.opts.hostId, reports, changes }).finally(() => span.end()),
+          ),
+        );
         this.pending.splice(0, batch.length);
         backoff = 200;
       } catch (err) {
@@ -123,6 +152,7 @@ export class ReporterService {
       stopReport: unary(this.log, async (r) => (this.stop(r.objectId), {})),
       deliver: unary(this.log, async (r) => (this.deliver(r.reports), {})),
       reportOnce: unary(this.log, async (r) => (this.send([r]), {})),
+      announce: unary(this.log, async (o) => (this.announce(o), {})),
       subscribe: serverStream(this.log, (r, call) => this.subscribe(r, call)),
       flush: unary(this.log, async () => (await this.flush(), {})),
     };

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DriverError, InvalidArgumentError } from '@agent/grpc-kit';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { DriverError, InvalidArgumentError, tracer } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
 import type { CgroupRef, CgroupVersion, Figures, ResourceChange, Resources } from './types';
 
@@ -306,16 +307,22 @@ function tryWrite(file: string, value: string): void {
   }
 }
 
+/** One span per cgroup write; a refused write is an error on it. */
 function writeLimit(file: string, value: string): void {
+  const span = tracer.startSpan(`cgroup write ${path.basename(file)}`, { attributes: { 'cgroup.file': file, 'cgroup.value': value } });
   try {
     fs.writeFileSync(file, value);
   } catch (err) {
+    span.recordException(err as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
     const code = (err as NodeJS.ErrnoException).code;
     // The kernel refuses a limit below current usage (EBUSY) or out of range (EINVAL).
     if (code === 'EBUSY' || code === 'EINVAL') {
       throw new DriverError(DriverNames.Cgroup, `kernel refused ${value} for ${path.basename(file)} (${code}): below current usage or out of range`, { cause: err });
     }
     throw new DriverError(DriverNames.Cgroup, `cannot write ${file}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    span.end();
   }
 }
 

@@ -1,6 +1,6 @@
 import Docker from 'dockerode';
 import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
-import { DriverError, FailedPreconditionError, UnavailableError } from '@agent/grpc-kit';
+import { DriverError, FailedPreconditionError, UnavailableError, traced } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
@@ -40,7 +40,7 @@ export class DockerDriver extends BaseDriver {
 
   async health(): Promise<void> {
     try {
-      await this.docker.ping();
+      await api('ping', undefined, () => this.docker.ping());
     } catch (err) {
       throw new UnavailableError(`docker is not reachable at ${this.opts.socketPath}: ${(err as Error).message}`, { cause: err });
     }
@@ -76,19 +76,19 @@ export class DockerDriver extends BaseDriver {
     };
     let container: Docker.Container;
     try {
-      container = await this.docker.createContainer(options);
+      container = await api('create', undefined, () => this.docker.createContainer(options));
     } catch (err) {
       if (!isNoSuchImage(err) || this.opts.pullMissing === false) throw this.fail('create', err);
       await this.pull(c.image);
-      container = await this.docker.createContainer(options).catch((e: unknown) => {
+      container = await api('create', undefined, () => this.docker.createContainer(options)).catch((e: unknown) => {
         throw this.fail('create', e);
       });
     }
     try {
-      await container.start();
+      await api('start', container.id, () => container.start());
       return await this.inspect({ runtimeId: container.id, pid: 0, cgroup: { version: this.cgroups.fs.version, paths: {} }, applied: r, running: false });
     } catch (err) {
-      await container.remove({ force: true }).catch(() => undefined); // leave nothing half-made
+      await api('remove', container.id, () => container.remove({ force: true })).catch(() => undefined); // leave nothing half-made
       throw this.fail('start', err);
     }
   }
@@ -108,11 +108,11 @@ export class DockerDriver extends BaseDriver {
     try {
       if (body.Memory !== undefined) {
         // Lowering Memory below the current MemorySwap is fine; raising it above needs swap first.
-        const info = await container.inspect();
+        const info = await api('inspect', rt.runtimeId, () => container.inspect());
         const swap = info.HostConfig.MemorySwap ?? 0;
-        if (swap > 0 && body.Memory > swap) await container.update({ MemorySwap: body.MemorySwap, Memory: body.Memory });
+        if (swap > 0 && body.Memory > swap) await api('update', rt.runtimeId, () => container.update({ MemorySwap: body.MemorySwap, Memory: body.Memory }));
       }
-      await container.update(body);
+      await api('update', rt.runtimeId, () => container.update(body));
     } catch (err) {
       throw this.fail('update', err);
     }
@@ -122,10 +122,10 @@ export class DockerDriver extends BaseDriver {
   override async remove(rt: Runtime): Promise<void> {
     const container = this.docker.getContainer(rt.runtimeId);
     try {
-      await container.stop({ t: Math.ceil(this.opts.stopGraceMs / 1000) }).catch((err: DockerApiError) => {
+      await api('stop', rt.runtimeId, () => container.stop({ t: Math.ceil(this.opts.stopGraceMs / 1000) })).catch((err: DockerApiError) => {
         if (err.statusCode !== 304) throw err; // 304: already stopped
       });
-      await container.remove({ force: true, v: true });
+      await api('remove', rt.runtimeId, () => container.remove({ force: true, v: true }));
     } catch (err) {
       if ((err as DockerApiError).statusCode === 404) return; // already gone
       throw this.fail('remove', err);
@@ -135,7 +135,7 @@ export class DockerDriver extends BaseDriver {
   override async inspect(rt: Runtime): Promise<Runtime> {
     let info: Docker.ContainerInspectInfo;
     try {
-      info = await this.docker.getContainer(rt.runtimeId).inspect();
+      info = await api('inspect', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).inspect());
     } catch (err) {
       throw this.fail('inspect', err);
     }
@@ -229,7 +229,7 @@ export class DockerDriver extends BaseDriver {
   private async pull(image: string): Promise<void> {
     const timeoutMs = this.opts.pullTimeoutMs ?? 120_000;
     try {
-      const stream = await this.docker.pull(image);
+      const stream = (await api('pull', undefined, () => this.docker.pull(image))) as NodeJS.ReadableStream;
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`pull timed out after ${timeoutMs} ms`)), timeoutMs);
         this.docker.modem.followProgress(stream, (err: Error | null) => {
@@ -246,6 +246,11 @@ export class DockerDriver extends BaseDriver {
   private fail(op: string, err: unknown): DriverError {
     return new DriverError(this.name, `${op}: ${dockerMessage(err)}`, { cause: err });
   }
+}
+
+/** One span per Docker API call, with the container id when there is one. */
+function api<T>(op: string, containerId: string | undefined, fn: () => Promise<T>): Promise<T> {
+  return traced(`docker ${op}`, containerId ? { 'container.id': containerId } : {}, () => fn());
 }
 
 function isNoSuchImage(err: unknown): boolean {

@@ -18,8 +18,10 @@ export interface Capabilities {
 
 export interface ReportPayload {
   readonly hostId: string;
-  /** Reports in the proto's JSON-free shape; the rpc driver sends them as they are. */
+  /** agent.v1.Report messages; the rpc driver sends them as they are. */
   readonly reports: readonly unknown[];
+  /** agent.v1.ObjectChange messages. */
+  readonly changes?: readonly unknown[];
 }
 
 /**

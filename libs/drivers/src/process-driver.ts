@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
+import { trace } from '@opentelemetry/api';
 import { DriverError } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
@@ -81,6 +82,7 @@ export class ProcessDriver extends BaseDriver {
         child.once('spawn', () => resolve(child.pid ?? 0));
       });
       child.unref();
+      trace.getActiveSpan()?.setAttribute('process.pid', pid);
       await this.waitJoined(ref, pid, child);
       const runtimeId = `${this.cgroups.fs.parent}/${rel}`;
       // The agent is the parent while it runs: it reaps the process and says so.

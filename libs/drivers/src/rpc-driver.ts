@@ -33,9 +33,16 @@ export class RpcDriver extends BaseDriver {
   }
 
   override async push(payload: ReportPayload): Promise<number> {
-    const reports = payload.reports.map((r) => ({ ...(r as v1.Report), hostId: payload.hostId }));
-    const res = await this.peer.call('push', { hostId: payload.hostId, reports }, { timeoutMs: this.timeoutMs });
-    return res.accepted;
+    let accepted = 0;
+    if (payload.reports.length > 0) {
+      const reports = payload.reports.map((r) => ({ ...(r as v1.Report), hostId: payload.hostId }));
+      accepted += (await this.peer.call('push', { hostId: payload.hostId, reports }, { timeoutMs: this.timeoutMs })).accepted;
+    }
+    if (payload.changes && payload.changes.length > 0) {
+      const changes = payload.changes as sinkv1.ObjectChange[];
+      accepted += (await this.peer.call('pushChanges', { hostId: payload.hostId, changes }, { timeoutMs: this.timeoutMs })).accepted;
+    }
+    return accepted;
   }
 
   override async close(): Promise<void> {

@@ -1,6 +1,8 @@
 import { credentials, type CallOptions, type Client, type ClientUnaryCall, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Metadata as GrpcMetadata } from '@grpc/grpc-js';
+import { SpanKind } from '@opentelemetry/api';
 import { fromGrpcError } from './status';
+import { endSpan, injectContext, rpcAttributes, tracer } from './tracing';
 
 type UnaryFn<Req, Res> = (
   request: Req,
@@ -34,13 +36,22 @@ export class Peer<C extends Client> {
   ) {}
 
   call<K extends UnaryKeys<C>>(method: K, request: ReqOf<C[K]>, opts: CallOpts = {}): Promise<ResOf<C[K]>> {
-    const fn = this.client[method] as unknown as UnaryFn<ReqOf<C[K]>, ResOf<C[K]>>;
+    const fn = this.client[method] as unknown as UnaryFn<ReqOf<C[K]>, ResOf<C[K]>> & { path: string };
     const options: Partial<CallOptions> = opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
-    return new Promise((resolve, reject) => {
-      fn.call(this.client, request, opts.metadata ?? new GrpcMetadata(), options, (err, res) =>
-        err ? reject(fromGrpcError(err)) : resolve(res),
-      );
-    });
+    return tracer.startActiveSpan(fn.path.slice(1), { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(fn.path), 'server.address': this.address } }, (span) =>
+      new Promise<ResOf<C[K]>>((resolve, reject) => {
+        fn.call(this.client, request, injectContext(opts.metadata ?? new GrpcMetadata()), options, (err, res) => {
+          endSpan(span, err ? err.code : 0, err?.details);
+          if (err) reject(fromGrpcError(err));
+          else resolve(res);
+        });
+      }),
+    );
+  }
+
+  /** Metadata that carries the active trace context, for server-streaming calls. */
+  traceMetadata(): Metadata {
+    return injectContext(new GrpcMetadata());
   }
 
   /** Resolves once the channel is connected, or rejects after timeoutMs. */

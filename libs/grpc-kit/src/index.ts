@@ -21,3 +21,4 @@ export { Peer, connect } from './client';
 export type { CallOpts } from './client';
 export { exitOnSignal, retry, runMain } from './lifecycle';
 export type { ShutdownStep } from './lifecycle';
+export { traced, tracer, extractContext, injectContext, TRACE_ID_HEADER } from './tracing';

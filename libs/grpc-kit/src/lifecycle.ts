@@ -1,4 +1,5 @@
 import { ConfigError, type LogLevel } from '@agent/option';
+import { startTelemetry, type Telemetry } from '@agent/telemetry';
 import { Logger } from './log';
 
 export type ShutdownStep = readonly [name: string, run: () => Promise<void> | void];
@@ -53,10 +54,22 @@ export async function retry<T>(log: Logger, what: string, fn: () => Promise<T>, 
   }
 }
 
-/** Runs a service's main; a bad setting or a failed start is logged and exits 1. */
-export function runMain(module: string, main: (log: Logger) => Promise<void>): void {
+/**
+ * Runs a service's main: OpenTelemetry first (for `module`, or every module
+ * the process hosts), then main. A bad setting or a failed start is logged
+ * and exits 1.
+ */
+export function runMain(module: string, main: (log: Logger, telemetry: Telemetry) => Promise<void>, hosts: readonly string[] = [module]): void {
   const log = new Logger(module, (process.env.AGENT_LOG_LEVEL as LogLevel | undefined) ?? 'info');
-  main(log).catch((err: unknown) => {
+  let telemetry: Telemetry;
+  try {
+    telemetry = startTelemetry({ process: module, modules: hosts });
+  } catch (err) {
+    log.error('bad telemetry configuration', { reason: (err as Error).message });
+    process.exit(1);
+  }
+  if (telemetry.exporting) log.info('exporting traces', { endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT });
+  main(log, telemetry).catch((err: unknown) => {
     if (err instanceof ConfigError) log.error('bad configuration', { variable: err.variable, reason: err.message });
     else log.error('startup failed', { err });
     process.exit(1);

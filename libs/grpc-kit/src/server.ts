@@ -15,6 +15,8 @@ import { descriptorSetPath, healthv1 } from '@agent/proto';
 import { HealthRegistry } from './health';
 import type { Logger } from './log';
 import { toGrpcStatus } from './status';
+import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
+import { Metadata } from '@grpc/grpc-js';
 
 export interface ServiceBinding {
   /** Fully qualified name, e.g. agent.v1.AgentService. */
@@ -110,23 +112,48 @@ function splitAddress(address: string): [string, string] {
  */
 export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    fn(call.request, call).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(mapError(log, call.getPath(), err)),
-    );
+    serverSpan(log.module, call.getPath(), call.metadata, (span) => {
+      sendTraceId(call, validTraceId(span));
+      fn(call.request, call).then(
+        (res) => {
+          endSpan(span, 0);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const st = mapError(log, call.getPath(), err);
+          endSpan(span, st.code, st.details);
+          callback(st);
+        },
+      );
+    });
   };
+}
+
+/** Response metadata trace-id: a user pastes it into Jaeger's search. */
+function sendTraceId(call: { sendMetadata(md: Metadata): void }, traceId: string | undefined): void {
+  if (traceId === undefined) return;
+  const md = new Metadata();
+  md.set(TRACE_ID_HEADER, traceId);
+  call.sendMetadata(md);
 }
 
 /** Same for server streams: the handler writes, and its promise ends the stream. */
 export function serverStream<Req, Res>(log: Logger, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>): void => {
-    fn(call.request, call).then(
-      () => call.end(),
-      (err: unknown) => {
-        if (call.cancelled) return;
-        call.emit('error', mapError(log, call.getPath(), err));
-      },
-    );
+    serverSpan(log.module, call.getPath(), call.metadata, (span) => {
+      sendTraceId(call, validTraceId(span));
+      fn(call.request, call).then(
+        () => {
+          endSpan(span, 0);
+          call.end();
+        },
+        (err: unknown) => {
+          const st = mapError(log, call.getPath(), err);
+          endSpan(span, call.cancelled ? 1 : st.code, st.details);
+          if (!call.cancelled) call.emit('error', st);
+        },
+      );
+    });
   };
 }
 

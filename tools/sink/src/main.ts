@@ -24,6 +24,10 @@ async function main(): Promise<void> {
       for (const r of b.reports) out({ type: 'report', hostId: b.hostId, report: v1.Report.toJSON(r) });
       return { accepted: b.reports.length };
     }),
+    pushChanges: unary(log, async (b: sinkv1.ObjectChangeBatch) => {
+      for (const c of b.changes) out({ type: 'change', hostId: b.hostId, change: sinkv1.ObjectChange.toJSON(c) });
+      return { accepted: b.changes.length };
+    }),
   };
   const server = await startGrpcServer({
     address: arg('listen', '127.0.0.1:50070'),
