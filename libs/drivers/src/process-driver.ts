@@ -61,6 +61,7 @@ export class ProcessDriver extends BaseDriver {
     const resolved = resolveExecutable(exe, env.PATH ?? '');
     if (resolved === undefined) throw new DriverError(this.name, `executable not found: ${exe}`);
     const cwd = proc.cwd || this.opts.defaultCwd;
+    if (!proc.cwd) fs.mkdirSync(cwd, { recursive: true });
     if (!isDirectory(cwd)) throw new DriverError(this.name, `working directory does not exist: ${cwd}`);
 
     const rel = `proc-${spec.objectId}`;

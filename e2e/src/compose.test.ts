@@ -1,0 +1,99 @@
+// The local cluster as users run it: docker-compose builds the image on a
+// local Node base, runs the five services as containers, and the trace of a
+// request spans all five. Jaeger cannot be pulled here: the test override
+// (docker-compose.test.yml) puts tools/otlp-receiver in its place.
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { api, BUSYBOX, freePort, ROOT, sh, waitFor, type ReceivedSpan } from './harness';
+
+const run = promisify(execFile);
+const SERVICES = ['apiserver', 'agentcore', 'manager', 'collector', 'reporter'];
+
+describe('docker-compose cluster (OTLP receiver standing in for Jaeger)', () => {
+  const project = `agente2e${randomBytes(3).toString('hex')}`;
+  let env: NodeJS.ProcessEnv;
+  let address = '';
+
+  const compose = (...args: string[]) =>
+    run('docker-compose', ['-p', project, '-f', path.join(ROOT, 'docker-compose.yml'), '-f', path.join(ROOT, 'docker-compose.test.yml'), ...args], {
+      cwd: ROOT,
+      env,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+
+  before(async () => {
+    await run('bash', [path.join(ROOT, 'tools/node-base-image.sh')]);
+    const [apiPort, uiPort] = [await freePort(), await freePort()];
+    address = `127.0.0.1:${apiPort}`;
+    env = {
+      ...process.env,
+      NODE_IMAGE: 'local/node:20',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      AGENT_PORT: String(apiPort),
+      JAEGER_UI_PORT: String(uiPort),
+      AGENT_HOST_ID: project,
+    };
+    await compose('build');
+    await compose('up', '-d');
+  });
+
+  after(async () => {
+    await compose('down', '-v', '--remove-orphans', '-t', '5').catch(() => undefined);
+    const left = await sh('docker', ['ps', '-aq', '--filter', `label=io.agent.host-id=${project}`]);
+    if (left) await run('docker', ['rm', '-f', ...left.split('\n')]);
+  });
+
+  it('runs the five services, healthy through grpc.health.v1', async () => {
+    for (const s of SERVICES) {
+      await waitFor(`${s} healthy`, async () => {
+        const st = await sh('docker', ['inspect', '-f', '{{.State.Health.Status}}', `${project}_${s}_1`]).catch(() => '');
+        return st === 'healthy' ? true : undefined;
+      }, 90_000, 500);
+    }
+    // Only the apiserver's port and Jaeger's UI are published.
+    const published = await sh('docker', ['ps', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}} {{.Ports}}']);
+    for (const line of published.split('\n')) {
+      const [name = '', ...ports] = line.split(' ');
+      if (!name.includes('_apiserver_') && !name.includes('_jaeger_')) assert.doesNotMatch(ports.join(' '), /->/, `${name} publishes a port`);
+    }
+  });
+
+  it('creates, pushes, reports once and deletes a container through the published port, in traces spanning all five', async () => {
+    const created = await api({ address }, 'Create', {
+      spec: { name: 'compose-web', kind: 'KIND_CONTAINER', resources: { memory_bytes: 64 << 20 }, container: { image: BUSYBOX, command: ['sleep', '600'] } },
+      wait: true,
+    });
+    assert.equal(created.body?.state, 'STATE_RUNNING', JSON.stringify(created));
+    const id: string = created.body.objectId;
+    const on = await api({ address }, 'PushOn', { object_id: id, interval_ms: 200, wait: true });
+    assert.equal(on.body.status, 'EVENT_STATUS_SUCCEEDED');
+    const once = await api({ address }, 'PushOnce', { object_id: id });
+    assert.ok(Number(once.body.memoryUsageBytes) > 0);
+    const del = await api({ address }, 'Delete', { object_id: id, wait: true });
+    assert.equal(del.body.state, 'STATE_DELETED');
+    assert.equal(await sh('docker', ['ps', '-aq', '--filter', `label=io.agent.object-id=${id}`]), '');
+
+    const spans = await waitFor('a trace with all five services', async () => {
+      const { stdout } = await run('docker', ['logs', `${project}_jaeger_1`], { maxBuffer: 64 * 1024 * 1024 });
+      const all = stdout.split('\n').filter((l) => l.startsWith('{"traceId"')).map((l) => JSON.parse(l) as ReceivedSpan);
+      const byTrace = new Map<string, Set<string>>();
+      for (const s of all) (byTrace.get(s.traceId) ?? byTrace.set(s.traceId, new Set()).get(s.traceId)!).add(s.service);
+      const full = [...byTrace.entries()].find(([, svcs]) => SERVICES.every((s) => svcs.has(`agent-${s}`)));
+      return full ? all.filter((s) => s.traceId === full[0]) : undefined;
+    }, 20_000, 500);
+    assert.ok(spans.some((s) => s.name.startsWith('docker ')));
+  });
+
+  it('goes down within 10 s, leaving no containers or networks', async () => {
+    const t0 = Date.now();
+    await compose('down', '-v', '--remove-orphans', '-t', '5');
+    assert.ok(Date.now() - t0 < 10_000, `down took ${Date.now() - t0} ms`);
+    assert.equal(await sh('docker', ['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`]), '');
+    assert.equal(await sh('docker', ['network', 'ls', '-q', '--filter', `label=com.docker.compose.project=${project}`]), '');
+    assert.equal(await sh('docker', ['ps', '-aq', '--filter', `label=io.agent.host-id=${project}`]), '');
+  });
+});
