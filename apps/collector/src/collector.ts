@@ -2,7 +2,7 @@ import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { context, trace, type Link, type SpanContext } from '@opentelemetry/api';
 import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, startGrpcServer, tracer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
 import { withModule } from '@agent/telemetry';
-import { hostFigures, type CgroupDriver, type Figures, type Runtime } from '@agent/drivers';
+import { hostFigures, type CgroupDriver, type CgroupRef, type FigureReader, type Figures } from '@agent/drivers';
 import { internalv1, type v1 } from '@agent/proto';
 
 interface Task {
@@ -15,6 +15,8 @@ interface Task {
   last?: v1.Report;
   /** The PushOn that started forwarding: periodic sends are new traces linked to it. */
   pushedBy?: SpanContext;
+  /** The object's stats files, kept open (none for the host). */
+  readonly reader?: FigureReader;
 }
 
 /**
@@ -38,7 +40,10 @@ export class CollectorService {
   createTask(target: internalv1.CollectTarget): internalv1.CollectTask {
     if (target.objectId === '') throw new InvalidArgumentError('object_id', 'required');
     if (this.tasks.has(target.objectId)) throw new AlreadyExistsError(`collect task for ${target.objectId} exists`);
-    const task: Task = { objectId: target.objectId, target, intervalMs: this.opts.baseIntervalMs, forwarding: false, nextDue: Date.now() };
+    const cg = target.cgroup;
+    const ref: CgroupRef = { version: cg?.version === 'v2' ? 'v2' : 'v1', paths: cg?.paths ?? {} };
+    const reader = target.host ? undefined : this.cgroups.openReader(ref, target.pid);
+    const task: Task = { objectId: target.objectId, target, intervalMs: this.opts.baseIntervalMs, forwarding: false, nextDue: Date.now(), reader };
     this.tasks.set(task.objectId, task);
     this.sample(task); // first sample at once: the baseline for CPU%
     this.schedule();
@@ -46,7 +51,9 @@ export class CollectorService {
   }
 
   deleteTask(objectId: string): void {
-    if (!this.tasks.delete(objectId)) throw new NotFoundError(`no collect task for ${objectId}`);
+    const task = this.get(objectId);
+    task.reader?.close();
+    this.tasks.delete(objectId);
     this.schedule();
   }
 
@@ -68,9 +75,16 @@ export class CollectorService {
     return this.sample(this.get(objectId));
   }
 
+  /** Samples every task now (what one tick does when all are due); for benchmarks. */
+  sweep(): number {
+    for (const t of this.tasks.values()) this.sample(t);
+    return this.tasks.size;
+  }
+
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    for (const t of this.tasks.values()) t.reader?.close();
   }
 
   private get(objectId: string): Task {
@@ -81,19 +95,7 @@ export class CollectorService {
 
   private sample(task: Task): v1.Report {
     const atMs = Date.now();
-    let f: Figures;
-    if (task.target.host) f = hostFigures();
-    else {
-      const cg = task.target.cgroup;
-      const rt: Runtime = {
-        runtimeId: task.objectId,
-        pid: task.target.pid,
-        cgroup: { version: cg?.version === 'v2' ? 'v2' : 'v1', paths: cg?.paths ?? {} },
-        applied: { cpus: 0, memoryBytes: 0, pidsLimit: 0 },
-        running: true,
-      };
-      f = this.cgroups.stats(rt);
-    }
+    const f: Figures = task.reader ? task.reader.read() : hostFigures();
     let cpuPercent: number | undefined;
     if (f.cpuUsageNs !== undefined && task.prev && atMs > task.prev.atMs) {
       cpuPercent = ((f.cpuUsageNs - task.prev.cpuNs) / ((atMs - task.prev.atMs) * 1e6)) * 100;

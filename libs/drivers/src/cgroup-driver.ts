@@ -2,7 +2,8 @@ import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { DriverError, UnavailableError } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import { CgroupFs } from './cgroup-fs';
-import { netFigures } from './proc-figures';
+import { FigureReader } from './figure-reader';
+import { netDevPath, netFigures } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
 
 /**
@@ -53,5 +54,10 @@ export class CgroupDriver extends BaseDriver {
 
   override stats(rt: Runtime): Figures {
     return { ...this.fs.readFigures(rt.cgroup), ...netFigures(rt.pid) };
+  }
+
+  /** For repeated sampling: the object's stats files kept open. Close it when done. */
+  openReader(ref: Runtime['cgroup'], pid: number): FigureReader {
+    return new FigureReader(ref, netDevPath(pid));
   }
 }

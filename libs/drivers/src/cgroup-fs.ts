@@ -12,8 +12,8 @@ const V2_CONTROLLERS = ['cpu', 'memory', 'pids', 'io'] as const;
 export const UNIFIED = 'unified';
 
 const CFS_PERIOD_US = 100_000;
-/** v1 reports "no memory limit" as the largest page-aligned int64. */
-const V1_UNLIMITED = 2n ** 62n;
+/** v1 reports "no memory limit" as the largest page-aligned int64; anything this large is no limit. */
+export const V1_UNLIMITED = 2n ** 62n;
 
 interface Mount {
   readonly mountPoint: string;
@@ -156,7 +156,8 @@ export class CgroupFs {
     const dir = (ctrl: string): string | undefined => ref.paths[v2 ? UNIFIED : ctrl];
     if (change.memoryBytes !== undefined) {
       const d = dir('memory');
-      if (d) writeLimit(path.join(d, v2 ? 'memory.max' : 'memory.limit_in_bytes'), change.memoryBytes === 0 ? (v2 ? 'max' : '-1') : String(change.memoryBytes));
+      if (d && v2) writeLimit(path.join(d, 'memory.max'), change.memoryBytes === 0 ? 'max' : String(change.memoryBytes));
+      if (d && !v2) writeMemoryV1(d, change.memoryBytes);
     }
     if (change.cpus !== undefined) {
       const d = dir('cpu');
@@ -258,27 +259,32 @@ function readV2(dir: string | undefined): Figures {
     const t = safeRead(path.join(dir, f)).trim();
     return t === '' || t === 'max' ? undefined : Number(t);
   };
-  let read = 0;
-  let write = 0;
-  let sawIo = false;
-  for (const line of safeRead(path.join(dir, 'io.stat')).split('\n')) {
-    const r = /rbytes=(\d+)/.exec(line);
-    const w = /wbytes=(\d+)/.exec(line);
-    if (r?.[1]) (read += Number(r[1])), (sawIo = true);
-    if (w?.[1]) (write += Number(w[1])), (sawIo = true);
-  }
-  const hasIo = sawIo || fs.existsSync(path.join(dir, 'io.stat'));
+  const io = fs.existsSync(path.join(dir, 'io.stat')) ? parseIoStat(safeRead(path.join(dir, 'io.stat'))) : undefined;
   return {
     cpuUsageNs: usec !== undefined ? usec * 1000 : undefined,
     memoryUsageBytes: num('memory.current'),
     memoryLimitBytes: num('memory.max'),
     pids: num('pids.current'),
-    blkioReadBytes: hasIo ? read : undefined,
-    blkioWriteBytes: hasIo ? write : undefined,
+    blkioReadBytes: io?.read,
+    blkioWriteBytes: io?.write,
   };
 }
 
-function parseBlkioV1(text: string): { read: number; write: number } | undefined {
+/** Sums rbytes/wbytes over the devices of a v2 io.stat. */
+export function parseIoStat(text: string): { read: number; write: number } {
+  let read = 0;
+  let write = 0;
+  for (const line of text.split('\n')) {
+    const r = /rbytes=(\d+)/.exec(line);
+    const w = /wbytes=(\d+)/.exec(line);
+    if (r?.[1]) read += Number(r[1]);
+    if (w?.[1]) write += Number(w[1]);
+  }
+  return { read, write };
+}
+
+/** Sums Read/Write over the devices of a v1 blkio.throttle.io_service_bytes. */
+export function parseBlkioV1(text: string): { read: number; write: number } | undefined {
   if (text === '') return undefined;
   let read = 0;
   let write = 0;
@@ -323,6 +329,27 @@ function writeLimit(file: string, value: string): void {
     throw new DriverError(DriverNames.Cgroup, `cannot write ${file}: ${(err as Error).message}`, { cause: err });
   } finally {
     span.end();
+  }
+}
+
+/**
+ * v1 memory limit. Where memory+swap is limited too (Docker's MemorySwap, which
+ * the docker driver keeps equal to Memory), it follows the limit, in the order
+ * the kernel accepts: memsw must never be below the limit.
+ */
+function writeMemoryV1(dir: string, bytes: number): void {
+  const limitFile = path.join(dir, 'memory.limit_in_bytes');
+  const swFile = path.join(dir, 'memory.memsw.limit_in_bytes');
+  const sw = safeRead(swFile).trim();
+  const value = bytes === 0 ? '-1' : String(bytes);
+  if (sw === '' || BigInt(sw) >= V1_UNLIMITED) return writeLimit(limitFile, value);
+  const current = Number(safeRead(limitFile).trim());
+  if (bytes === 0 || bytes > current) {
+    writeLimit(swFile, value);
+    writeLimit(limitFile, value);
+  } else {
+    writeLimit(limitFile, value);
+    writeLimit(swFile, value);
   }
 }
 

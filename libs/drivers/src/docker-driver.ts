@@ -93,6 +93,12 @@ export class DockerDriver extends BaseDriver {
     }
   }
 
+  /**
+   * The cgroup first, so the new limit takes effect at once; then Docker's own
+   * record (docker update), so that inspect and a restart agree. If Docker
+   * refuses, the cgroup goes back to what it was: the two never disagree once
+   * the call returns.
+   */
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
     if (change.memoryBytes === 0 || change.cpus === 0) {
       throw new FailedPreconditionError('docker cannot remove a memory or cpu limit from an existing container; set a larger one');
@@ -100,20 +106,25 @@ export class DockerDriver extends BaseDriver {
     const body: Record<string, number> = {};
     if (change.memoryBytes !== undefined) {
       body.Memory = change.memoryBytes;
-      body.MemorySwap = change.memoryBytes; // Docker refuses Memory alone (409)
+      body.MemorySwap = change.memoryBytes; // Docker refuses Memory alone (409); equal keeps swap out
     }
     if (change.cpus !== undefined) body.NanoCpus = Math.round(change.cpus * 1e9);
     if (change.pidsLimit !== undefined) body.PidsLimit = change.pidsLimit === 0 ? -1 : change.pidsLimit;
-    const container = this.docker.getContainer(rt.runtimeId);
+    const before = this.cgroups.fs.readLimits(rt.cgroup);
+    this.cgroups.fs.applyLimits(rt.cgroup, change);
     try {
-      if (body.Memory !== undefined) {
-        // Lowering Memory below the current MemorySwap is fine; raising it above needs swap first.
-        const info = await api('inspect', rt.runtimeId, () => container.inspect());
-        const swap = info.HostConfig.MemorySwap ?? 0;
-        if (swap > 0 && body.Memory > swap) await api('update', rt.runtimeId, () => container.update({ MemorySwap: body.MemorySwap, Memory: body.Memory }));
-      }
-      await api('update', rt.runtimeId, () => container.update(body));
+      await api('update', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).update(body));
     } catch (err) {
+      const revert: ResourceChange = {
+        memoryBytes: change.memoryBytes !== undefined ? before.memoryBytes : undefined,
+        cpus: change.cpus !== undefined ? before.cpus : undefined,
+        pidsLimit: change.pidsLimit !== undefined ? before.pidsLimit : undefined,
+      };
+      try {
+        this.cgroups.fs.applyLimits(rt.cgroup, revert);
+      } catch {
+        /* the error below is the one to report */
+      }
       throw this.fail('update', err);
     }
     return { ...rt, applied: this.cgroups.fs.readLimits(rt.cgroup) };

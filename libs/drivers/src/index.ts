@@ -17,11 +17,12 @@ export type {
 } from './types';
 export { CgroupFs, V1_CONTROLLERS, UNIFIED, checkRelativeCgroupPath, safeRead } from './cgroup-fs';
 export { CgroupDriver } from './cgroup-driver';
+export { FigureReader } from './figure-reader';
 export { ProcessDriver, resolveExecutable } from './process-driver';
 export type { ProcessDriverOptions } from './process-driver';
 export { DockerDriver } from './docker-driver';
 export type { DockerDriverOptions } from './docker-driver';
 export { RpcDriver } from './rpc-driver';
-export { hostFigures, netFigures, parseNetDev, processStartTime, isAlive } from './proc-figures';
+export { hostFigures, netFigures, netDevPath, parseNetDev, processStartTime, isAlive } from './proc-figures';
 export { createHostDrivers } from './registry';
 export type { HostDrivers } from './registry';

@@ -28,6 +28,14 @@ export function parseNetDev(text: string): { rx: number; tx: number } | undefine
   return { rx, tx };
 }
 
+/** /proc/<pid>/net/dev when the pid has a network namespace of its own, else undefined. */
+export function netDevPath(pid: number): string | undefined {
+  if (pid <= 0) return undefined;
+  ownNetNs ??= netNsOf('self');
+  const ns = netNsOf(pid);
+  return ns === undefined || ns === ownNetNs ? undefined : `/proc/${pid}/net/dev`;
+}
+
 /**
  * Network figures of the object's own network namespace. A pid that shares
  * the agent's namespace has no figures of its own: left undefined, not made up.

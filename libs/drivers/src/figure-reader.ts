@@ -1,0 +1,127 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseBlkioV1, parseIoStat, UNIFIED, V1_UNLIMITED } from './cgroup-fs';
+import { parseNetDev } from './proc-figures';
+import type { CgroupRef, Figures } from './types';
+
+const GONE = new Set(['ENOENT', 'ENODEV', 'ESTALE', 'EBADF', 'ESRCH']);
+
+/**
+ * One stats file kept open and re-read from offset 0 (pread): the kernel
+ * regenerates cgroup and /proc files on every read at 0, and this skips the
+ * open/close of readFileSync (about 19 µs instead of 90 µs for six files).
+ * A file whose cgroup or process went away is reopened once per read; if it
+ * is still gone the figure is absent.
+ */
+class OpenFile {
+  private fd: number | undefined;
+
+  constructor(readonly path: string) {}
+
+  read(buf: Buffer): string | undefined {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.fd === undefined) {
+        try {
+          this.fd = fs.openSync(this.path, 'r');
+        } catch {
+          return undefined;
+        }
+      }
+      try {
+        let n = fs.readSync(this.fd, buf, 0, buf.length, 0);
+        if (n < buf.length) return buf.toString('latin1', 0, n);
+        // Larger than the buffer (blkio on hosts with many devices): read it whole.
+        const parts = [buf.toString('latin1', 0, n)];
+        let pos = n;
+        while ((n = fs.readSync(this.fd, buf, 0, buf.length, pos)) > 0) {
+          parts.push(buf.toString('latin1', 0, n));
+          pos += n;
+        }
+        return parts.join('');
+      } catch (err) {
+        this.close();
+        if (!GONE.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+      this.fd = undefined;
+    }
+  }
+}
+
+const num = (t: string | undefined): number | undefined => {
+  if (t === undefined) return undefined;
+  const s = t.trim();
+  return s === '' || s === 'max' ? undefined : Number(s);
+};
+
+/** The figures of one object, from files kept open between samples. */
+export class FigureReader {
+  private readonly buf = Buffer.allocUnsafe(16 * 1024);
+  private readonly files: Record<string, OpenFile> = {};
+  private readonly v2: boolean;
+
+  constructor(ref: CgroupRef, netDevPath: string | undefined) {
+    this.v2 = ref.version === 'v2';
+    const f = (key: string, dir: string | undefined, file: string): void => {
+      if (dir) this.files[key] = new OpenFile(path.join(dir, file));
+    };
+    if (this.v2) {
+      const d = ref.paths[UNIFIED];
+      f('cpu', d, 'cpu.stat');
+      f('mem', d, 'memory.current');
+      f('limit', d, 'memory.max');
+      f('pids', d, 'pids.current');
+      f('io', d, 'io.stat');
+    } else {
+      const p = ref.paths;
+      f('cpu', p.cpuacct, 'cpuacct.usage');
+      f('mem', p.memory, 'memory.usage_in_bytes');
+      f('limit', p.memory, 'memory.limit_in_bytes');
+      f('pids', p.pids, 'pids.current');
+      f('io', p.blkio, 'blkio.throttle.io_service_bytes');
+    }
+    if (netDevPath) this.files.net = new OpenFile(netDevPath);
+  }
+
+  read(): Figures {
+    const r = (k: string): string | undefined => this.files[k]?.read(this.buf);
+    let cpuUsageNs: number | undefined;
+    const cpu = r('cpu');
+    if (cpu !== undefined) {
+      if (this.v2) {
+        const m = /^usage_usec (\d+)$/m.exec(cpu);
+        cpuUsageNs = m?.[1] !== undefined ? Number(m[1]) * 1000 : undefined;
+      } else cpuUsageNs = num(cpu);
+    }
+    let memoryLimitBytes = num(r('limit'));
+    if (memoryLimitBytes !== undefined && memoryLimitBytes >= Number(V1_UNLIMITED)) memoryLimitBytes = undefined;
+    const ioText = r('io');
+    const io = ioText === undefined ? undefined : this.v2 ? parseIoStat(ioText) : parseBlkioV1(ioText);
+    const netText = r('net');
+    const net = netText === undefined ? undefined : parseNetDev(netText);
+    return {
+      cpuUsageNs,
+      memoryUsageBytes: num(r('mem')),
+      memoryLimitBytes,
+      pids: num(r('pids')),
+      netRxBytes: net?.rx,
+      netTxBytes: net?.tx,
+      blkioReadBytes: io?.read,
+      blkioWriteBytes: io?.write,
+    };
+  }
+
+  close(): void {
+    for (const f of Object.values(this.files)) f.close();
+  }
+}
