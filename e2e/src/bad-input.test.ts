@@ -5,8 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { v1 } from '@agent/proto';
-import { api, BUSYBOX, sh, startAgent, waitFor, type Agent } from './harness';
-import { apiClient, rawCall, type Api } from './client';
+import { api, BUSYBOX, sh, startAgent, waitFor, type Agent, apiClient, rawCall, type Api } from '@agent/testkit';
 
 const MiB = 1024 * 1024;
 const container = (over: Partial<v1.ObjectSpec> = {}): v1.ObjectSpec =>

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT } from './harness';
+import { ROOT } from '@agent/testkit';
 
 interface Pkg {
   readonly name: string;
@@ -16,7 +16,7 @@ interface Pkg {
 
 function packages(): Pkg[] {
   const out: Pkg[] = [];
-  for (const group of ['proto', 'libs', 'apps', 'tools', 'e2e']) {
+  for (const group of ['proto', 'libs', 'apps', 'tools', 'e2e', 'bench']) {
     const base = path.join(ROOT, group);
     const dirs = fs.existsSync(path.join(base, 'package.json')) ? [base] : fs.readdirSync(base).map((d) => path.join(base, d));
     for (const dir of dirs) {
@@ -51,6 +51,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   'type:daemon': ['type:lib', 'type:app'],
   'type:tool': ['type:lib'],
   'type:test': ['type:lib'],
+  'type:bench': ['type:lib', 'type:app'],
 };
 
 describe('module boundaries', () => {

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { api, BUSYBOX, freePort, ROOT, sh, waitFor, type ReceivedSpan } from './harness';
+import { api, BUSYBOX, freePort, ROOT, sh, waitFor, type ReceivedSpan } from '@agent/testkit';
 
 const run = promisify(execFile);
 const SERVICES = ['apiserver', 'agentcore', 'manager', 'collector', 'reporter'];

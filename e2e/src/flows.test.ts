@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { api, bufCurl, BUSYBOX, isAlive, memoryLimitFile, sh, startAgent, startSink, waitFor, type Agent, type Sink } from './harness';
+import { api, bufCurl, BUSYBOX, isAlive, memoryLimitFile, sh, startAgent, startSink, waitFor, type Agent, type Sink } from '@agent/testkit';
 
 const MiB = 1024 * 1024;
 

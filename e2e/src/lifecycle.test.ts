@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { api, bufCurl, BUSYBOX, isAlive, removeCgroupParent, ROOT, sh, startAgent, waitFor, type Agent } from './harness';
+import { api, bufCurl, bufTarget, BUSYBOX, isAlive, removeCgroupParent, ROOT, sh, startAgent, waitFor, type Agent } from '@agent/testkit';
 
 const BUF = path.join(ROOT, 'node_modules/.bin/buf');
 
@@ -26,7 +26,7 @@ describe('every service serves health and reflection', () => {
       const overall = await bufCurl(s.address, 'grpc.health.v1.Health/Check', {});
       assert.deepEqual(overall.body, { status: 'SERVING' }, `${s.module} overall health`);
       for (const proto of ['grpc-v1', 'grpc-v1alpha']) {
-        const { stdout } = await promisify(execFile)(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--reflect-protocol', proto, '--list-methods', `http://${s.address}`]);
+        const { stdout } = await promisify(execFile)(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--reflect-protocol', proto, '--list-methods', ...bufTarget(s.address)]);
         assert.match(stdout, new RegExp(`^${name.replace(/\./g, '\\.')}/`, 'm'), `${s.module} reflection ${proto}`);
       }
     }

@@ -4,8 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@agent/proto';
-import { BUSYBOX, startAgent, startOtlpReceiver, startSink, waitFor, type Agent, type Receiver, type Sink } from './harness';
-import { apiClient, type Api } from './client';
+import { BUSYBOX, startAgent, startOtlpReceiver, startSink, waitFor, type Agent, type Receiver, type Sink, apiClient, type Api } from '@agent/testkit';
 
 const SERVICES = ['agent-apiserver', 'agent-agentcore', 'agent-manager', 'agent-collector', 'agent-reporter'];
 

@@ -49,9 +49,6 @@ export class DockerDriver extends BaseDriver {
   override async create(spec: WorkloadSpec): Promise<Runtime> {
     const c = spec.container;
     if (!c) throw new DriverError(this.name, 'spec has no container');
-    await this.health().catch((err: Error) => {
-      throw new DriverError(this.name, err.message, { cause: err });
-    });
     const r = spec.resources;
     const options: Docker.ContainerCreateOptions = {
       name: `agent-${spec.name}-${spec.objectId.slice(-8)}`,
@@ -255,6 +252,10 @@ export class DockerDriver extends BaseDriver {
   }
 
   private fail(op: string, err: unknown): DriverError {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES') {
+      return new DriverError(this.name, `docker is not reachable at ${this.opts.socketPath}: ${dockerMessage(err)}`, { cause: err });
+    }
     return new DriverError(this.name, `${op}: ${dockerMessage(err)}`, { cause: err });
   }
 }

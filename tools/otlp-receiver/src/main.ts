@@ -1,6 +1,6 @@
 // A minimal OTLP/HTTP trace receiver: POST /v1/traces with a JSON body
 // (OTEL_EXPORTER_OTLP_PROTOCOL=http/json). Prints one JSON line per span:
-// {traceId, spanId, parentSpanId, name, service, kind, attributes, status, links}.
+// {traceId, spanId, parentSpanId, name, service, kind, attributes, status, links, startMs, endMs}.
 // Jaeger cannot run here; the tests point the agent at this instead.
 //
 //   node tools/otlp-receiver/dist/main.js --listen 0.0.0.0:4318
@@ -25,6 +25,8 @@ interface OtlpSpan {
   attributes?: KeyValue[];
   status?: { code?: number; message?: string };
   links?: Array<{ traceId: string; spanId: string }>;
+  startTimeUnixNano?: string | number;
+  endTimeUnixNano?: string | number;
 }
 interface OtlpRequest {
   resourceSpans?: Array<{ resource?: { attributes?: KeyValue[] }; scopeSpans?: Array<{ spans?: OtlpSpan[] }> }>;
@@ -67,6 +69,8 @@ const server = http.createServer((req, res) => {
                 attributes: flat(s.attributes),
                 status: s.status?.code ?? 0,
                 links: (s.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
+                startMs: Number(BigInt(s.startTimeUnixNano ?? 0) / 1000n) / 1000,
+                endMs: Number(BigInt(s.endTimeUnixNano ?? 0) / 1000n) / 1000,
               }) + '\n',
             );
           }

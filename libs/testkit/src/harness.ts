@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { promisify } from 'node:util';
 
-export const ROOT = path.resolve(__dirname, '../..');
+export const ROOT = path.resolve(__dirname, '../../..');
 export const BUSYBOX = 'local/busybox:latest';
 const BUF = path.join(ROOT, 'node_modules/.bin/buf');
 
@@ -149,12 +149,18 @@ export interface CurlResult {
   readonly error?: { code: string; message: string };
 }
 
+/** buf curl's target arguments for host:port or unix:/path, with the URL path appended. */
+export function bufTarget(address: string, urlPath = ''): string[] {
+  if (address.startsWith('unix:')) return ['--unix-socket', address.slice('unix:'.length), `http://localhost${urlPath}`];
+  return [`http://${address}${urlPath}`];
+}
+
 /** buf curl over reflection, like grpcurl: no proto files. */
 export async function bufCurl(address: string, method: string, body: unknown = {}): Promise<CurlResult> {
   try {
     const { stdout } = await promisify(execFile)(
       BUF,
-      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--timeout', '60s', '-d', JSON.stringify(body), `http://${address}/${method}`],
+      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--timeout', '60s', '-d', JSON.stringify(body), ...bufTarget(address, `/${method}`)],
       { maxBuffer: 16 * 1024 * 1024 },
     );
     return { ok: true, body: stdout.trim() === '' ? {} : JSON.parse(stdout) };
@@ -248,5 +254,48 @@ export async function startOtlpReceiver(): Promise<Receiver> {
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
+  };
+}
+
+/** The five services as five processes, wired by address as in compose; resolves when all are healthy. */
+export async function startSeparateAgent(extraEnv: Record<string, string> = {}): Promise<{ address: string; cgroupParent: string; pids: number[]; stop(): Promise<void> }> {
+  const ports = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [a, c, m, co, r] = ports.map((p) => `127.0.0.1:${p}`) as [string, string, string, string, string];
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-sep-'));
+  const cgroupParent = `agent-sep-${randomBytes(4).toString('hex')}`;
+  const env = {
+    ...process.env,
+    AGENT_DATA_DIR: dataDir,
+    AGENT_CGROUP_PARENT: cgroupParent,
+    AGENT_LISTEN: a,
+    AGENT_AGENTCORE_LISTEN: c,
+    AGENT_MANAGER_LISTEN: m,
+    AGENT_COLLECTOR_LISTEN: co,
+    AGENT_REPORTER_LISTEN: r,
+    AGENT_AGENTCORE_ADDR: c,
+    AGENT_MANAGER_ADDR: m,
+    AGENT_COLLECTOR_ADDR: co,
+    AGENT_REPORTER_ADDR: r,
+    ...extraEnv,
+  };
+  // Started in reverse dependency order on purpose: each waits for its peers.
+  const children = ['apiserver', 'agentcore', 'collector', 'reporter', 'manager'].map((app) =>
+    spawn(process.execPath, [path.join(ROOT, `apps/${app}/dist/main.js`)], { env, stdio: ['ignore', 'ignore', process.env.AGENT_E2E_VERBOSE ? 'inherit' : 'ignore'] }),
+  );
+  const services: Array<[string, string]> = [[a, 'agent.v1.AgentService'], [c, 'agent.internal.v1.AgentCore'], [m, 'agent.internal.v1.Manager'], [co, 'agent.internal.v1.Collector'], [r, 'agent.internal.v1.Reporter']];
+  for (const [addr, svc] of services) {
+    await waitFor(`${svc} healthy`, async () => {
+      const h = await bufCurl(addr, 'grpc.health.v1.Health/Check', { service: svc }).catch(() => undefined);
+      return h?.body?.status === 'SERVING' ? true : undefined;
+    }, 20_000, 200);
+  }
+  return {
+    address: a,
+    cgroupParent,
+    pids: children.map((ch) => ch.pid ?? 0),
+    stop: async () => {
+      await Promise.all(children.map((ch) => new Promise<void>((resolve) => (ch.exitCode !== null ? resolve() : (ch.once('exit', () => resolve()), ch.kill('SIGTERM'))))));
+      removeCgroupParent(cgroupParent);
+    },
   };
 }

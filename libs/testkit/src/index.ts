@@ -1,0 +1,21 @@
+export {
+  ROOT,
+  BUSYBOX,
+  freePort,
+  startAgent,
+  startSeparateAgent,
+  startSink,
+  startOtlpReceiver,
+  bufCurl,
+  bufTarget,
+  api,
+  waitFor,
+  sh,
+  readCgroupFile,
+  memoryLimitFile,
+  isAlive,
+  removeCgroupParent,
+} from './harness';
+export type { Agent, Sink, Receiver, ReceivedSpan, CurlResult, LogLine } from './harness';
+export { apiClient, rawCall } from './client';
+export type { Api, Outcome } from './client';
