@@ -43,7 +43,7 @@ export class CollectorService {
     const cg = target.cgroup;
     const ref: CgroupRef = { version: cg?.version === 'v2' ? 'v2' : 'v1', paths: cg?.paths ?? {} };
     const reader = target.host ? undefined : this.cgroups.openReader(ref, target.pid);
-    const task: Task = { objectId: target.objectId, target, intervalMs: this.opts.baseIntervalMs, forwarding: false, nextDue: Date.now(), reader };
+    const task: Task = { objectId: target.objectId, target, intervalMs: this.opts.baseIntervalMs, forwarding: false, nextDue: aligned(Date.now(), this.opts.baseIntervalMs), reader };
     this.tasks.set(task.objectId, task);
     this.sample(task); // first sample at once: the baseline for CPU%
     this.schedule();
@@ -66,7 +66,7 @@ export class CollectorService {
     task.forwarding = intervalMs > 0;
     task.pushedBy = task.forwarding ? trace.getSpanContext(context.active()) : undefined;
     task.intervalMs = intervalMs > 0 ? intervalMs : this.opts.baseIntervalMs;
-    task.nextDue = Date.now() + task.intervalMs;
+    task.nextDue = aligned(Date.now(), task.intervalMs);
     this.schedule();
     return view(task);
   }
@@ -142,7 +142,7 @@ export class CollectorService {
     for (const task of this.tasks.values()) {
       if (task.nextDue > now) continue;
       // Keep the cadence; skip missed slots rather than bursting.
-      task.nextDue += task.intervalMs * Math.max(1, Math.ceil((now - task.nextDue) / task.intervalMs));
+      task.nextDue = aligned(now, task.intervalMs);
       try {
         const r = this.sample(task);
         if (task.forwarding) {
@@ -175,6 +175,15 @@ export class CollectorService {
       collectOnce: unary(this.log, async (r) => this.collectOnce(r.objectId)),
     };
   }
+}
+
+/**
+ * The next multiple of the interval: tasks with the same interval fall due on
+ * the same tick, so one tick samples them all and sends one batch, instead of
+ * one wake-up and one delivery per object.
+ */
+function aligned(now: number, intervalMs: number): number {
+  return Math.ceil((now + 1) / intervalMs) * intervalMs;
 }
 
 function view(t: Task): internalv1.CollectTask {
