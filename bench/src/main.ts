@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
+import { Module } from '@agent/option';
 import { connect, Logger } from '@agent/grpc-kit';
 import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
@@ -132,7 +133,7 @@ async function sweepCase(objs: v1.Object[], n: number): Promise<void> {
   const subset = objs.slice(0, n);
   const cgroups = new CgroupDriver(new CgroupFs('agent'));
   const reporter = connect(internalv1.ReporterClient, '127.0.0.1:9'); // never called: nothing forwards
-  const collector = new CollectorService(cgroups, reporter, { hostId: 'bench', baseIntervalMs: 3_600_000 }, new Logger('collector', 'error'));
+  const collector = new CollectorService(cgroups, reporter, { hostId: 'bench', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
   for (const o of subset) {
     collector.createTask({ objectId: o.objectId, kind: v1.Kind.KIND_CONTAINER, cgroup: cgroups.fs.refForPid(o.pid), pid: o.pid, host: false });
   }

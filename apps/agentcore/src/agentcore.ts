@@ -21,6 +21,8 @@ import {
   type RunningServer,
 } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
+import { EmbeddedStore, Keys, type KvStore } from '@agent/store';
+import * as path from 'node:path';
 
 const { State, EventStatus, EventType } = v1;
 
@@ -60,10 +62,84 @@ export class AgentCore {
 
   constructor(
     private readonly peers: Peers,
+    private readonly store: KvStore,
     private readonly opts: { hostId: string; heartbeatMs: number; waitTimeoutMs: number; eventRetention: number },
     private readonly log: Logger,
   ) {
     this.changes.setMaxListeners(0);
+  }
+
+  /** Every change of an object goes to the store: what a restart, even after SIGKILL, starts from. */
+  private persist(rec: ObjectRecord): void {
+    const value = JSON.stringify({ object: v1.Object.toJSON(rec.object), runtime: rec.runtime ? internalv1.RuntimeInfo.toJSON(rec.runtime) : null });
+    this.store.put(Keys.workload(this.opts.hostId, rec.object.objectId), value).catch((err: unknown) => this.log.error('cannot persist object', { objectId: rec.object.objectId, err }));
+  }
+
+  /**
+   * After a restart: every recorded object is found again (containers by id or
+   * label, processes by pid and start time), watched and collected again, and
+   * its pushing resumed. One whose workload vanished meanwhile becomes DELETED
+   * (container, cgroup) or STOPPED (process). Nothing is created anew.
+   */
+  async recover(): Promise<void> {
+    const records = await this.store.list(Keys.workloads(this.opts.hostId));
+    let adopted = 0;
+    for (const [, value] of records) {
+      const saved = JSON.parse(value) as { object: unknown; runtime: unknown };
+      const object = v1.Object.fromJSON(saved.object);
+      const rec: ObjectRecord = {
+        object,
+        runtime: saved.runtime ? internalv1.RuntimeInfo.fromJSON(saved.runtime) : undefined,
+        hasCollectTask: false,
+        deleteRequested: false,
+        queue: Promise.resolve(),
+      };
+      this.objects.set(object.objectId, rec);
+      if (object.state === State.STATE_DELETED || object.state === State.STATE_FAILED) {
+        if (object.state === State.STATE_FAILED) this.names.set(object.spec?.name ?? '', object.objectId);
+        continue;
+      }
+      this.names.set(object.spec?.name ?? '', object.objectId);
+      await this.readopt(rec);
+      adopted++;
+    }
+    if (records.length > 0) this.log.info('recovered objects', { recorded: records.length, adopted });
+  }
+
+  private async readopt(rec: ObjectRecord): Promise<void> {
+    const { manager, collector, reporter } = this.peers;
+    const objectId = rec.object.objectId;
+    const wasPending = rec.object.state === State.STATE_PENDING;
+    try {
+      const rt = await manager.call('adoptObject', { objectId, spec: rec.object.spec, runtime: rec.runtime }, { timeoutMs: this.opts.waitTimeoutMs });
+      this.setRuntime(rec, rt);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) {
+        this.setState(rec, State.STATE_FAILED, `recovery: ${errorMessage(err)}`);
+        return;
+      }
+      if (wasPending) return this.setState(rec, State.STATE_FAILED, 'create interrupted by an agent restart');
+      const kind = rec.object.spec?.kind;
+      rec.object.pushing = false;
+      rec.object.pushIntervalMs = 0;
+      if (kind === v1.Kind.KIND_PROCESS) return this.setState(rec, State.STATE_STOPPED, 'exited while the agent was down');
+      this.names.delete(rec.object.spec?.name ?? '');
+      rec.runtime = undefined;
+      return this.setState(rec, State.STATE_DELETED, 'removed while the agent was down');
+    }
+    await collector
+      .call('createTask', { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false }, { timeoutMs: PEER_TIMEOUT_MS })
+      .catch((err: unknown) => {
+        if (!(err instanceof AlreadyExistsError)) throw err; // a collector that did not restart still has it
+      });
+    rec.hasCollectTask = true;
+    if (rec.object.pushing) {
+      await collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
+      await reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
+    }
+    const running = rec.runtime?.running !== false;
+    const lastError = running ? '' : rec.object.state === State.STATE_STOPPED ? rec.object.lastError : 'exited while the agent was down';
+    this.setState(rec, running ? State.STATE_RUNNING : State.STATE_STOPPED, lastError);
   }
 
   /** Heartbeat: a host collect task plus a host report task. */
@@ -172,6 +248,7 @@ export class AgentCore {
     };
     this.objects.set(objectId, rec);
     this.names.set(name, objectId);
+    this.persist(rec);
     const ack = await this.enqueue(rec, EventType.EVENT_TYPE_CREATE, false, c.requestId, () => this.runCreate(rec));
     if (c.requestId !== '') this.requests.set(c.requestId, ack);
     return c.wait ? this.awaitAck(ack.eventId) : ack;
@@ -390,6 +467,7 @@ export class AgentCore {
 
   private touch(rec: ObjectRecord): void {
     rec.object.updatedAt = new Date();
+    this.persist(rec);
     this.changes.emit(rec.object.objectId, v1.Object.fromPartial(rec.object));
   }
 
@@ -460,7 +538,8 @@ function newId(prefix: string): string {
 
 export async function startAgentCore(config: AgentConfig, peers: Peers, address = config.agentcoreListen): Promise<{ server: RunningServer; core: AgentCore }> {
   const log = new Logger(Module.AgentCore, config.logLevel);
-  const core = new AgentCore(peers, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention }, log);
+  const store = new EmbeddedStore(path.join(config.dataDir, 'store'));
+  const core = new AgentCore(peers, store, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention }, log);
   const server = await startGrpcServer({
     address,
     log,
@@ -468,6 +547,7 @@ export async function startAgentCore(config: AgentConfig, peers: Peers, address 
   });
   // The collector and reporter may still be starting (separate processes).
   await retry(log, 'heartbeat start', () => core.start());
+  await core.recover();
   server.health.setAll(true);
   return { server, core };
 }

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Module } from '@agent/option';
 import { connect, Logger } from '@agent/grpc-kit';
 import { CgroupDriver, CgroupFs, ProcessDriver, type Runtime } from '@agent/drivers';
 import { internalv1, v1 } from '@agent/proto';
@@ -18,7 +19,7 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'collector-test-'));
 const procs = new ProcessDriver(cgroups, { logDir: dataDir, defaultCwd: dataDir, stopGraceMs: 500 });
 // Never called: nothing here forwards to a reporter.
 const reporter = connect(internalv1.ReporterClient, '127.0.0.1:9');
-const collector = new CollectorService(cgroups, reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, new Logger('collector', 'error'));
+const collector = new CollectorService(cgroups, reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
 
 const target = (objectId: string, rt: Runtime): internalv1.CollectTarget => ({
   objectId,

@@ -107,6 +107,16 @@ export class ManagerService {
     return {};
   }
 
+  async adopt(req: internalv1.AdoptObjectRequest): Promise<internalv1.RuntimeInfo> {
+    const spec = req.spec;
+    if (!spec) throw new InvalidArgumentError('spec', 'required');
+    const driver = this.driverFor(spec.kind);
+    const runtime = await driver.adopt(toWorkload(req.objectId, spec), req.runtime ? fromRuntimeInfo(req.runtime) : undefined);
+    this.objects.set(req.objectId, { kind: spec.kind, runtime, removing: false });
+    this.log.info('object adopted', { objectId: req.objectId, driver: driver.name, runtimeId: runtime.runtimeId, pid: runtime.pid, running: runtime.running });
+    return toRuntimeInfo(runtime);
+  }
+
   async inspect(req: internalv1.ObjectRef): Promise<internalv1.RuntimeInfo> {
     const m = this.get(req.objectId);
     m.runtime = await this.driverFor(m.kind).inspect(m.runtime);
@@ -125,6 +135,7 @@ export class ManagerService {
       updateObject: unary(this.log, (r) => this.update(r)),
       deleteObject: unary(this.log, (r) => this.delete(r)),
       inspectObject: unary(this.log, (r) => this.inspect(r)),
+      adoptObject: unary(this.log, (r) => this.adopt(r)),
       watchRuntime: serverStream(this.log, (_r, call) => this.watchRuntime(call)),
     };
   }
@@ -150,7 +161,18 @@ export function toChange(r: v1.Resources | undefined): ResourceChange {
 }
 
 function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
-  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running };
+  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0 };
+}
+
+function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
+  return {
+    runtimeId: r.runtimeId,
+    pid: r.pid,
+    cgroup: { version: r.cgroup?.version === 'v2' ? 'v2' : 'v1', paths: { ...(r.cgroup?.paths ?? {}) } },
+    applied: { cpus: r.applied?.cpus ?? 0, memoryBytes: r.applied?.memoryBytes ?? 0, pidsLimit: r.applied?.pidsLimit ?? 0 },
+    running: r.running,
+    startTime: r.startTime || undefined,
+  };
 }
 
 export async function startManager(config: AgentConfig, drivers: KindDrivers, address = config.managerListen): Promise<RunningServer> {

@@ -1,5 +1,5 @@
 import { Driver as DriverNames, type DriverName } from '@agent/option';
-import { DriverError, UnavailableError } from '@agent/grpc-kit';
+import { DriverError, NotFoundError, UnavailableError } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import { CgroupFs } from './cgroup-fs';
 import { FigureReader } from './figure-reader';
@@ -50,6 +50,14 @@ export class CgroupDriver extends BaseDriver {
   override async inspect(rt: Runtime): Promise<Runtime> {
     const exists = this.fs.exists(rt.cgroup);
     return { ...rt, running: exists, applied: exists ? this.fs.readLimits(rt.cgroup) : rt.applied };
+  }
+
+  override async adopt(spec: WorkloadSpec, rt: Runtime | undefined): Promise<Runtime> {
+    const rel = spec.cgroup?.path;
+    if (rel === undefined) throw new DriverError(this.name, 'spec has no cgroup');
+    const ref = rt?.cgroup ?? this.fs.refFor(rel);
+    if (!this.fs.exists(ref)) throw new NotFoundError(`cgroup ${this.fs.parent}/${rel} is gone`);
+    return { runtimeId: `${this.fs.parent}/${rel}`, pid: 0, cgroup: ref, applied: this.fs.readLimits(ref), running: true };
   }
 
   override stats(rt: Runtime): Figures {

@@ -1,6 +1,6 @@
 import Docker from 'dockerode';
 import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
-import { DriverError, FailedPreconditionError, UnavailableError, traced } from '@agent/grpc-kit';
+import { DriverError, FailedPreconditionError, NotFoundError, UnavailableError, traced } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
@@ -157,6 +157,24 @@ export class DockerDriver extends BaseDriver {
       applied: running ? this.cgroups.fs.readLimits(cgroup) : rt.applied,
       running,
     };
+  }
+
+  /** Found again by its id, or (a create the restart interrupted) by its object-id label. */
+  override async adopt(spec: WorkloadSpec, rt: Runtime | undefined): Promise<Runtime> {
+    let id = rt?.runtimeId;
+    if (!id) {
+      const found = await api('list', undefined, () =>
+        this.docker.listContainers({ all: true, filters: { label: [`${Label.ObjectId}=${spec.objectId}`, `${Label.HostId}=${this.opts.hostId}`] } }),
+      );
+      id = found[0]?.Id;
+    }
+    if (!id) throw new NotFoundError(`container of ${spec.objectId} is gone`);
+    try {
+      return await this.inspect({ runtimeId: id, pid: 0, cgroup: rt?.cgroup ?? { version: this.cgroups.fs.version, paths: {} }, applied: rt?.applied ?? spec.resources, running: false });
+    } catch (err) {
+      if (((err as DriverError).cause as DockerApiError | undefined)?.statusCode === 404) throw new NotFoundError(`container ${id.slice(0, 12)} of ${spec.objectId} is gone`);
+      throw err;
+    }
   }
 
   override stats(rt: Runtime): Figures {

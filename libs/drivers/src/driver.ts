@@ -39,6 +39,12 @@ export interface Driver {
   /** Idempotent: removing what is already gone succeeds. */
   remove(runtime: Runtime): Promise<void>;
   inspect(runtime: Runtime): Promise<Runtime>;
+  /**
+   * After a restart: finds the workload again from what was recorded (or, with
+   * no runtime, from the spec's object id) and watches it again. Throws
+   * NotFoundError when it is gone.
+   */
+  adopt(spec: WorkloadSpec, runtime: Runtime | undefined): Promise<Runtime>;
   stats(runtime: Runtime): Figures;
   push(payload: ReportPayload): Promise<number>;
   /** Subscribes to workloads stopping or starting by themselves; returns the unsubscribe. */
@@ -81,6 +87,9 @@ export abstract class BaseDriver implements Driver {
   }
   inspect(_runtime: Runtime): Promise<Runtime> {
     return this.unsupported('inspect');
+  }
+  adopt(_spec: WorkloadSpec, _runtime: Runtime | undefined): Promise<Runtime> {
+    return this.unsupported('adopt');
   }
   stats(_runtime: Runtime): Figures {
     throw new NotSupportedError(`${this.name} driver does not support stats`);

@@ -3,10 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { trace } from '@opentelemetry/api';
-import { DriverError } from '@agent/grpc-kit';
+import { DriverError, NotFoundError } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
-import { isAlive } from './proc-figures';
+import { isAlive, processStartTime } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 /**
@@ -91,7 +91,7 @@ export class ProcessDriver extends BaseDriver {
         const reason = signal ? `killed by ${signal}` : `exited with code ${code ?? 0}`;
         for (const l of this.listeners) l({ objectId: spec.objectId, runtimeId, running: false, reason, pid });
       });
-      return { runtimeId, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true };
+      return { runtimeId, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true, startTime: processStartTime(pid) };
     } catch (err) {
       await this.killGroup(ref);
       this.cgroups.fs.remove(ref);
@@ -118,6 +118,29 @@ export class ProcessDriver extends BaseDriver {
 
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
     return this.cgroups.update(rt, change);
+  }
+
+  /**
+   * A process is the one recorded only if its pid is alive with the same start
+   * time (pids are reused). It is no longer the agent's child, so its exit is
+   * noticed by polling.
+   */
+  override async adopt(spec: WorkloadSpec, rt: Runtime | undefined): Promise<Runtime> {
+    if (!rt) throw new NotFoundError(`process of ${spec.objectId} was never started`);
+    if (!this.cgroups.fs.exists(rt.cgroup)) throw new NotFoundError(`cgroup of ${spec.objectId} is gone`);
+    const same = isAlive(rt.pid) && rt.startTime !== undefined && processStartTime(rt.pid) === rt.startTime;
+    const adopted = { ...rt, running: same, applied: this.cgroups.fs.readLimits(rt.cgroup) };
+    if (same) this.pollExit(spec.objectId, adopted);
+    return adopted;
+  }
+
+  private pollExit(objectId: string, rt: Runtime): void {
+    const timer = setInterval(() => {
+      if (isAlive(rt.pid) && processStartTime(rt.pid) === rt.startTime) return;
+      clearInterval(timer);
+      for (const l of this.listeners) l({ objectId, runtimeId: rt.runtimeId, running: false, reason: 'exited (while not the agent\'s child: code unknown)', pid: rt.pid });
+    }, 1_000);
+    timer.unref();
   }
 
   override async remove(rt: Runtime): Promise<void> {

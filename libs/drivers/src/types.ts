@@ -64,6 +64,8 @@ export interface Runtime {
   /** Limits read back from the object itself. */
   readonly applied: Resources;
   readonly running: boolean;
+  /** Processes: start time (clock ticks since boot), to tell the process from a later one with its pid. */
+  readonly startTime?: number;
 }
 
 /** One sample of an object's figures; a figure it does not have is undefined. */

@@ -42,11 +42,12 @@ export interface Agent {
 }
 
 /** Starts apps/daemon (what npm start runs) and waits for "agent ready". */
-export async function startAgent(env: Record<string, string> = {}): Promise<Agent> {
-  const port = await freePort();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-e2e-'));
-  const cgroupParent = `agent-e2e-${randomBytes(4).toString('hex')}`;
-  const hostId = `e2e-${randomBytes(3).toString('hex')}`;
+export async function startAgent(env: Record<string, string> = {}, again?: Pick<Agent, 'address' | 'dataDir' | 'cgroupParent' | 'hostId'>): Promise<Agent> {
+  // `again`: the same agent once more (same address, data, cgroup root and host id), as after a restart.
+  const port = again ? Number(again.address.split(':')[1]) : await freePort();
+  const dataDir = again?.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'agent-e2e-'));
+  const cgroupParent = again?.cgroupParent ?? `agent-e2e-${randomBytes(4).toString('hex')}`;
+  const hostId = again?.hostId ?? `e2e-${randomBytes(3).toString('hex')}`;
   const child = spawn(process.execPath, [path.join(ROOT, 'apps/daemon/dist/main.js')], {
     env: {
       ...process.env,

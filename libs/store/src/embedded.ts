@@ -1,0 +1,83 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { KvStore, StoreChange } from './store';
+
+const KEY_RE = /^[A-Za-z0-9_.-]{1,250}$/;
+
+/**
+ * Local, single-node store: one file per key under a directory. A put writes
+ * a temporary file and renames it over the old one, so a reader (or the next
+ * start after SIGKILL) sees the old value or the new one, never half of one.
+ * Writes to one key are applied in the order they were made. With fsync set,
+ * each write also survives a power loss, at a few milliseconds each.
+ */
+export class EmbeddedStore implements KvStore {
+  private readonly watchers = new Set<{ prefix: string; fn: (c: StoreChange) => void }>();
+  private seq = 0;
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: { fsync?: boolean } = {},
+  ) {
+    fs.mkdirSync(dir, { recursive: true });
+    // Temporary files of a write that a kill interrupted.
+    for (const f of fs.readdirSync(dir)) if (f.includes('.tmp-')) fs.rmSync(path.join(dir, f), { force: true });
+  }
+
+  private file(key: string): string {
+    if (!KEY_RE.test(key)) throw new Error(`bad store key ${JSON.stringify(key)}`);
+    return path.join(this.dir, `${key}.json`);
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    const file = this.file(key);
+    const tmp = `${file}.tmp-${process.pid}-${this.seq++}`;
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, value);
+      if (this.opts.fsync) fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    this.notify(key, value);
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    try {
+      return fs.readFileSync(this.file(key), 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    fs.rmSync(this.file(key), { force: true });
+    this.notify(key, undefined);
+  }
+
+  async list(prefix: string): Promise<Array<[string, string]>> {
+    const out: Array<[string, string]> = [];
+    for (const f of fs.readdirSync(this.dir).sort()) {
+      if (!f.endsWith('.json') || !f.startsWith(prefix)) continue;
+      const key = f.slice(0, -'.json'.length);
+      const v = await this.get(key);
+      if (v !== undefined) out.push([key, v]);
+    }
+    return out;
+  }
+
+  watch(prefix: string, fn: (c: StoreChange) => void): () => void {
+    const w = { prefix, fn };
+    this.watchers.add(w);
+    return () => this.watchers.delete(w);
+  }
+
+  async close(): Promise<void> {
+    this.watchers.clear();
+  }
+
+  private notify(key: string, value: string | undefined): void {
+    for (const w of this.watchers) if (key.startsWith(w.prefix)) w.fn({ key, value });
+  }
+}

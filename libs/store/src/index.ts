@@ -1,0 +1,3 @@
+export { Keys } from './store';
+export type { KvStore, StoreChange } from './store';
+export { EmbeddedStore } from './embedded';

@@ -1,0 +1,27 @@
+/** A change seen by a watcher: the key and its new value, or undefined when deleted. */
+export interface StoreChange {
+  readonly key: string;
+  readonly value: string | undefined;
+}
+
+/**
+ * The state store. Keys are dotted names (workloads.<host>.<object_id>, ...);
+ * values are JSON text. One interface, several backends: the embedded one
+ * here, a cluster one later.
+ */
+export interface KvStore {
+  put(key: string, value: string): Promise<void>;
+  get(key: string): Promise<string | undefined>;
+  delete(key: string): Promise<void>;
+  /** Every key that starts with prefix, with its value. */
+  list(prefix: string): Promise<Array<[string, string]>>;
+  /** Calls fn on every change under prefix made through this store; returns the unsubscribe. */
+  watch(prefix: string, fn: (change: StoreChange) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Keys, named after the seed's cluster keys. */
+export const Keys = {
+  workload: (host: string, objectId: string): string => `workloads.${host}.${objectId}`,
+  workloads: (host: string): string => `workloads.${host}.`,
+} as const;
