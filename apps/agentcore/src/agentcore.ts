@@ -151,26 +151,21 @@ export class AgentCore {
     await collector.call('setPush', { objectId: HOST_OBJECT_ID, intervalMs: this.opts.heartbeatMs }, { timeoutMs: PEER_TIMEOUT_MS });
     await reporter.call('startReport', { objectId: HOST_OBJECT_ID }, { timeoutMs: PEER_TIMEOUT_MS });
     this.log.info('heartbeat running', { intervalMs: this.opts.heartbeatMs });
+  }
+
+  /** Starts following workloads that stop, start, appear or vanish by themselves (after recover). */
+  follow(): void {
     this.followRuntime(250);
   }
 
   /** Workloads that stop or start by themselves change their object's state, in order with its events. */
   private followRuntime(backoffMs: number): void {
     if (!this.accepting) return;
-    const stream = this.peers.manager.client.watchRuntime({});
+    const stream = this.peers.manager.client.watchRuntime({}, this.peers.manager.traceMetadata());
     this.runtimeStream = stream;
     stream.on('data', (e: internalv1.RuntimeEvent) => {
       backoffMs = 250;
-      const rec = this.objects.get(e.objectId);
-      if (!rec) return;
-      rec.queue = rec.queue.then(async () => {
-        const s = rec.object.state;
-        if (s !== State.STATE_RUNNING && s !== State.STATE_STOPPED) return;
-        if (rec.runtime) rec.runtime.running = e.running;
-        const failed = !e.running && e.reason !== 'exited with code 0';
-        this.setState(rec, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
-        await this.announce(rec);
-      });
+      this.onRuntime(e);
     });
     stream.on('error', () => {
       if (!this.accepting) return;
@@ -179,6 +174,70 @@ export class AgentCore {
   }
 
   private runtimeStream: { cancel(): void } | undefined;
+
+  private onRuntime(e: internalv1.RuntimeEvent): void {
+    let rec = this.objects.get(e.objectId);
+    if (!rec && e.spec) rec = this.discover(e);
+    if (!rec) return;
+    const r = rec;
+    r.queue = r.queue.then(async () => {
+      const s = r.object.state;
+      if (s === State.STATE_DELETED || r.deleteRequested) return;
+      if (e.removed) return this.forget(r, e.reason);
+      if (s !== State.STATE_RUNNING && s !== State.STATE_STOPPED && s !== State.STATE_PENDING) return;
+      if (e.runtime) this.setRuntime(r, e.runtime);
+      else if (r.runtime) r.runtime.running = e.running;
+      if (e.spec && e.running) await this.ensureCollectTask(r);
+      const failed = !e.running && e.reason !== 'exited with code 0' && e.reason !== 'found';
+      this.setState(r, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
+      await this.announce(r);
+    }).catch((err: unknown) => this.log.warn('runtime event failed', { objectId: e.objectId, err }));
+  }
+
+  /** A container the agent did not create becomes an object of its own (origin DISCOVERED). */
+  private discover(e: internalv1.RuntimeEvent): ObjectRecord {
+    const spec = v1.ObjectSpec.fromPartial(e.spec ?? {});
+    if (this.names.has(spec.name)) spec.name = `${spec.name}-${e.objectId.slice(4, 10)}`;
+    const now = new Date();
+    const rec: ObjectRecord = {
+      object: v1.Object.fromPartial({ objectId: e.objectId, spec, state: State.STATE_PENDING, createdAt: now, updatedAt: now, origin: v1.Origin.ORIGIN_DISCOVERED }),
+      hasCollectTask: false,
+      deleteRequested: false,
+      queue: Promise.resolve(),
+    };
+    this.objects.set(e.objectId, rec);
+    this.names.set(spec.name, e.objectId);
+    this.log.info('container discovered', { objectId: e.objectId, name: spec.name, image: spec.container?.image });
+    return rec;
+  }
+
+  /**
+   * A collect task bound to the object's current cgroup and pid: a container
+   * that started again has a new pid, so its task is made anew.
+   */
+  private async ensureCollectTask(rec: ObjectRecord): Promise<void> {
+    const objectId = rec.object.objectId;
+    const target = { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false };
+    if (rec.hasCollectTask) await this.peers.collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
+    await this.peers.collector.call('createTask', target, { timeoutMs: PEER_TIMEOUT_MS });
+    rec.hasCollectTask = true;
+    if (rec.object.pushing) await this.peers.collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
+  }
+
+  /** The workload went away outside the agent: no tasks, no name, DELETED. */
+  private async forget(rec: ObjectRecord, reason: string): Promise<void> {
+    const objectId = rec.object.objectId;
+    if (rec.object.pushing) await this.peers.reporter.call('stopReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
+    if (rec.hasCollectTask) await this.peers.collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
+    rec.hasCollectTask = false;
+    rec.object.pushing = false;
+    rec.object.pushIntervalMs = 0;
+    rec.runtime = undefined;
+    rec.object.pid = 0;
+    this.names.delete(rec.object.spec?.name ?? '');
+    this.setState(rec, State.STATE_DELETED, reason === 'removed' ? '' : reason);
+    await this.announce(rec);
+  }
 
   /** Stops taking events and waits for the queued ones, at most timeoutMs. */
   async drain(timeoutMs: number): Promise<void> {
@@ -241,6 +300,7 @@ export class AgentCore {
         pushing: false,
         pushIntervalMs: 0,
         appliedResources: undefined,
+        origin: v1.Origin.ORIGIN_CREATED,
       },
       hasCollectTask: false,
       deleteRequested: false,
@@ -548,6 +608,7 @@ export async function startAgentCore(config: AgentConfig, peers: Peers, address 
   // The collector and reporter may still be starting (separate processes).
   await retry(log, 'heartbeat start', () => core.start());
   await core.recover();
+  core.follow();
   server.health.setAll(true);
   return { server, core };
 }

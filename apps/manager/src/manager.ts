@@ -2,7 +2,7 @@ import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
-import type { Driver, ResourceChange, Runtime, RuntimeEvent, WorkloadSpec } from '@agent/drivers';
+import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
 import { internalv1, v1 } from '@agent/proto';
 
 interface Managed {
@@ -36,16 +36,81 @@ export class ManagerService {
     }
   }
 
+  /** Discovered containers: container id -> object id, and what each watcher is told on connecting. */
+  private readonly discovered = new Map<string, internalv1.RuntimeEvent>();
+
+  /**
+   * Watches the host for containers the agent did not create. The object id
+   * is derived from the container id, so a container is never adopted twice,
+   * not even across restarts.
+   */
+  async startDiscovery(spec: string): Promise<void> {
+    const filter = containerFilter(spec);
+    const docker = this.drivers.container;
+    if (!filter || !isDiscovering(docker)) return;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        await docker.discover(filter, (e) => this.onDiscovery(e));
+        this.log.info('discovering containers', { filter: spec, found: this.discovered.size });
+        return;
+      } catch (err) {
+        this.log.warn('container discovery failed; retrying', { reason: (err as Error).message, delayMs: delay });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private onDiscovery(e: DiscoveryEvent): void {
+    const objectId = `obj-${e.id.slice(0, 16)}`;
+    let ev: internalv1.RuntimeEvent;
+    if ((e.kind === 'found' || e.kind === 'started') && e.runtime && e.container) {
+      const m = this.objects.get(objectId);
+      if (m?.removing) return;
+      this.objects.set(objectId, { kind: v1.Kind.KIND_CONTAINER, runtime: e.runtime, removing: false });
+      ev = {
+        objectId,
+        running: e.runtime.running,
+        reason: e.kind,
+        pid: e.runtime.pid,
+        removed: false,
+        spec: v1.ObjectSpec.fromPartial({
+          name: e.container.name,
+          kind: v1.Kind.KIND_CONTAINER,
+          labels: e.container.labels,
+          container: { image: e.container.image, command: [...e.container.command], env: [] },
+        }),
+        runtime: toRuntimeInfo(e.runtime),
+      };
+      this.discovered.set(e.id, ev);
+    } else {
+      const known = this.discovered.get(e.id);
+      const m = this.objects.get(objectId);
+      if (!known || m?.removing) return;
+      const removed = e.kind === 'removed';
+      if (removed) {
+        this.discovered.delete(e.id);
+        this.objects.delete(objectId);
+      } else if (m) {
+        m.runtime = { ...m.runtime, running: false };
+      }
+      ev = { ...known, running: false, reason: e.reason, pid: 0, removed };
+      if (!removed) this.discovered.set(e.id, { ...known, running: false, reason: e.reason });
+    }
+    for (const w of this.watchers) w.write(ev);
+  }
+
   private onRuntimeEvent(e: RuntimeEvent): void {
     const m = this.objects.get(e.objectId);
     if (!m || m.removing || m.runtime.running === e.running) return;
     m.runtime = { ...m.runtime, running: e.running };
     this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
-    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid };
+    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false };
     for (const w of this.watchers) w.write(ev);
   }
 
   private watchRuntime(call: ServerWritableStream<internalv1.Empty, internalv1.RuntimeEvent>): Promise<void> {
+    // A new watcher (agentcore starting, or reconnecting) first hears what is known.
+    for (const ev of this.discovered.values()) call.write(ev);
     this.watchers.add(call);
     return new Promise((resolve) => {
       const done = (): void => {
@@ -103,6 +168,7 @@ export class ManagerService {
       throw err;
     }
     this.objects.delete(req.objectId);
+    this.discovered.delete(m.runtime.runtimeId);
     this.log.info('object deleted', { objectId: req.objectId });
     return {};
   }
@@ -186,5 +252,6 @@ export async function startManager(config: AgentConfig, drivers: KindDrivers, ad
   server.health.setAll(true);
   // Docker is optional: without it container creates fail clearly, the rest works.
   drivers.container.health().catch((err: Error) => log.warn('docker is not reachable; container creates will fail', { reason: err.message }));
+  void svc.startDiscovery(config.discover);
   return server;
 }

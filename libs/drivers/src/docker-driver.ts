@@ -1,9 +1,9 @@
 import Docker from 'dockerode';
 import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
 import { DriverError, FailedPreconditionError, NotFoundError, UnavailableError, traced } from '@agent/grpc-kit';
-import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
+import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Discovering } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
-import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
+import type { ContainerFilter, DiscoveryListener, Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 export interface DockerDriverOptions {
   readonly socketPath: string;
@@ -21,7 +21,7 @@ interface DockerApiError extends Error {
 }
 
 /** Containers through the Docker Engine API (dockerode). */
-export class DockerDriver extends BaseDriver {
+export class DockerDriver extends BaseDriver implements Discovering {
   readonly name: DriverName = DriverNames.Docker;
   readonly capabilities: Capabilities = WORKLOAD_CAPABILITIES;
   readonly docker: Docker;
@@ -184,18 +184,51 @@ export class DockerDriver extends BaseDriver {
   /** die/start of the containers this host's agent manages, from the Docker event stream. */
   override watch(listener: RuntimeListener): () => void {
     this.listeners.add(listener);
-    if (!this.events) void this.follow(250);
+    this.ensureEvents();
     return () => this.listeners.delete(listener);
   }
 
-  private async follow(backoffMs: number): Promise<void> {
-    if (this.closed || this.listeners.size === 0) return;
+  /**
+   * Containers the agent did not create: subscribes to Docker events first,
+   * then lists what exists, so that nothing falls into the gap; events from
+   * before a reconnect are replayed from the last one seen (since). Managed
+   * containers (any agent's) are never reported. Resolves once the existing
+   * containers were reported.
+   */
+  async discover(filter: ContainerFilter, listener: DiscoveryListener): Promise<() => void> {
+    const entry = { filter, listener };
+    this.discoverers.add(entry);
+    await this.ensureEvents();
+    const all = await api('list', undefined, () => this.docker.listContainers({ all: true }));
+    for (const c of all) {
+      const labels = c.Labels ?? {};
+      if (labels[Label.Managed] === 'true' || !filter(labels)) continue;
+      await this.emitDiscovered(entry, c.Id, 'found').catch(() => undefined);
+    }
+    return () => this.discoverers.delete(entry);
+  }
+
+  private readonly discoverers = new Set<{ filter: ContainerFilter; listener: DiscoveryListener }>();
+  private connected: Promise<void> | undefined;
+
+  /** Starts the one event stream if it is not running; resolves once it is connected. */
+  private ensureEvents(): Promise<void> {
+    if (!this.events && !this.connected) {
+      this.connected = new Promise((resolve) => void this.follow(250, resolve));
+    }
+    return this.connected ?? Promise.resolve();
+  }
+
+  private async follow(backoffMs: number, onConnected?: () => void): Promise<void> {
+    if (this.closed) return onConnected?.();
     try {
       const stream = (await this.docker.getEvents({
         since: this.eventsSince, // replays what happened while disconnected
-        filters: { type: ['container'], event: ['die', 'start'], label: [`${Label.Managed}=true`, `${Label.HostId}=${this.opts.hostId}`] },
+        filters: { type: ['container'], event: ['start', 'die', 'destroy'] },
       })) as NodeJS.ReadableStream;
       this.events = stream;
+      onConnected?.();
+      onConnected = undefined;
       backoffMs = 250;
       let buf = '';
       stream.on('data', (chunk: Buffer) => {
@@ -213,12 +246,16 @@ export class DockerDriver extends BaseDriver {
         stream.once('close', resolve);
       });
     } catch {
-      /* engine down: retry below */
+      /* engine down: retry below, with backoff */
     }
     this.events = undefined;
-    if (this.closed) return;
+    if (this.closed) return onConnected?.();
+    // The first connection may wait for an engine that is down; do not hold startup for it.
+    onConnected?.();
+    onConnected = undefined;
+    this.connected = undefined;
     await new Promise((r) => setTimeout(r, backoffMs));
-    void this.follow(Math.min(backoffMs * 2, 10_000));
+    if (!this.events && !this.connected) this.connected = new Promise((resolve) => void this.follow(Math.min(backoffMs * 2, 10_000), resolve));
   }
 
   private onEvent(line: string): void {
@@ -230,12 +267,47 @@ export class DockerDriver extends BaseDriver {
     }
     const action = ev.Action ?? ev.status;
     const attrs = ev.Actor?.Attributes ?? {};
-    const objectId = attrs[Label.ObjectId];
     if (ev.time) this.eventsSince = ev.time;
-    if (!objectId || !ev.id) return;
-    const running = action === 'start';
-    const reason = running ? 'started' : `exited with code ${attrs.exitCode ?? '?'}`;
-    for (const l of this.listeners) l({ objectId, runtimeId: ev.id, running, reason, pid: 0 });
+    if (!ev.id) return;
+    if (attrs[Label.Managed] === 'true') {
+      const objectId = attrs[Label.ObjectId];
+      if (!objectId || attrs[Label.HostId] !== this.opts.hostId || action === 'destroy') return;
+      const running = action === 'start';
+      const reason = running ? 'started' : `exited with code ${attrs.exitCode ?? '?'}`;
+      for (const l of this.listeners) l({ objectId, runtimeId: ev.id, running, reason, pid: 0 });
+      return;
+    }
+    for (const d of this.discoverers) {
+      if (!d.filter(attrs)) continue;
+      if (action === 'start') void this.emitDiscovered(d, ev.id, 'started').catch(() => undefined);
+      else if (action === 'die') d.listener({ kind: 'stopped', id: ev.id, reason: `exited with code ${attrs.exitCode ?? '?'}` });
+      else if (action === 'destroy') d.listener({ kind: 'removed', id: ev.id, reason: 'removed' });
+    }
+  }
+
+  private async emitDiscovered(d: { listener: DiscoveryListener }, id: string, kind: 'found' | 'started'): Promise<void> {
+    const info = await api('inspect', id, () => this.docker.getContainer(id).inspect());
+    const running = info.State.Running === true && (info.State.Pid ?? 0) > 0;
+    const runtime: Runtime = {
+      runtimeId: info.Id,
+      pid: running ? info.State.Pid : 0,
+      cgroup: running ? this.cgroups.fs.refForPid(info.State.Pid) : { version: this.cgroups.fs.version, paths: {} },
+      applied: { cpus: (info.HostConfig.NanoCpus ?? 0) / 1e9, memoryBytes: info.HostConfig.Memory ?? 0, pidsLimit: info.HostConfig.PidsLimit ?? 0 },
+      running,
+    };
+    if (running) (runtime as { applied: Runtime['applied'] }).applied = this.cgroups.fs.readLimits(runtime.cgroup);
+    d.listener({
+      kind,
+      id: info.Id,
+      reason: kind,
+      container: {
+        name: info.Name.replace(/^\//, ''),
+        image: info.Config.Image,
+        command: [...(info.Config.Cmd ?? [])],
+        labels: { ...(info.Config.Labels ?? {}) },
+      },
+      runtime,
+    });
   }
 
   override async close(): Promise<void> {

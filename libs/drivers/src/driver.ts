@@ -1,6 +1,6 @@
 import type { DriverName } from '@agent/option';
 import { NotSupportedError } from '@agent/grpc-kit';
-import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
+import type { ContainerFilter, DiscoveryListener, Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 /** Plain flags: what a driver can do. Callers check them instead of catching. */
 export interface Capabilities {
@@ -50,6 +50,15 @@ export interface Driver {
   /** Subscribes to workloads stopping or starting by themselves; returns the unsubscribe. */
   watch(listener: RuntimeListener): () => void;
   close(): Promise<void>;
+}
+
+/** An optional interface: drivers that find workloads they did not create. */
+export interface Discovering {
+  discover(filter: ContainerFilter, listener: DiscoveryListener): Promise<() => void>;
+}
+
+export function isDiscovering(d: Driver): d is Driver & Discovering {
+  return typeof (d as Partial<Discovering>).discover === 'function';
 }
 
 export const NO_CAPABILITIES: Capabilities = {

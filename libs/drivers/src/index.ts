@@ -1,6 +1,6 @@
-export { BaseDriver, NO_CAPABILITIES, WORKLOAD_CAPABILITIES } from './driver';
-export type { Driver, Capabilities, ReportPayload } from './driver';
-export { NO_LIMITS } from './types';
+export { BaseDriver, NO_CAPABILITIES, WORKLOAD_CAPABILITIES, isDiscovering } from './driver';
+export type { Driver, Capabilities, ReportPayload, Discovering } from './driver';
+export { NO_LIMITS, containerFilter } from './types';
 export type {
   Resources,
   ResourceChange,
@@ -14,6 +14,9 @@ export type {
   Figures,
   RuntimeEvent,
   RuntimeListener,
+  ContainerFilter,
+  DiscoveryEvent,
+  DiscoveryListener,
 } from './types';
 export { CgroupFs, V1_CONTROLLERS, UNIFIED, checkRelativeCgroupPath, safeRead } from './cgroup-fs';
 export { CgroupDriver } from './cgroup-driver';

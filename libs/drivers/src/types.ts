@@ -90,3 +90,32 @@ export interface RuntimeEvent {
 }
 
 export type RuntimeListener = (e: RuntimeEvent) => void;
+
+/** Decides, from a container's labels, whether the agent adopts it. */
+export type ContainerFilter = (labels: Readonly<Record<string, string>>) => boolean;
+
+/** A container the agent did not create: found at startup, started, stopped, or removed. */
+export interface DiscoveryEvent {
+  readonly kind: 'found' | 'started' | 'stopped' | 'removed';
+  readonly id: string;
+  readonly reason: string;
+  /** For found and started. */
+  readonly container?: { readonly name: string; readonly image: string; readonly command: readonly string[]; readonly labels: Readonly<Record<string, string>> };
+  readonly runtime?: Runtime;
+}
+
+export type DiscoveryListener = (e: DiscoveryEvent) => void;
+
+/**
+ * AGENT_DISCOVER: "off", "*" (every container), or comma-separated label
+ * selectors that must all match ("key" or "key=value").
+ */
+export function containerFilter(spec: string): ContainerFilter | undefined {
+  if (spec === 'off' || spec === '') return undefined;
+  if (spec === '*') return () => true;
+  const rules = spec.split(',').map((r) => r.trim()).filter(Boolean).map((r) => {
+    const i = r.indexOf('=');
+    return i < 0 ? { key: r, value: undefined } : { key: r.slice(0, i), value: r.slice(i + 1) };
+  });
+  return (labels) => rules.every((r) => (r.value === undefined ? r.key in labels : labels[r.key] === r.value));
+}

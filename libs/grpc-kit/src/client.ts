@@ -18,8 +18,10 @@ type UnaryKeys<C> = {
 type ReqOf<F> = F extends UnaryFn<infer Req, infer _Res> ? Req : never;
 type ResOf<F> = F extends UnaryFn<infer _Req, infer Res> ? Res : never;
 
+const DEFAULT_TIMEOUT_MS = 60_000;
+
 export interface CallOpts {
-  /** Milliseconds from now. Default: none. */
+  /** Milliseconds from now. Default: 60 s. */
   readonly timeoutMs?: number;
   readonly metadata?: Metadata;
 }
@@ -37,10 +39,10 @@ export class Peer<C extends Client> {
 
   call<K extends UnaryKeys<C>>(method: K, request: ReqOf<C[K]>, opts: CallOpts = {}): Promise<ResOf<C[K]>> {
     const fn = this.client[method] as unknown as UnaryFn<ReqOf<C[K]>, ResOf<C[K]>> & { path: string };
-    const options: Partial<CallOptions> = opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
+    const options: Partial<CallOptions> = { deadline: Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) };
     return tracer.startActiveSpan(fn.path.slice(1), { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(fn.path), 'server.address': this.address } }, (span) =>
       new Promise<ResOf<C[K]>>((resolve, reject) => {
-        fn.call(this.client, request, injectContext(opts.metadata ?? new GrpcMetadata()), options, (err, res) => {
+        fn.call(this.client, request, injectContext(waitingMetadata(opts.metadata)), options, (err, res) => {
           endSpan(span, err ? err.code : 0, err?.details);
           if (err) reject(fromGrpcError(err));
           else resolve(res);
@@ -51,7 +53,7 @@ export class Peer<C extends Client> {
 
   /** Metadata that carries the active trace context, for server-streaming calls. */
   traceMetadata(): Metadata {
-    return injectContext(new GrpcMetadata());
+    return injectContext(waitingMetadata());
   }
 
   /** Resolves once the channel is connected, or rejects after timeoutMs. */
@@ -64,6 +66,13 @@ export class Peer<C extends Client> {
   close(): void {
     this.client.close();
   }
+}
+
+/** A peer that is (re)starting is waited for, up to the call's deadline, instead of failing at once. */
+function waitingMetadata(md?: Metadata): Metadata {
+  const out = md ?? new GrpcMetadata();
+  out.setOptions({ ...out.getOptions(), waitForReady: true });
+  return out;
 }
 
 type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;

@@ -93,6 +93,20 @@ export interface AgentConfig {
   readonly waitTimeoutMs: number;
   /** AGENT_EVENT_RETENTION: how many finished events are kept for GetEvent. Default: 10000. */
   readonly eventRetention: number;
+  /**
+   * AGENT_DISCOVER: which containers the agent did not create it adopts as
+   * objects: "*" (all, the default), "off", or label selectors that must all
+   * match, comma-separated ("key" or "key=value").
+   */
+  readonly discover: string;
+}
+
+function discoverSpec(env: Env): string {
+  const v = str(env, 'AGENT_DISCOVER', '*');
+  if (v !== '*' && v !== 'off' && !/^[A-Za-z0-9_./-]+(=[^,]*)?(,[A-Za-z0-9_./-]+(=[^,]*)?)*$/.test(v)) {
+    throw new ConfigError('AGENT_DISCOVER', `expected "*", "off" or label selectors like app=web,team; got ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 export function loadConfig(env: Env = process.env): AgentConfig {
@@ -126,6 +140,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     stopGraceMs: int(env, 'AGENT_STOP_GRACE_MS', 3_000, 0, 600_000),
     waitTimeoutMs: int(env, 'AGENT_WAIT_TIMEOUT_MS', 120_000, 1_000, 3_600_000),
     eventRetention: int(env, 'AGENT_EVENT_RETENTION', 10_000, 100, 10_000_000),
+    discover: discoverSpec(env),
   };
 }
 

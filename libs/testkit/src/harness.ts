@@ -57,6 +57,8 @@ export async function startAgent(env: Record<string, string> = {}, again?: Pick<
       AGENT_HOST_ID: hostId,
       AGENT_LOG_LEVEL: 'info',
       AGENT_STOP_GRACE_MS: '1000',
+      // Tests see only what they make; the discovery tests turn this on with a label filter.
+      AGENT_DISCOVER: 'off',
       ...env,
     },
     stdio: ['ignore', 'inherit', 'pipe'],
@@ -277,6 +279,7 @@ export async function startSeparateAgent(extraEnv: Record<string, string> = {}):
     AGENT_MANAGER_ADDR: m,
     AGENT_COLLECTOR_ADDR: co,
     AGENT_REPORTER_ADDR: r,
+    AGENT_DISCOVER: 'off',
     ...extraEnv,
   };
   // Started in reverse dependency order on purpose: each waits for its peers.
