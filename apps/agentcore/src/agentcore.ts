@@ -21,8 +21,8 @@ import {
   type RunningServer,
 } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
-import { EmbeddedStore, Keys, type KvStore } from '@agent/store';
-import * as path from 'node:path';
+import { Keys, openStore, type KvStore } from '@agent/store';
+import { ClusterSync } from './cluster';
 
 const { State, EventStatus, EventType } = v1;
 
@@ -71,8 +71,63 @@ export class AgentCore {
 
   /** Every change of an object goes to the store: what a restart, even after SIGKILL, starts from. */
   private persist(rec: ObjectRecord): void {
-    const value = JSON.stringify({ object: v1.Object.toJSON(rec.object), runtime: rec.runtime ? internalv1.RuntimeInfo.toJSON(rec.runtime) : null });
-    this.store.put(Keys.workload(this.opts.hostId, rec.object.objectId), value).catch((err: unknown) => this.log.error('cannot persist object', { objectId: rec.object.objectId, err }));
+    const key = Keys.workload(this.opts.hostId, rec.object.objectId);
+    // A deleted workload's record goes (the object stays visible here until cleanup).
+    const write =
+      rec.object.state === State.STATE_DELETED
+        ? this.store.delete(key)
+        : this.store.put(key, JSON.stringify({ object: v1.Object.toJSON(rec.object), runtime: rec.runtime ? internalv1.RuntimeInfo.toJSON(rec.runtime) : null }));
+    write.catch((err: unknown) => this.log.error('cannot persist object', { objectId: rec.object.objectId, err }));
+  }
+
+  // ---- the one task worker's system queue, and what the cluster sync reads
+
+  private systemQueue: Promise<void> = Promise.resolve();
+  private readonly waiting = new Map<symbol, number>();
+
+  /** Config and system tasks run one at a time, in order, on their own queue. */
+  system(name: string, fn: () => Promise<void> | void): Promise<void> {
+    const token = Symbol(name);
+    this.waiting.set(token, Date.now());
+    const run = this.systemQueue.then(async () => {
+      this.waiting.delete(token);
+      try {
+        await fn();
+      } catch (err) {
+        this.log.warn('system task failed', { task: name, err });
+      }
+    });
+    this.systemQueue = run;
+    return run;
+  }
+
+  oldestWaitMs(): number {
+    let oldest = Infinity;
+    for (const t of this.waiting.values()) oldest = Math.min(oldest, t);
+    return oldest === Infinity ? 0 : Date.now() - oldest;
+  }
+
+  summary(): Record<string, number> {
+    const out: Record<string, number> = { objects: 0, pushing: 0 };
+    for (const { object } of this.objects.values()) {
+      const k = `state_${State[object.state]?.replace('STATE_', '').toLowerCase()}`;
+      out[k] = (out[k] ?? 0) + 1;
+      out.objects = (out.objects ?? 0) + 1;
+      if (object.pushing) out.pushing = (out.pushing ?? 0) + 1;
+    }
+    return out;
+  }
+
+  /** Forgets objects deleted before t (their records are already gone). */
+  dropDeletedBefore(t: number): number {
+    let n = 0;
+    for (const [id, { object }] of this.objects) {
+      if (object.state === State.STATE_DELETED && (object.updatedAt?.getTime() ?? 0) < t) {
+        this.objects.delete(id);
+        n++;
+      }
+    }
+    return n;
   }
 
   /**
@@ -335,10 +390,13 @@ export class AgentCore {
     this.trimEvents();
     // The event carries the caller's trace across the asynchronous hop.
     const caller = context.active();
+    const token = Symbol(eventId);
+    this.waiting.set(token, Date.now());
     const attributes = { 'agent.object_id': rec.object.objectId, 'agent.event_id': eventId, 'agent.object.kind': v1.Kind[rec.object.spec?.kind ?? 0] ?? '' };
     const finished = rec.queue.then(() =>
       context.with(caller, () =>
         traced(`agentcore ${EventType[type]}`, attributes, async () => {
+          this.waiting.delete(token);
           event.status = EventStatus.EVENT_STATUS_RUNNING;
           try {
             await run();
@@ -596,9 +654,13 @@ function newId(prefix: string): string {
   return `${prefix}-${randomBytes(8).toString('hex')}`;
 }
 
-export async function startAgentCore(config: AgentConfig, peers: Peers, address = config.agentcoreListen): Promise<{ server: RunningServer; core: AgentCore }> {
+export async function startAgentCore(
+  config: AgentConfig,
+  peers: Peers,
+  address = config.agentcoreListen,
+): Promise<{ server: RunningServer; core: AgentCore; cluster: ClusterSync; store: KvStore }> {
   const log = new Logger(Module.AgentCore, config.logLevel);
-  const store = new EmbeddedStore(path.join(config.dataDir, 'store'));
+  const store = await retry(log, 'cluster store connect', () => openStore({ clusterUrl: config.clusterUrl, dataDir: config.dataDir, hostId: config.hostId }), 10);
   const core = new AgentCore(peers, store, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention }, log);
   const server = await startGrpcServer({
     address,
@@ -607,8 +669,12 @@ export async function startAgentCore(config: AgentConfig, peers: Peers, address 
   });
   // The collector and reporter may still be starting (separate processes).
   await retry(log, 'heartbeat start', () => core.start());
+  // As the seed's clusterLoop: records of vanished workloads go, the others are
+  // taken back and uploaded, then the watchers are registered.
   await core.recover();
   core.follow();
+  const cluster = new ClusterSync(store, core, peers.collector, server.health, { hostId: config.hostId, version: '0.1.0', heartbeatMs: config.heartbeatMs, policyPullMs: config.policyPullMs, statsUploadMs: config.statsUploadMs, healthMs: config.healthMs, cleanupMs: config.cleanupMs }, log);
   server.health.setAll(true);
-  return { server, core };
+  await cluster.start();
+  return { server, core, cluster, store };
 }

@@ -6,7 +6,7 @@ import { startAgentCore } from './agentcore';
 
 runMain(Module.AgentCore, async (log, telemetry) => {
   const config = loadConfig();
-  const { server, core } = await startAgentCore(
+  const { server, core, cluster, store } = await startAgentCore(
     config,
     {
       manager: connect(internalv1.ManagerClient, requireAddr(config.managerAddr, 'AGENT_MANAGER_ADDR')),
@@ -17,6 +17,8 @@ runMain(Module.AgentCore, async (log, telemetry) => {
   );
   exitOnSignal(log, [
     ['finish queued events', () => core.drain(5_000)],
+    ['stop cluster sync', () => cluster.stop()],
+    ['close the store', () => store.close()],
     ['stop serving', () => server.shutdown(2_000)],
     ['flush traces', () => telemetry.shutdown()],
   ]);

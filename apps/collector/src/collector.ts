@@ -33,7 +33,7 @@ export class CollectorService {
   constructor(
     private readonly cgroups: CgroupDriver,
     private readonly reporter: Peer<internalv1.ReporterClient>,
-    private readonly opts: { hostId: string; baseIntervalMs: number },
+    private readonly opts: { readonly hostId: string; baseIntervalMs: number },
     private readonly log: Logger,
   ) {}
 
@@ -73,6 +73,19 @@ export class CollectorService {
 
   collectOnce(objectId: string): v1.Report {
     return this.sample(this.get(objectId));
+  }
+
+  /** A new base rate applies at once to every task nobody pushes. */
+  configure(baseIntervalMs: number): void {
+    if (baseIntervalMs <= 0 || baseIntervalMs === this.opts.baseIntervalMs) return;
+    this.opts.baseIntervalMs = baseIntervalMs;
+    for (const t of this.tasks.values()) {
+      if (t.forwarding || t.target.host) continue;
+      t.intervalMs = baseIntervalMs;
+      t.nextDue = aligned(Date.now(), baseIntervalMs);
+    }
+    this.schedule();
+    this.log.info('collect base interval changed', { baseIntervalMs });
   }
 
   /** Samples every task now (what one tick does when all are due); for benchmarks. */
@@ -173,6 +186,7 @@ export class CollectorService {
       getTask: unary(this.log, async (r) => this.getTask(r.objectId)),
       setPush: unary(this.log, async (r) => this.setPush(r.objectId, r.intervalMs)),
       collectOnce: unary(this.log, async (r) => this.collectOnce(r.objectId)),
+      configure: unary(this.log, async (r) => (this.configure(r.baseIntervalMs), {})),
     };
   }
 }

@@ -67,6 +67,8 @@ runMain(Module.Daemon, async (log, telemetry) => {
   exitOnSignal(log, [
     ['stop accepting calls', () => api.shutdown(2_000)],
     ['finish queued events', () => core.core.drain(5_000)],
+    ['stop cluster sync', () => core.cluster.stop()],
+    ['close the store', () => core.store.close()],
     ['stop agentcore', () => core.server.shutdown(500)],
     ['stop collector', () => (collector.service.close(), collector.server.shutdown(500))],
     ['flush reporters', () => reporter.service.close()],

@@ -4,8 +4,16 @@ const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 
 
 export type Fields = Record<string, unknown>;
 
+/** Set at run time (config.agents.<host>): overrides every logger's own level in this process. */
+let processLevel: LogLevel | undefined;
+
 /** JSON Lines on stderr: one object per line, easy to grep and to ship. */
 export class Logger {
+  /** Changes the level of every logger in the process, live. */
+  static setProcessLevel(level: LogLevel | undefined): void {
+    processLevel = level;
+  }
+
   constructor(
     readonly module: string,
     private level: LogLevel = 'info',
@@ -34,7 +42,7 @@ export class Logger {
   }
 
   private write(level: LogLevel, msg: string, fields?: Fields): void {
-    if (ORDER[level] < ORDER[this.level]) return;
+    if (ORDER[level] < ORDER[processLevel ?? this.level]) return;
     const line = { ts: new Date().toISOString(), level, module: this.module, msg, ...this.base, ...fields };
     process.stderr.write(JSON.stringify(line, errorReplacer) + '\n');
   }

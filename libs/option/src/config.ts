@@ -99,6 +99,24 @@ export interface AgentConfig {
    * match, comma-separated ("key" or "key=value").
    */
   readonly discover: string;
+  /** AGENT_CLUSTER_URL: nats://host:port[,...] of a NATS server with JetStream; empty: the embedded store. */
+  readonly clusterUrl: string;
+  /** AGENT_POLICY_PULL_MS: how often config.network is checked for a new revision. Default: 10000. */
+  readonly policyPullMs: number;
+  /** AGENT_STATS_UPLOAD_MS: how often this host's summary goes to the store (stats.<host>). Default: 30000. */
+  readonly statsUploadMs: number;
+  /** AGENT_HEALTH_MS: how often Docker, the store and the worker are checked. Default: 60000. */
+  readonly healthMs: number;
+  /** AGENT_CLEANUP_MS: how often stale hosts are marked and old deleted objects dropped. Default: 3600000. */
+  readonly cleanupMs: number;
+}
+
+function clusterUrl(env: Env): string {
+  const v = str(env, 'AGENT_CLUSTER_URL', '');
+  if (v !== '' && !v.split(',').every((u) => /^(nats|tls):\/\/[\w.-]+(:\d{1,5})?$/.test(u))) {
+    throw new ConfigError('AGENT_CLUSTER_URL', `expected nats://host:port[,nats://...], got ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 function discoverSpec(env: Env): string {
@@ -141,6 +159,11 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     waitTimeoutMs: int(env, 'AGENT_WAIT_TIMEOUT_MS', 120_000, 1_000, 3_600_000),
     eventRetention: int(env, 'AGENT_EVENT_RETENTION', 10_000, 100, 10_000_000),
     discover: discoverSpec(env),
+    clusterUrl: clusterUrl(env),
+    policyPullMs: int(env, 'AGENT_POLICY_PULL_MS', 10_000, 100, 86_400_000),
+    statsUploadMs: int(env, 'AGENT_STATS_UPLOAD_MS', 30_000, 100, 86_400_000),
+    healthMs: int(env, 'AGENT_HEALTH_MS', 60_000, 100, 86_400_000),
+    cleanupMs: int(env, 'AGENT_CLEANUP_MS', 3_600_000, 100, 604_800_000),
   };
 }
 

@@ -70,7 +70,16 @@ export class EmbeddedStore implements KvStore {
   watch(prefix: string, fn: (c: StoreChange) => void): () => void {
     const w = { prefix, fn };
     this.watchers.add(w);
+    // Current values first, as the cluster store does.
+    const current = prefix.endsWith('.') ? this.list(prefix) : this.get(prefix).then((v): Array<[string, string]> => (v === undefined ? [] : [[prefix, v]]));
+    void current.then((all) => {
+      for (const [key, value] of all) if (this.watchers.has(w)) fn({ key, value });
+    });
     return () => this.watchers.delete(w);
+  }
+
+  async ping(): Promise<void> {
+    fs.accessSync(this.dir, fs.constants.W_OK);
   }
 
   async close(): Promise<void> {
@@ -78,6 +87,6 @@ export class EmbeddedStore implements KvStore {
   }
 
   private notify(key: string, value: string | undefined): void {
-    for (const w of this.watchers) if (key.startsWith(w.prefix)) w.fn({ key, value });
+    for (const w of this.watchers) if (w.prefix.endsWith('.') ? key.startsWith(w.prefix) : key === w.prefix) w.fn({ key, value });
   }
 }

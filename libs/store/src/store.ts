@@ -15,8 +15,14 @@ export interface KvStore {
   delete(key: string): Promise<void>;
   /** Every key that starts with prefix, with its value. */
   list(prefix: string): Promise<Array<[string, string]>>;
-  /** Calls fn on every change under prefix made through this store; returns the unsubscribe. */
+  /**
+   * Calls fn on every change under prefix (a key, or a prefix ending in "."):
+   * the current values first where the backend can, then each change.
+   * Returns the unsubscribe.
+   */
   watch(prefix: string, fn: (change: StoreChange) => void): () => void;
+  /** Resolves while the store is reachable (health). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -24,4 +30,10 @@ export interface KvStore {
 export const Keys = {
   workload: (host: string, objectId: string): string => `workloads.${host}.${objectId}`,
   workloads: (host: string): string => `workloads.${host}.`,
+  host: (host: string): string => `hosts.${host}`,
+  hosts: 'hosts.',
+  agentConfig: (host: string): string => `config.agents.${host}`,
+  network: 'config.network',
+  nodeRules: (host: string): string => `config.nodes.${host}.rules`,
+  stats: (host: string): string => `stats.${host}`,
 } as const;

@@ -303,3 +303,30 @@ export async function startSeparateAgent(extraEnv: Record<string, string> = {}):
     },
   };
 }
+
+/** A real nats-server with JetStream on a free port, storing in a temporary directory. */
+export async function startNats(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-nats-'));
+  const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  await waitFor('nats-server', () =>
+    new Promise<true | undefined>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => (sock.end(), resolve(true)));
+      sock.on('error', () => resolve(undefined));
+    }), 10_000, 100).catch((e: Error) => {
+    throw new Error(`${e.message}: ${err}`);
+  });
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => {
+          fs.rmSync(dir, { recursive: true, force: true });
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}

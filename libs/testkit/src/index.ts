@@ -3,6 +3,7 @@ export {
   BUSYBOX,
   freePort,
   startAgent,
+  startNats,
   startSeparateAgent,
   startSink,
   startOtlpReceiver,

@@ -1,0 +1,81 @@
+// Two agents, one real nats-server (JetStream KV): each keeps its workloads
+// and host record in the shared store, config changes apply live, and a
+// killed agent's records are marked stale, not deleted.
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { NatsStore } from '@agent/store';
+import { api, startAgent, startNats, waitFor, type Agent } from '@agent/testkit';
+
+const FAST = { AGENT_HEARTBEAT_MS: '300', AGENT_CLEANUP_MS: '500', AGENT_POLICY_PULL_MS: '500' };
+
+describe('two agents sharing one NATS JetStream store', () => {
+  let nats: Awaited<ReturnType<typeof startNats>>;
+  let store: NatsStore;
+  let a: Agent;
+  let b: Agent;
+  const made: Array<[Agent, string]> = [];
+
+  before(async () => {
+    nats = await startNats();
+    a = await startAgent({ ...FAST, AGENT_CLUSTER_URL: nats.url });
+    b = await startAgent({ ...FAST, AGENT_CLUSTER_URL: nats.url });
+    store = await NatsStore.open(nats.url);
+  });
+  after(async () => {
+    for (const [agent, id] of made) await api(agent, 'Delete', { object_id: id, wait: true }).catch(() => undefined);
+    await a?.stop();
+    await b?.stop();
+    await store?.close();
+    await nats?.stop();
+  });
+
+  it("puts each agent's workloads and host record in the store", async () => {
+    for (const agent of [a, b]) {
+      const ack = await api(agent, 'Create', { spec: { name: 'shared', kind: 'KIND_PROCESS', process: { command: ['sleep', '600'] } }, wait: true });
+      assert.equal(ack.body.state, 'STATE_RUNNING');
+      made.push([agent, ack.body.objectId]);
+      const rec = await waitFor('workload record', async () => {
+        const v = await store.get(`workloads.${agent.hostId}.${ack.body.objectId}`);
+        return v ? (JSON.parse(v) as { object: { state: string } }) : undefined;
+      });
+      assert.equal(rec.object.state, 'STATE_RUNNING');
+      const host = JSON.parse((await store.get(`hosts.${agent.hostId}`))!) as { stale: boolean };
+      assert.equal(host.stale, false);
+    }
+    assert.equal((await store.list(`workloads.${a.hostId}.`)).length, 1);
+    assert.equal((await store.list(`workloads.${b.hostId}.`)).length, 1);
+  });
+
+  it('a change to config.agents.<host> changes that agent within 1 s, and only that one', async () => {
+    const t0 = Date.now();
+    await store.put(`config.agents.${a.hostId}`, JSON.stringify({ logLevel: 'debug', collectBaseMs: 2000 }));
+    await waitFor('config applied', () => a.logs.find((l) => l.msg === 'agent config applied' && l.logLevel === 'debug'), 1_000, 20);
+    await waitFor('collector base interval', () => a.logs.find((l) => l.msg === 'collect base interval changed' && l.baseIntervalMs === 2000), 1_000, 20);
+    assert.ok(Date.now() - t0 < 1_500);
+    // Debug logging is on in a, not in b.
+    await api(a, 'Get', { object_id: 'obj-none' });
+    await api(b, 'Get', { object_id: 'obj-none' });
+    await waitFor('debug line in a', () => a.logs.find((l) => l.level === 'debug' && l.msg === 'call failed'), 1_000, 20);
+    assert.equal(b.logs.some((l) => l.level === 'debug'), false);
+  });
+
+  it('the network policy is watched and pulled', async () => {
+    await store.put('config.network', JSON.stringify({ revision: 'r1', rules: [] }));
+    await waitFor('policy applied in both', () => [a, b].every((x) => x.logs.some((l) => l.msg === 'network policy applied' && l.revision === 'r1')) || undefined, 2_000, 20);
+  });
+
+  it("a killed agent's records are marked stale, not deleted; they come back with it", async () => {
+    await b.stop('SIGKILL');
+    const host = await waitFor('b stale', async () => {
+      const h = JSON.parse((await store.get(`hosts.${b.hostId}`)) ?? '{}') as { stale?: boolean };
+      return h.stale ? h : undefined;
+    }, 5_000, 100);
+    assert.equal(host.stale, true);
+    assert.equal((await store.list(`workloads.${b.hostId}.`)).length, 1, 'records kept');
+    b = await startAgent({ ...FAST, AGENT_CLUSTER_URL: nats.url }, b);
+    const list = (await api(b, 'List', {})).body.objects as Array<{ objectId: string; state: string }>;
+    assert.equal(list.length, 1);
+    assert.equal(list[0]!.state, 'STATE_RUNNING', 'taken back from the cluster store');
+    await waitFor('b fresh', async () => ((JSON.parse((await store.get(`hosts.${b.hostId}`)) ?? '{}') as { stale?: boolean }).stale === false ? true : undefined));
+  });
+});

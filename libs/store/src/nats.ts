@@ -1,0 +1,72 @@
+import { connect, type KV, type NatsConnection, type QueuedIterator, type KvEntry } from 'nats';
+import type { KvStore, StoreChange } from './store';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/**
+ * The cluster store: a NATS JetStream key-value bucket shared by a fleet of
+ * agents. Replication and consistency are JetStream's, not ours. Keys are
+ * the same dotted names as in the embedded store; a watch on a prefix gets
+ * the current values first, then every change made by any agent.
+ */
+export class NatsStore implements KvStore {
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly kv: KV,
+  ) {}
+
+  static async open(url: string, bucket = 'agent', name?: string): Promise<NatsStore> {
+    const nc = await connect({ servers: url.split(','), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5_000 });
+    const kv = await nc.jetstream().views.kv(bucket, { history: 1 });
+    return new NatsStore(nc, kv);
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    await this.kv.put(key, enc.encode(value));
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    const e = await this.kv.get(key);
+    return e && e.operation === 'PUT' ? dec.decode(e.value) : undefined;
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.kv.delete(key);
+  }
+
+  async list(prefix: string): Promise<Array<[string, string]>> {
+    const keys: string[] = [];
+    const it = await this.kv.keys(prefix.endsWith('.') ? `${prefix}>` : `${prefix}*`);
+    for await (const k of it) keys.push(k);
+    const out: Array<[string, string]> = [];
+    for (const k of keys.sort()) {
+      const v = await this.get(k);
+      if (v !== undefined) out.push([k, v]);
+    }
+    return out;
+  }
+
+  watch(prefix: string, fn: (c: StoreChange) => void): () => void {
+    let iter: QueuedIterator<KvEntry> | undefined;
+    let stopped = false;
+    void (async () => {
+      iter = await this.kv.watch({ key: prefix.endsWith('.') ? `${prefix}>` : prefix });
+      if (stopped) return iter.stop();
+      for await (const e of iter) fn({ key: e.key, value: e.operation === 'PUT' ? dec.decode(e.value) : undefined });
+    })().catch(() => undefined);
+    return () => {
+      stopped = true;
+      iter?.stop();
+    };
+  }
+
+  /** Reachable now? For health checks. */
+  async ping(): Promise<void> {
+    await this.nc.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain();
+  }
+}
