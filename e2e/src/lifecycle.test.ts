@@ -32,6 +32,14 @@ describe('every service serves health and reflection', () => {
     }
   });
 
+  it('health tells of what the services depend on: Docker, the store, the worker', async () => {
+    const addr = (m: string): string => (agent.logs.find((l) => l.msg === 'grpc server listening' && l.module === m) as unknown as { address: string }).address;
+    for (const [module, component] of [['manager', 'agent.docker'], ['agentcore', 'agent.store'], ['agentcore', 'agent.worker']] as const) {
+      const h = await bufCurl(addr(module), 'grpc.health.v1.Health/Check', { service: component });
+      assert.deepEqual(h.body, { status: 'SERVING' }, `${module} ${component}`);
+    }
+  });
+
   it('an unknown service name is NOT_FOUND on health', async () => {
     const r = await bufCurl(agent.address, 'grpc.health.v1.Health/Check', { service: 'no.such.Service' });
     assert.equal(r.error?.code, 'not_found');
@@ -70,6 +78,12 @@ describe('without Docker', () => {
   let agent: Agent;
   before(async () => (agent = await startAgent({ AGENT_DOCKER_SOCKET: '/nonexistent/docker.sock' })));
   after(async () => agent?.stop());
+
+  it('the manager says Docker is not serving', async () => {
+    const addr = (agent.logs.find((l) => l.msg === 'grpc server listening' && l.module === 'manager') as unknown as { address: string }).address;
+    const h = await bufCurl(addr, 'grpc.health.v1.Health/Check', { service: 'agent.docker' });
+    assert.deepEqual(h.body, { status: 'NOT_SERVING' });
+  });
 
   it('container creates fail clearly and everything else works', async () => {
     const c = await api(agent, 'Create', { spec: { name: 'c', kind: 'KIND_CONTAINER', container: { image: BUSYBOX } }, wait: true });

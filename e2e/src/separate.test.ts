@@ -3,13 +3,14 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
-import { api, ROOT, startSeparateAgent } from '@agent/testkit';
+import * as fs from 'node:fs';
+import { api, ROOT, startSeparateAgent, waitFor } from '@agent/testkit';
 
 describe('five services as separate processes', () => {
   let agent: Awaited<ReturnType<typeof startSeparateAgent>>;
 
   before(async () => {
-    agent = await startSeparateAgent();
+    agent = await startSeparateAgent({ AGENT_HEARTBEAT_MS: '500' });
   });
   after(async () => agent?.stop());
 
@@ -20,6 +21,21 @@ describe('five services as separate processes', () => {
     assert.equal(once.body.memoryLimitBytes, String(32 << 20));
     const del = await api(agent, 'Delete', { object_id: ack.body.objectId, wait: true });
     assert.equal(del.body.state, 'STATE_DELETED');
+  });
+
+  it('a collector or reporter that restarts is given its state again: pushing goes on', async () => {
+    const ack = await api(agent, 'Create', { spec: { name: 'sep-push', kind: 'KIND_PROCESS', process: { command: ['sleep', '600'] } }, wait: true });
+    const id: string = ack.body.objectId;
+    await api(agent, 'PushOn', { object_id: id, interval_ms: 200, wait: true });
+    const reports = path.join(agent.dataDir, 'reports.jsonl');
+    const count = (): number => (fs.existsSync(reports) ? fs.readFileSync(reports, 'utf8').split('\n').filter((l) => l.includes(id)).length : 0);
+    await waitFor('reports before', () => (count() >= 2 ? true : undefined));
+    for (const app of ['collector', 'reporter']) {
+      await agent.restart(app);
+      const before = count();
+      await waitFor(`reports after the ${app} restarted`, () => (count() >= before + 3 ? true : undefined), 15_000, 100);
+    }
+    await api(agent, 'Delete', { object_id: id, wait: true });
   });
 
   it('each service refuses to start without its fixed address', async () => {

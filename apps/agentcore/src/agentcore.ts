@@ -213,6 +213,36 @@ export class AgentCore {
     this.followRuntime(250);
   }
 
+  /**
+   * A collector or reporter that restarted (separate processes) has lost its
+   * tasks; the heartbeat's own task tells. Then it is given its state again,
+   * as the seed re-pushes its config when the data plane reconnects.
+   */
+  async checkPeers(): Promise<void> {
+    const { collector, reporter } = this.peers;
+    const lostCollector = await collector.call('getTask', { objectId: HOST_OBJECT_ID }, { timeoutMs: PEER_TIMEOUT_MS }).then(
+      () => false,
+      (err: unknown) => err instanceof NotFoundError,
+    );
+    const reports = await reporter.call('listReports', {}, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
+    const lostReporter = reports !== undefined && !reports.objectIds.includes(HOST_OBJECT_ID);
+    if (!lostCollector && !lostReporter) return;
+    this.log.warn('a peer restarted; pushing its state again', { collector: lostCollector, reporter: lostReporter });
+    await this.start();
+    for (const rec of this.objects.values()) {
+      const objectId = rec.object.objectId;
+      if (lostCollector && rec.hasCollectTask) {
+        await collector
+          .call('createTask', { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false }, { timeoutMs: PEER_TIMEOUT_MS })
+          .catch((err: unknown) => {
+            if (!(err instanceof AlreadyExistsError)) throw err;
+          });
+        if (rec.object.pushing) await collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
+      }
+      if (lostReporter && rec.object.pushing) await reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
+    }
+  }
+
   /** Workloads that stop or start by themselves change their object's state, in order with its events. */
   private followRuntime(backoffMs: number): void {
     if (!this.accepting) return;

@@ -22,6 +22,8 @@ export interface CoreView {
   /** How long the oldest queued task has waited, in ms (0 when idle). */
   oldestWaitMs(): number;
   dropDeletedBefore(t: number): number;
+  /** Notices a restarted collector or reporter and gives it its state again. */
+  checkPeers(): Promise<void>;
 }
 
 interface HostRecord {
@@ -67,6 +69,7 @@ export class ClusterSync {
     this.unwatch.push(this.store.watch(Keys.network, (c) => void this.core.system('config network', () => this.applyNetwork(c.value))));
     this.unwatch.push(this.store.watch(Keys.nodeRules(this.opts.hostId), (c) => void this.core.system('config rules', () => this.applyRules(c.value))));
     this.every(this.opts.heartbeatMs, 'heartbeat', () => this.beat());
+    this.every(this.opts.heartbeatMs, 'peer check', () => this.core.checkPeers());
     this.every(this.opts.policyPullMs, 'policy pull', () => this.pullPolicy());
     this.every(this.opts.statsUploadMs, 'stats upload', () => this.uploadStats());
     this.every(this.opts.healthMs, 'health check', () => this.checkHealth());

@@ -3,7 +3,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
 import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
-import { internalv1, v1 } from '@agent/proto';
+import { healthv1, internalv1, v1 } from '@agent/proto';
 
 interface Managed {
   readonly kind: v1.Kind;
@@ -241,6 +241,9 @@ function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
   };
 }
 
+/** The grpc.health.v1 name under which the manager says whether Docker answers. */
+export const DOCKER_HEALTH = 'agent.docker';
+
 export async function startManager(config: AgentConfig, drivers: KindDrivers, address = config.managerListen): Promise<RunningServer> {
   const log = new Logger(Module.Manager, config.logLevel);
   const svc = new ManagerService(drivers, log);
@@ -250,8 +253,18 @@ export async function startManager(config: AgentConfig, drivers: KindDrivers, ad
     services: [{ name: GrpcService.Manager, definition: internalv1.ManagerService, implementation: svc.implementation() }],
   });
   server.health.setAll(true);
-  // Docker is optional: without it container creates fail clearly, the rest works.
-  drivers.container.health().catch((err: Error) => log.warn('docker is not reachable; container creates will fail', { reason: err.message }));
+  // Docker is optional: without it container creates fail clearly, the rest
+  // works; grpc.health.v1 tells under "agent.docker" whether it is reachable.
+  const checkDocker = (): Promise<void> =>
+    drivers.container.health().then(
+      () => server.health.set(DOCKER_HEALTH, true),
+      (err: Error) => {
+        if (server.health.get(DOCKER_HEALTH) !== healthv1.HealthCheckResponse_ServingStatus.NOT_SERVING) log.warn('docker is not reachable; container creates will fail', { reason: err.message });
+        server.health.set(DOCKER_HEALTH, false);
+      },
+    );
+  await checkDocker();
+  setInterval(() => void checkDocker(), config.healthMs).unref();
   void svc.startDiscovery(config.discover);
   return server;
 }

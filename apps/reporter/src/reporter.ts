@@ -155,6 +155,7 @@ export class ReporterService {
       announce: unary(this.log, async (o) => (this.announce(o), {})),
       subscribe: serverStream(this.log, (r, call) => this.subscribe(r, call)),
       flush: unary(this.log, async () => (await this.flush(), {})),
+      listReports: unary(this.log, async () => ({ objectIds: [...this.tasks] })),
     };
   }
 }

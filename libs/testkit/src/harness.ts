@@ -261,7 +261,9 @@ export async function startOtlpReceiver(): Promise<Receiver> {
 }
 
 /** The five services as five processes, wired by address as in compose; resolves when all are healthy. */
-export async function startSeparateAgent(extraEnv: Record<string, string> = {}): Promise<{ address: string; cgroupParent: string; pids: number[]; stop(): Promise<void> }> {
+export async function startSeparateAgent(
+  extraEnv: Record<string, string> = {},
+): Promise<{ address: string; cgroupParent: string; dataDir: string; pids: number[]; restart(app: string, signal?: NodeJS.Signals): Promise<void>; stop(): Promise<void> }> {
   const ports = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const [a, c, m, co, r] = ports.map((p) => `127.0.0.1:${p}`) as [string, string, string, string, string];
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-sep-'));
@@ -283,9 +285,10 @@ export async function startSeparateAgent(extraEnv: Record<string, string> = {}):
     ...extraEnv,
   };
   // Started in reverse dependency order on purpose: each waits for its peers.
-  const children = ['apiserver', 'agentcore', 'collector', 'reporter', 'manager'].map((app) =>
-    spawn(process.execPath, [path.join(ROOT, `apps/${app}/dist/main.js`)], { env, stdio: ['ignore', 'ignore', process.env.AGENT_E2E_VERBOSE ? 'inherit' : 'ignore'] }),
-  );
+  const apps = ['apiserver', 'agentcore', 'collector', 'reporter', 'manager'];
+  const launch = (app: string): ChildProcess =>
+    spawn(process.execPath, [path.join(ROOT, `apps/${app}/dist/main.js`)], { env, stdio: ['ignore', 'ignore', process.env.AGENT_E2E_VERBOSE ? 'inherit' : 'ignore'] });
+  const children = apps.map(launch);
   const services: Array<[string, string]> = [[a, 'agent.v1.AgentService'], [c, 'agent.internal.v1.AgentCore'], [m, 'agent.internal.v1.Manager'], [co, 'agent.internal.v1.Collector'], [r, 'agent.internal.v1.Reporter']];
   for (const [addr, svc] of services) {
     await waitFor(`${svc} healthy`, async () => {
@@ -296,7 +299,15 @@ export async function startSeparateAgent(extraEnv: Record<string, string> = {}):
   return {
     address: a,
     cgroupParent,
+    dataDir,
     pids: children.map((ch) => ch.pid ?? 0),
+    /** Kills one service and starts it again, as a crash and a supervisor would. */
+    restart: async (app: string, signal: NodeJS.Signals = 'SIGKILL') => {
+      const i = apps.indexOf(app);
+      const old = children[i]!;
+      await new Promise<void>((resolve) => (old.exitCode !== null ? resolve() : (old.once('exit', () => resolve()), old.kill(signal))));
+      children[i] = launch(app);
+    },
     stop: async () => {
       await Promise.all(children.map((ch) => new Promise<void>((resolve) => (ch.exitCode !== null ? resolve() : (ch.once('exit', () => resolve()), ch.kill('SIGTERM'))))));
       removeCgroupParent(cgroupParent);
