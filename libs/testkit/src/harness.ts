@@ -341,3 +341,41 @@ export async function startNats(): Promise<{ url: string; stop(): Promise<void> 
       }),
   };
 }
+
+/**
+ * A unix socket that forwards to the real Docker socket and can be cut and
+ * restored: the Docker engine going away and coming back, as the agent sees it.
+ */
+export async function startDockerProxy(target = '/var/run/docker.sock'): Promise<{ path: string; down(): Promise<void>; up(): Promise<void>; stop(): Promise<void> }> {
+  const sockPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dproxy-')), 'docker.sock');
+  const conns = new Set<net.Socket>();
+  let server: net.Server | undefined;
+  const up = (): Promise<void> =>
+    new Promise((resolve) => {
+      fs.rmSync(sockPath, { force: true });
+      server = net.createServer((client) => {
+        const upstream = net.connect(target);
+        conns.add(client).add(upstream);
+        client.pipe(upstream).pipe(client);
+        const done = (): void => {
+          client.destroy();
+          upstream.destroy();
+          conns.delete(client);
+          conns.delete(upstream);
+        };
+        client.on('error', done).on('close', done);
+        upstream.on('error', done).on('close', done);
+      });
+      server.listen(sockPath, () => resolve());
+    });
+  const down = (): Promise<void> =>
+    new Promise((resolve) => {
+      for (const c of conns) c.destroy();
+      conns.clear();
+      if (!server) return resolve();
+      server.close(() => resolve());
+      server = undefined;
+    });
+  await up();
+  return { path: sockPath, down, up, stop: down };
+}

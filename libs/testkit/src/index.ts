@@ -4,6 +4,7 @@ export {
   freePort,
   startAgent,
   startNats,
+  startDockerProxy,
   startSeparateAgent,
   startSink,
   startOtlpReceiver,
