@@ -162,7 +162,7 @@ export class AgentCore {
   }
 
   private async readopt(rec: ObjectRecord): Promise<void> {
-    const { manager, collector, reporter } = this.peers;
+    const { manager, reporter } = this.peers;
     const objectId = rec.object.objectId;
     const wasPending = rec.object.state === State.STATE_PENDING;
     try {
@@ -182,16 +182,8 @@ export class AgentCore {
       rec.runtime = undefined;
       return this.setState(rec, State.STATE_DELETED, 'removed while the agent was down');
     }
-    await collector
-      .call('createTask', { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false }, { timeoutMs: PEER_TIMEOUT_MS })
-      .catch((err: unknown) => {
-        if (!(err instanceof AlreadyExistsError)) throw err; // a collector that did not restart still has it
-      });
-    rec.hasCollectTask = true;
-    if (rec.object.pushing) {
-      await collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
-      await reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
-    }
+    await this.giveCollectTask(rec);
+    if (rec.object.pushing) await reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
     const running = rec.runtime?.running !== false;
     const lastError = running ? '' : rec.object.state === State.STATE_STOPPED ? rec.object.lastError : 'exited while the agent was down';
     this.setState(rec, running ? State.STATE_RUNNING : State.STATE_STOPPED, lastError);
@@ -231,14 +223,7 @@ export class AgentCore {
     await this.start();
     for (const rec of this.objects.values()) {
       const objectId = rec.object.objectId;
-      if (lostCollector && rec.hasCollectTask) {
-        await collector
-          .call('createTask', { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false }, { timeoutMs: PEER_TIMEOUT_MS })
-          .catch((err: unknown) => {
-            if (!(err instanceof AlreadyExistsError)) throw err;
-          });
-        if (rec.object.pushing) await collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
-      }
+      if (lostCollector && rec.hasCollectTask) await this.giveCollectTask(rec);
       if (lostReporter && rec.object.pushing) await reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
     }
   }
@@ -272,7 +257,7 @@ export class AgentCore {
       if (s !== State.STATE_RUNNING && s !== State.STATE_STOPPED && s !== State.STATE_PENDING) return;
       if (e.runtime) this.setRuntime(r, e.runtime);
       else if (r.runtime) r.runtime.running = e.running;
-      if (e.spec && e.running) await this.ensureCollectTask(r);
+      if (e.spec && e.running) await this.giveCollectTask(r, true);
       const failed = !e.running && e.reason !== 'exited with code 0' && e.reason !== 'found';
       this.setState(r, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
       await this.announce(r);
@@ -297,16 +282,21 @@ export class AgentCore {
   }
 
   /**
-   * A collect task bound to the object's current cgroup and pid: a container
-   * that started again has a new pid, so its task is made anew.
+   * Gives the collector this object's task, bound to its current cgroup and
+   * pid, at its push rate. One it already has is kept (a collector that did
+   * not restart); with replace, made anew (a container that started again
+   * has a new pid).
    */
-  private async ensureCollectTask(rec: ObjectRecord): Promise<void> {
+  private async giveCollectTask(rec: ObjectRecord, replace = false): Promise<void> {
+    const { collector } = this.peers;
     const objectId = rec.object.objectId;
+    if (replace && rec.hasCollectTask) await collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
     const target = { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false };
-    if (rec.hasCollectTask) await this.peers.collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
-    await this.peers.collector.call('createTask', target, { timeoutMs: PEER_TIMEOUT_MS });
+    await collector.call('createTask', target, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {
+      if (!(err instanceof AlreadyExistsError)) throw err;
+    });
     rec.hasCollectTask = true;
-    if (rec.object.pushing) await this.peers.collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
+    if (rec.object.pushing) await collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
   }
 
   /** The workload went away outside the agent: no tasks, no name, DELETED. */
@@ -482,7 +472,7 @@ export class AgentCore {
   // ---- flows
 
   private async runCreate(rec: ObjectRecord): Promise<void> {
-    const { manager, collector } = this.peers;
+    const { manager } = this.peers;
     const objectId = rec.object.objectId;
     try {
       const rt = await manager.call('createObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs });
@@ -493,8 +483,7 @@ export class AgentCore {
       throw err;
     }
     try {
-      await collector.call('createTask', { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false }, { timeoutMs: PEER_TIMEOUT_MS });
-      rec.hasCollectTask = true;
+      await this.giveCollectTask(rec);
     } catch (err) {
       // No half-made object: undo the create.
       await manager.call('deleteObject', { objectId }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
