@@ -224,7 +224,7 @@ async function updateLatency(client: Api, obj: v1.Object, n: number): Promise<nu
 
 async function controlCase(client: Api, obj: v1.Object, layout: string, separate?: { client: Api; obj: v1.Object }): Promise<void> {
   log(`control: ${P.updates} memory updates through the API (${layout})`);
-  await updateLatency(client, obj, 5); // warm
+  await updateLatency(client, obj, 50); // warm: the JIT, and the paths through all the services
   const agent = await updateLatency(client, obj, P.updates);
   const file = memFileOf(obj.pid);
   const container = docker.getContainer(obj.runtimeId);
@@ -248,7 +248,7 @@ async function controlCase(client: Api, obj: v1.Object, layout: string, separate
   }
   if (separate) {
     log(`control: ${P.updates} memory updates through the API (five separate processes)`);
-    await updateLatency(separate.client, separate.obj, 5);
+    await updateLatency(separate.client, separate.obj, 50);
     const sep = await updateLatency(separate.client, separate.obj, P.updates);
     for (const p of [50, 99]) {
       record({ case: 'control_update_memory_separate', metric: `p${p}_visible_in_cgroup`, unit: 'ms', agent: pct(sep, p), peer: pct(dockerode, p), peer_name: 'dockerode container.update', note: 'five processes' }, 'lower');

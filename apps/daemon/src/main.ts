@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, Module } from '@agent/option';
-import { connect, exitOnSignal, errorMessage, runMain } from '@agent/grpc-kit';
+import { exitOnSignal, errorMessage, runMain } from '@agent/grpc-kit';
 import { createHostDrivers, RpcDriver } from '@agent/drivers';
 import { internalv1 } from '@agent/proto';
 import { startManager } from '@agent/manager';
@@ -43,18 +43,20 @@ runMain(Module.Daemon, async (log, telemetry) => {
 
   // 2. Manager, reporter, collector, then agentcore, then the apiserver last,
   //    so that no call is taken before the flows can run. The four inside
-  //    talk over unix sockets unless told otherwise (a quarter faster per hop
-  //    than loopback TCP).
+  //    listen on unix sockets unless told otherwise.
   const drivers = createHostDrivers(config);
   const manager = await startManager(config, { container: drivers.docker, process: drivers.process, cgroup: drivers.cgroup }, internalListen(config.managerListen, config.dataDir, Module.Manager));
   const reporter = await startReporter(config, rpc, internalListen(config.reporterListen, config.dataDir, Module.Reporter));
-  const collector = await startCollector(config, drivers.cgroup, connect(internalv1.ReporterClient, reporter.server.address), internalListen(config.collectorListen, config.dataDir, Module.Collector));
+  // Unary calls between services of this one process skip the network (still
+  // through each server's wrapper: same statuses, same spans); streams and
+  // every outside client use the real gRPC servers.
+  const collector = await startCollector(config, drivers.cgroup, reporter.server.localPeer(internalv1.ReporterClient), internalListen(config.collectorListen, config.dataDir, Module.Collector));
   const core = await startAgentCore(config, {
-    manager: connect(internalv1.ManagerClient, manager.address),
-    collector: connect(internalv1.CollectorClient, collector.server.address),
-    reporter: connect(internalv1.ReporterClient, reporter.server.address),
+    manager: manager.localPeer(internalv1.ManagerClient),
+    collector: collector.server.localPeer(internalv1.CollectorClient),
+    reporter: reporter.server.localPeer(internalv1.ReporterClient),
   }, internalListen(config.agentcoreListen, config.dataDir, Module.AgentCore));
-  const api = await startApiServer(config, connect(internalv1.AgentCoreClient, core.server.address));
+  const api = await startApiServer(config, core.server.localPeer(internalv1.AgentCoreClient));
   log.info('agent ready', {
     apiserver: api.address,
     hostId: config.hostId,

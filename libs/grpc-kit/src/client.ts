@@ -1,4 +1,14 @@
-import { credentials, type CallOptions, type Client, type ClientUnaryCall, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  type CallOptions,
+  type Client,
+  type ClientUnaryCall,
+  type handleUnaryCall,
+  type Metadata,
+  type ServiceDefinition,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { Metadata as GrpcMetadata } from '@grpc/grpc-js';
 import { SpanKind } from '@opentelemetry/api';
 import { fromGrpcError } from './status';
@@ -42,13 +52,25 @@ export class Peer<C extends Client> {
     const options: Partial<CallOptions> = { deadline: Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) };
     return tracer.startActiveSpan(fn.path.slice(1), { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(fn.path), 'server.address': this.address } }, (span) =>
       new Promise<ResOf<C[K]>>((resolve, reject) => {
-        fn.call(this.client, request, injectContext(waitingMetadata(opts.metadata)), options, (err, res) => {
+        this.invoke(String(method), fn, request, injectContext(waitingMetadata(opts.metadata)), options, (err, res) => {
           endSpan(span, err ? err.code : 0, err?.details);
           if (err) reject(fromGrpcError(err));
           else resolve(res);
         });
       }),
     );
+  }
+
+  /** The transport: a real gRPC call. */
+  protected invoke<Req, Res>(
+    _method: string,
+    fn: UnaryFn<Req, Res>,
+    request: Req,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Res) => void,
+  ): void {
+    fn.call(this.client, request, metadata, options, callback);
   }
 
   /** Metadata that carries the active trace context, for server-streaming calls. */
@@ -68,6 +90,56 @@ export class Peer<C extends Client> {
   }
 }
 
+/**
+ * A peer served by this very process (the daemon's layout): unary calls skip
+ * HTTP/2 and sockets and go straight to the service's handler, through the
+ * same server wrapper (status mapping, server span). Messages are encoded and
+ * decoded on the way, as on the wire, so neither side can alias the other's
+ * objects. Streams still use the real channel.
+ */
+export class LocalPeer<C extends Client> extends Peer<C> {
+  constructor(
+    client: C,
+    address: string,
+    private readonly definition: ServiceDefinition,
+    private readonly implementation: UntypedServiceImplementation,
+  ) {
+    super(client, address);
+  }
+
+  protected override invoke<Req, Res>(
+    method: string,
+    _fn: UnaryFn<Req, Res>,
+    request: Req,
+    metadata: Metadata,
+    _options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Res) => void,
+  ): void {
+    const def = this.definition[method];
+    const handler = this.implementation[method] as handleUnaryCall<unknown, unknown> | undefined;
+    if (!def || !handler) throw new Error(`no local method ${method}`);
+    const call = {
+      request: def.requestDeserialize(def.requestSerialize(request)),
+      metadata,
+      cancelled: false,
+      getPath: () => def.path,
+      sendMetadata: () => undefined,
+      getPeer: () => 'local',
+      getDeadline: () => Infinity,
+      on: () => call,
+    };
+    handler(call as unknown as Parameters<handleUnaryCall<unknown, unknown>>[0], (err, res) => {
+      if (err) {
+        const e = err as { code?: number; details?: string; metadata?: Metadata };
+        const serviceError = Object.assign(new Error(`${e.code} ${e.details ?? ''}`), { code: e.code ?? 2, details: e.details ?? '', metadata: e.metadata ?? new GrpcMetadata() });
+        callback(serviceError as ServiceError, undefined as Res);
+        return;
+      }
+      callback(null, def.responseDeserialize(def.responseSerialize(res)) as Res);
+    });
+  }
+}
+
 /** A peer that is (re)starting is waited for, up to the call's deadline, instead of failing at once. */
 function waitingMetadata(md?: Metadata): Metadata {
   const out = md ?? new GrpcMetadata();
@@ -77,10 +149,17 @@ function waitingMetadata(md?: Metadata): Metadata {
 
 type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;
 
-export function connect<C extends Client>(Ctor: ClientCtor<C>, address: string): Peer<C> {
-  const client = new Ctor(address, credentials.createInsecure(), {
+export function connectLocal<C extends Client>(Ctor: ClientCtor<C>, address: string, definition: ServiceDefinition, implementation: UntypedServiceImplementation): LocalPeer<C> {
+  return new LocalPeer(makeClient(Ctor, address), address, definition, implementation);
+}
+
+function makeClient<C extends Client>(Ctor: ClientCtor<C>, address: string): C {
+  return new Ctor(address, credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
   });
-  return new Peer(client, address);
+}
+
+export function connect<C extends Client>(Ctor: ClientCtor<C>, address: string): Peer<C> {
+  return new Peer(makeClient(Ctor, address), address);
 }

@@ -17,7 +17,7 @@ export type { Fields } from './log';
 export { HealthRegistry } from './health';
 export { startGrpcServer, unary, serverStream } from './server';
 export type { ServiceBinding, RunningServer } from './server';
-export { Peer, connect } from './client';
+export { Peer, LocalPeer, connect, connectLocal } from './client';
 export type { CallOpts } from './client';
 export { exitOnSignal, retry, runMain } from './lifecycle';
 export type { ShutdownStep } from './lifecycle';

@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
 import {
+  type ChannelCredentials,
+  type Client,
   Server,
   ServerCredentials,
   type ServiceDefinition,
@@ -14,6 +16,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { descriptorSetPath, healthv1 } from '@agent/proto';
 import { HealthRegistry } from './health';
 import type { Logger } from './log';
+import { connectLocal, type LocalPeer } from './client';
 import { toGrpcStatus } from './status';
 import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
@@ -33,6 +36,8 @@ export interface RunningServer {
   readonly health: HealthRegistry;
   /** Stops taking calls, lets running ones finish for graceMs, then cancels them. */
   shutdown(graceMs?: number): Promise<void>;
+  /** A peer for this server's (first) service from inside the same process: unary calls skip the network. */
+  localPeer<C extends Client>(Ctor: new (address: string, creds: ChannelCredentials, options?: object) => C): LocalPeer<C>;
 }
 
 let packageDefinitionCache: PackageDefinition | undefined;
@@ -78,11 +83,16 @@ export async function startGrpcServer(opts: {
   const address = host === 'unix' ? opts.address : `${host}:${port}`;
   opts.log.info('grpc server listening', { address, services: names });
 
+  const first = opts.services[0];
   return {
     server,
     address,
     port,
     health,
+    localPeer: (Ctor) => {
+      if (!first) throw new Error('no service to call');
+      return connectLocal(Ctor, address, first.definition, first.implementation);
+    },
     shutdown: (graceMs = 5_000) =>
       new Promise<void>((resolve) => {
         health.setAll(false);
