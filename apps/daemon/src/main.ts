@@ -1,6 +1,6 @@
-// The embedded default: all five services in one process, on loopback, each
-// a real gRPC server talking to the others over gRPC, exactly as when they
-// run as separate processes.
+// The embedded default: all five services in one process. Each is a real
+// gRPC server (health, reflection, grpcurl); between them, unary calls go
+// straight to the handler (LocalPeer) and streams over unix sockets.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
