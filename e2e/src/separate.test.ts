@@ -4,13 +4,13 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { api, ROOT, startSeparateAgent, waitFor } from '@agent/testkit';
+import { api, bufCurl, ROOT, startSeparateAgent, waitFor } from '@agent/testkit';
 
 describe('five services as separate processes', () => {
   let agent: Awaited<ReturnType<typeof startSeparateAgent>>;
 
   before(async () => {
-    agent = await startSeparateAgent({ AGENT_HEARTBEAT_MS: '500' });
+    agent = await startSeparateAgent({ AGENT_HEARTBEAT_MS: '500', AGENT_CLEANUP_MS: '1000' });
   });
   after(async () => agent?.stop());
 
@@ -36,6 +36,13 @@ describe('five services as separate processes', () => {
       await waitFor(`reports after the ${app} restarted`, () => (count() >= before + 3 ? true : undefined), 15_000, 100);
     }
     await api(agent, 'Delete', { object_id: id, wait: true });
+  });
+
+  it('cleanup removes a collect task that has no object behind it', async () => {
+    const collector = agent.addresses.collector;
+    const made = await bufCurl(collector, 'agent.internal.v1.Collector/CreateTask', { object_id: 'obj-stray', kind: 'KIND_CGROUP', pid: 0 });
+    assert.ok(made.ok, JSON.stringify(made));
+    await waitFor('stray task removed', async () => ((await bufCurl(collector, 'agent.internal.v1.Collector/GetTask', { object_id: 'obj-stray' })).error?.code === 'not_found' ? true : undefined), 10_000, 200);
   });
 
   it('each service refuses to start without its fixed address', async () => {

@@ -118,6 +118,18 @@ export class AgentCore {
     return out;
   }
 
+  /** Collect tasks with no live object behind them (a collector that outlived its agentcore's state) are removed. */
+  async dropDeadTasks(): Promise<number> {
+    const { objectIds } = await this.peers.collector.call('listTasks', {}, { timeoutMs: PEER_TIMEOUT_MS });
+    let n = 0;
+    for (const objectId of objectIds) {
+      if (objectId === HOST_OBJECT_ID || this.objects.get(objectId)?.hasCollectTask) continue;
+      await this.peers.collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
+      n++;
+    }
+    return n;
+  }
+
   /** Forgets objects deleted before t (their records are already gone). */
   dropDeletedBefore(t: number): number {
     let n = 0;
@@ -292,10 +304,13 @@ export class AgentCore {
     const objectId = rec.object.objectId;
     if (replace && rec.hasCollectTask) await collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
     const target = { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false };
-    await collector.call('createTask', target, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {
-      if (!(err instanceof AlreadyExistsError)) throw err;
-    });
+    // Claimed before the call, so that cleanup never takes a task being made for a dead one.
     rec.hasCollectTask = true;
+    await collector.call('createTask', target, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {
+      if (err instanceof AlreadyExistsError) return;
+      rec.hasCollectTask = false;
+      throw err;
+    });
     if (rec.object.pushing) await collector.call('setPush', { objectId, intervalMs: rec.object.pushIntervalMs }, { timeoutMs: PEER_TIMEOUT_MS });
   }
 

@@ -24,6 +24,7 @@ export interface CoreView {
   dropDeletedBefore(t: number): number;
   /** Notices a restarted collector or reporter and gives it its state again. */
   checkPeers(): Promise<void>;
+  dropDeadTasks(): Promise<number>;
 }
 
 interface HostRecord {
@@ -152,7 +153,7 @@ export class ClusterSync {
     if (!storeOk || !workerOk) this.log.warn('unhealthy', { store: storeOk, worker: workerOk });
   }
 
-  /** Hosts that stopped heartbeating are marked stale (their records stay); old deleted objects are dropped from memory. */
+  /** Hosts that stopped heartbeating are marked stale (their records stay); old deleted objects and dead collect tasks go. */
   private async cleanup(): Promise<void> {
     const cutoff = Date.now() - 3 * this.opts.heartbeatMs;
     for (const [key, value] of await this.store.list(Keys.hosts)) {
@@ -165,6 +166,8 @@ export class ClusterSync {
     }
     const dropped = this.core.dropDeletedBefore(Date.now() - this.opts.cleanupMs);
     if (dropped > 0) this.log.info('dropped deleted objects', { dropped });
+    const dead = await this.core.dropDeadTasks();
+    if (dead > 0) this.log.info('removed dead collect tasks', { dead });
   }
 }
 

@@ -187,6 +187,7 @@ export class CollectorService {
       setPush: unary(this.log, async (r) => this.setPush(r.objectId, r.intervalMs)),
       collectOnce: unary(this.log, async (r) => this.collectOnce(r.objectId)),
       configure: unary(this.log, async (r) => (this.configure(r.baseIntervalMs), {})),
+      listTasks: unary(this.log, async () => ({ objectIds: [...this.tasks.keys()] })),
     };
   }
 }

@@ -263,7 +263,15 @@ export async function startOtlpReceiver(): Promise<Receiver> {
 /** The five services as five processes, wired by address as in compose; resolves when all are healthy. */
 export async function startSeparateAgent(
   extraEnv: Record<string, string> = {},
-): Promise<{ address: string; cgroupParent: string; dataDir: string; pids: number[]; restart(app: string, signal?: NodeJS.Signals): Promise<void>; stop(): Promise<void> }> {
+): Promise<{
+  address: string;
+  addresses: Record<'apiserver' | 'agentcore' | 'manager' | 'collector' | 'reporter', string>;
+  cgroupParent: string;
+  dataDir: string;
+  pids: number[];
+  restart(app: string, signal?: NodeJS.Signals): Promise<void>;
+  stop(): Promise<void>;
+}> {
   const ports = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const [a, c, m, co, r] = ports.map((p) => `127.0.0.1:${p}`) as [string, string, string, string, string];
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-sep-'));
@@ -298,6 +306,7 @@ export async function startSeparateAgent(
   }
   return {
     address: a,
+    addresses: { apiserver: a, agentcore: c, manager: m, collector: co, reporter: r },
     cgroupParent,
     dataDir,
     pids: children.map((ch) => ch.pid ?? 0),
