@@ -167,7 +167,7 @@ export class CollectorService {
       }
     }
     if (out.length > 0) {
-      withModule(Module.Collector, () =>
+      void withModule(Module.Collector, () =>
         tracer.startActiveSpan('collector forward', { root: true, links, attributes: { 'agent.reports': out.length } }, (span) =>
           this.reporter
             .call('deliver', { hostId: this.opts.hostId, reports: out }, { timeoutMs: 5_000 })

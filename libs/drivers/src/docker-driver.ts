@@ -184,7 +184,7 @@ export class DockerDriver extends BaseDriver implements Discovering {
   /** die/start of the containers this host's agent manages, from the Docker event stream. */
   override watch(listener: RuntimeListener): () => void {
     this.listeners.add(listener);
-    this.ensureEvents();
+    void this.ensureEvents();
     return () => this.listeners.delete(listener);
   }
 
