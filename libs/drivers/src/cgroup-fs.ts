@@ -123,6 +123,12 @@ export class CgroupFs {
     return [...seen];
   }
 
+  /** Whether pid is in the group in every hierarchy (the launcher joins them one by one). */
+  joinedAll(ref: CgroupRef, pid: number): boolean {
+    const want = String(pid);
+    return [...new Set(Object.values(ref.paths))].every((dir) => safeRead(path.join(dir, 'cgroup.procs')).split('\n').includes(want));
+  }
+
   /** The cgroup.procs files a process must be written to to join the group. */
   procsFiles(ref: CgroupRef): string[] {
     return [...new Set(Object.values(ref.paths))].map((d) => path.join(d, 'cgroup.procs'));

@@ -6,6 +6,7 @@ import { trace } from '@opentelemetry/api';
 import { DriverError, NotFoundError } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
+import { safeRead } from './cgroup-fs';
 import { isAlive, processStartTime } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
@@ -101,19 +102,20 @@ export class ProcessDriver extends BaseDriver {
     }
   }
 
-  /** The launcher joins the cgroup before exec; wait until it has, or failed. */
+  /** The launcher joins the cgroup (every hierarchy), then execs; wait until it has, or failed. */
   private async waitJoined(ref: Runtime['cgroup'], pid: number, child: ReturnType<typeof spawn>): Promise<void> {
     let exitCode: number | null = null;
     child.once('exit', (code) => (exitCode = code ?? -1));
     const deadline = Date.now() + 2_000;
     while (Date.now() < deadline) {
-      if (this.cgroups.fs.pids(ref).includes(pid)) return;
+      // Joined every hierarchy, and the launcher has become the command (its argv is gone).
+      if (this.cgroups.fs.joinedAll(ref, pid) && !safeRead(`/proc/${pid}/cmdline`).includes('\0agent-launch\0')) return;
       if (exitCode !== null) {
         throw new DriverError(this.name, exitCode === 126 ? 'could not join the cgroup' : `process exited at once with code ${exitCode}`);
       }
       await sleep(2);
     }
-    throw new DriverError(this.name, 'process did not join its cgroup within 2 s');
+    throw new DriverError(this.name, 'process did not join its cgroup and start within 2 s');
   }
 
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
