@@ -316,14 +316,6 @@ export class DockerDriver extends BaseDriver implements Discovering {
     s?.destroy?.();
   }
 
-  /** Containers this host's agent manages, found again by their labels. */
-  async listManaged(): Promise<Docker.ContainerInfo[]> {
-    return this.docker.listContainers({
-      all: true,
-      filters: { label: [`${Label.Managed}=true`, `${Label.HostId}=${this.opts.hostId}`] },
-    });
-  }
-
   private async pull(image: string): Promise<void> {
     const timeoutMs = this.opts.pullTimeoutMs ?? 120_000;
     try {

@@ -1,6 +1,6 @@
 export { BaseDriver, NO_CAPABILITIES, WORKLOAD_CAPABILITIES, isDiscovering } from './driver';
 export type { Driver, Capabilities, ReportPayload, Discovering } from './driver';
-export { NO_LIMITS, containerFilter } from './types';
+export { containerFilter } from './types';
 export type {
   Resources,
   ResourceChange,

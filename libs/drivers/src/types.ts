@@ -18,7 +18,6 @@ export interface ResourceChange {
   readonly pidsLimit?: number;
 }
 
-export const NO_LIMITS: Resources = { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
 
 export type CgroupVersion = 'v1' | 'v2';
 

@@ -6,8 +6,6 @@ export {
   Label,
   GrpcService,
   HOST_OBJECT_ID,
-  isModuleName,
-  isDriverName,
 } from './names';
 export type { ModuleName, DriverName } from './names';
 export { ConfigError, LOG_LEVELS, loadConfig, requireAddr, requireListen } from './config';

@@ -41,11 +41,3 @@ export const GrpcService = {
 
 /** The object id under which the host's own heartbeat figures are reported. */
 export const HOST_OBJECT_ID = 'host';
-
-export function isModuleName(s: string): s is ModuleName {
-  return (MODULES as readonly string[]).includes(s);
-}
-
-export function isDriverName(s: string): s is DriverName {
-  return (DRIVERS as readonly string[]).includes(s);
-}

@@ -197,9 +197,6 @@ export async function sh(cmd: string, args: string[]): Promise<string> {
   return stdout.trim();
 }
 
-export function readCgroupFile(dir: string, file: string): string {
-  return fs.readFileSync(path.join(dir, file), 'utf8').trim();
-}
 
 /** The memory limit file of a pid's cgroup, found independently of the agent's code. */
 export function memoryLimitFile(pid: number): string {

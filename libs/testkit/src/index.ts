@@ -13,7 +13,6 @@ export {
   api,
   waitFor,
   sh,
-  readCgroupFile,
   memoryLimitFile,
   isAlive,
   removeCgroupParent,
