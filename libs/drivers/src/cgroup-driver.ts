@@ -3,7 +3,7 @@ import { DriverError, NotFoundError, UnavailableError } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import { CgroupFs } from './cgroup-fs';
 import { FigureReader } from './figure-reader';
-import { netDevPath, netFigures } from './proc-figures';
+import { netDevPath } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, WorkloadSpec } from './types';
 
 /**
@@ -60,8 +60,14 @@ export class CgroupDriver extends BaseDriver {
     return { runtimeId: `${this.fs.parent}/${rel}`, pid: 0, cgroup: ref, applied: this.fs.readLimits(ref), running: true };
   }
 
+  /** One sample; for repeated sampling keep a reader open instead (openReader). */
   override stats(rt: Runtime): Figures {
-    return { ...this.fs.readFigures(rt.cgroup), ...netFigures(rt.pid) };
+    const reader = this.openReader(rt.cgroup, rt.pid);
+    try {
+      return reader.read();
+    } finally {
+      reader.close();
+    }
   }
 
   /** For repeated sampling: the object's stats files kept open. Close it when done. */

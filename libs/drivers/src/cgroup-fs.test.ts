@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@agent/grpc-kit';
 import { CgroupFs, checkRelativeCgroupPath } from './cgroup-fs';
+import { FigureReader } from './figure-reader';
 import { parseNetDev } from './proc-figures';
 
 describe('relative cgroup paths', () => {
@@ -68,14 +69,18 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
     fs.writeFileSync(path.join(dir, 'memory.max'), 'max\n');
     fs.writeFileSync(path.join(dir, 'pids.current'), '3\n');
     fs.writeFileSync(path.join(dir, 'io.stat'), '8:0 rbytes=100 wbytes=200 rios=1 wios=2\n8:16 rbytes=1 wbytes=2 rios=1 wios=1\n');
-    assert.deepEqual(cg.readFigures(cg.refFor('g1')), {
+    const reader = new FigureReader(cg.refFor('g1'), undefined);
+    assert.deepEqual(reader.read(), {
       cpuUsageNs: 1_234_000,
       memoryUsageBytes: 4096,
       memoryLimitBytes: undefined,
       pids: 3,
+      netRxBytes: undefined,
+      netTxBytes: undefined,
       blkioReadBytes: 101,
       blkioWriteBytes: 202,
     });
+    reader.close();
   });
 
   it('maps a pid through the 0:: line', () => {

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { DriverError, InvalidArgumentError, tracer } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
-import type { CgroupRef, CgroupVersion, Figures, ResourceChange, Resources } from './types';
+import type { CgroupRef, CgroupVersion, ResourceChange, Resources } from './types';
 
 /** The controllers the agent uses on cgroup v1. */
 export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'blkio'] as const;
@@ -204,27 +204,6 @@ export class CgroupFs {
     return { cpus: Math.round(cpus * 1000) / 1000, memoryBytes, pidsLimit };
   }
 
-  /** One sample straight from the files (synchronous: cheaper than fs.promises here). */
-  readFigures(ref: CgroupRef): Figures {
-    if (ref.version === 'v2') return readV2(ref.paths[UNIFIED]);
-    const p = ref.paths;
-    const num = (dir: string | undefined, file: string): number | undefined => {
-      if (!dir) return undefined;
-      const t = safeRead(path.join(dir, file));
-      return t === '' ? undefined : Number(t.trim());
-    };
-    const limit = p.memory ? safeRead(path.join(p.memory, 'memory.limit_in_bytes')).trim() : '';
-    const io = p.blkio ? parseBlkioV1(safeRead(path.join(p.blkio, 'blkio.throttle.io_service_bytes'))) : undefined;
-    return {
-      cpuUsageNs: num(p.cpuacct, 'cpuacct.usage'),
-      memoryUsageBytes: num(p.memory, 'memory.usage_in_bytes'),
-      memoryLimitBytes: limit !== '' && BigInt(limit) < V1_UNLIMITED ? Number(limit) : undefined,
-      pids: num(p.pids, 'pids.current'),
-      blkioReadBytes: io?.read,
-      blkioWriteBytes: io?.write,
-    };
-  }
-
   private mountOf(ctrl: string): Mount {
     const m = ctrl === UNIFIED ? this.v2 : this.v1.get(ctrl);
     if (!m) throw new DriverError(DriverNames.Cgroup, `cgroup controller ${ctrl} is not mounted`);
@@ -252,28 +231,6 @@ export class CgroupFs {
     const wanted = V2_CONTROLLERS.filter((c) => available.includes(c)).map((c) => `+${c}`);
     if (wanted.length > 0) tryWrite(path.join(dir, 'cgroup.subtree_control'), wanted.join(' '));
   }
-}
-
-function readV2(dir: string | undefined): Figures {
-  if (!dir) return {};
-  const kv = (text: string, key: string): number | undefined => {
-    const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
-    return m?.[1] !== undefined ? Number(m[1]) : undefined;
-  };
-  const usec = kv(safeRead(path.join(dir, 'cpu.stat')), 'usage_usec');
-  const num = (f: string): number | undefined => {
-    const t = safeRead(path.join(dir, f)).trim();
-    return t === '' || t === 'max' ? undefined : Number(t);
-  };
-  const io = fs.existsSync(path.join(dir, 'io.stat')) ? parseIoStat(safeRead(path.join(dir, 'io.stat'))) : undefined;
-  return {
-    cpuUsageNs: usec !== undefined ? usec * 1000 : undefined,
-    memoryUsageBytes: num('memory.current'),
-    memoryLimitBytes: num('memory.max'),
-    pids: num('pids.current'),
-    blkioReadBytes: io?.read,
-    blkioWriteBytes: io?.write,
-  };
 }
 
 /** Sums rbytes/wbytes over the devices of a v2 io.stat. */

@@ -26,6 +26,6 @@ export type { ProcessDriverOptions } from './process-driver';
 export { DockerDriver } from './docker-driver';
 export type { DockerDriverOptions } from './docker-driver';
 export { RpcDriver } from './rpc-driver';
-export { hostFigures, netFigures, netDevPath, parseNetDev, processStartTime, isAlive } from './proc-figures';
+export { hostFigures, netDevPath, parseNetDev, processStartTime, isAlive } from './proc-figures';
 export { createHostDrivers } from './registry';
 export type { HostDrivers } from './registry';

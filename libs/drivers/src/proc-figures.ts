@@ -36,19 +36,6 @@ export function netDevPath(pid: number): string | undefined {
   return ns === undefined || ns === ownNetNs ? undefined : `/proc/${pid}/net/dev`;
 }
 
-/**
- * Network figures of the object's own network namespace. A pid that shares
- * the agent's namespace has no figures of its own: left undefined, not made up.
- */
-export function netFigures(pid: number): Pick<Figures, 'netRxBytes' | 'netTxBytes'> {
-  if (pid <= 0) return {};
-  ownNetNs ??= netNsOf('self');
-  const ns = netNsOf(pid);
-  if (ns === undefined || ns === ownNetNs) return {};
-  const net = parseNetDev(safeRead(`/proc/${pid}/net/dev`));
-  return net ? { netRxBytes: net.rx, netTxBytes: net.tx } : {};
-}
-
 const CLK_TCK = 100; // USER_HZ on Linux
 
 /** The host's own figures, for the heartbeat. */
