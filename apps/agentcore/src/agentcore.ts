@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { context } from '@opentelemetry/api';
-import { type AgentConfig, GrpcService, HOST_OBJECT_ID, Module } from '@agent/option';
+import { AGENT_VERSION, type AgentConfig, GrpcService, HOST_OBJECT_ID, Module } from '@agent/option';
 import {
   AlreadyExistsError,
   DeadlineExceededError,
@@ -707,7 +707,7 @@ export async function startAgentCore(
   // taken back and uploaded, then the watchers are registered.
   await core.recover();
   core.follow();
-  const cluster = new ClusterSync(store, core, peers.collector, server.health, { hostId: config.hostId, version: '0.1.0', heartbeatMs: config.heartbeatMs, policyPullMs: config.policyPullMs, statsUploadMs: config.statsUploadMs, healthMs: config.healthMs, cleanupMs: config.cleanupMs }, log);
+  const cluster = new ClusterSync(store, core, peers.collector, server.health, { hostId: config.hostId, version: AGENT_VERSION, heartbeatMs: config.heartbeatMs, policyPullMs: config.policyPullMs, statsUploadMs: config.statsUploadMs, healthMs: config.healthMs, cleanupMs: config.cleanupMs }, log);
   server.health.setAll(true);
   await cluster.start();
   return { server, core, cluster, store };

@@ -2,19 +2,16 @@
 // gRPC server (health, reflection, grpcurl); between them, unary calls go
 // straight to the handler (LocalPeer) and streams over unix sockets.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, Module } from '@agent/option';
-import { exitOnSignal, errorMessage, runMain } from '@agent/grpc-kit';
-import { createHostDrivers, RpcDriver } from '@agent/drivers';
+import { exitOnSignal, runMain } from '@agent/grpc-kit';
+import { connectUpstream, createHostDrivers } from '@agent/drivers';
 import { internalv1 } from '@agent/proto';
 import { startManager } from '@agent/manager';
 import { startReporter } from '@agent/reporter';
 import { startCollector } from '@agent/collector';
 import { startAgentCore } from '@agent/agentcore';
 import { startApiServer } from '@agent/apiserver';
-
-const VERSION = '0.1.0';
 
 /** The configured address, or (left at its default) a unix socket under the data directory. */
 function internalListen(configured: string, dataDir: string, module: string): string {
@@ -31,15 +28,7 @@ runMain(Module.Daemon, async (log, telemetry) => {
   fs.mkdirSync(config.dataDir, { recursive: true });
 
   // 1. The RPC driver connects to the upstream sink and registers the host.
-  let rpc: RpcDriver | undefined;
-  if (config.upstream !== '') {
-    rpc = new RpcDriver(config.upstream);
-    const host = { hostId: config.hostId, hostname: os.hostname(), agentVersion: VERSION, cpus: os.cpus().length, memoryBytes: os.totalmem(), startedAt: new Date() };
-    await rpc.register(host).then(
-      () => log.info('host registered upstream', { upstream: config.upstream, hostId: config.hostId }),
-      (err: unknown) => log.warn('upstream not reachable; reports will be retried', { upstream: config.upstream, reason: errorMessage(err) }),
-    );
-  }
+  const rpc = await connectUpstream(config, log);
 
   // 2. Manager, reporter, collector, then agentcore, then the apiserver last,
   //    so that no call is taken before the flows can run. The four inside

@@ -25,7 +25,7 @@ export { ProcessDriver, resolveExecutable } from './process-driver';
 export type { ProcessDriverOptions } from './process-driver';
 export { DockerDriver } from './docker-driver';
 export type { DockerDriverOptions } from './docker-driver';
-export { RpcDriver } from './rpc-driver';
+export { RpcDriver, connectUpstream } from './rpc-driver';
 export { hostFigures, netDevPath, parseNetDev, processStartTime, isAlive } from './proc-figures';
 export { createHostDrivers } from './registry';
 export type { HostDrivers } from './registry';

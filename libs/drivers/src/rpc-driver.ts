@@ -1,5 +1,6 @@
-import { Driver as DriverNames, type DriverName } from '@agent/option';
-import { connect, UnavailableError, type Peer } from '@agent/grpc-kit';
+import * as os from 'node:os';
+import { AGENT_VERSION, Driver as DriverNames, type AgentConfig, type DriverName } from '@agent/option';
+import { connect, errorMessage, UnavailableError, type Logger, type Peer } from '@agent/grpc-kit';
 import { sinkv1, type v1 } from '@agent/proto';
 import { BaseDriver, NO_CAPABILITIES, type Capabilities, type ReportPayload } from './driver';
 
@@ -28,7 +29,9 @@ export class RpcDriver extends BaseDriver {
     }
   }
 
-  async register(host: sinkv1.Host): Promise<void> {
+  /** Registers this host (id, hostname, version, size) with the upstream. */
+  async registerHost(hostId: string): Promise<void> {
+    const host: sinkv1.Host = { hostId, hostname: os.hostname(), agentVersion: AGENT_VERSION, cpus: os.cpus().length, memoryBytes: os.totalmem(), startedAt: new Date() };
     await this.peer.call('registerHost', host, { timeoutMs: this.timeoutMs });
   }
 
@@ -48,4 +51,19 @@ export class RpcDriver extends BaseDriver {
   override async close(): Promise<void> {
     this.peer.close();
   }
+}
+
+/**
+ * Startup's first step: the RPC driver for AGENT_UPSTREAM (none without one),
+ * with this host registered. An upstream that is down is no reason not to
+ * start: reports wait for it.
+ */
+export async function connectUpstream(config: AgentConfig, log: Logger): Promise<RpcDriver | undefined> {
+  if (config.upstream === '') return undefined;
+  const rpc = new RpcDriver(config.upstream);
+  await rpc.registerHost(config.hostId).then(
+    () => log.info('host registered upstream', { upstream: config.upstream, hostId: config.hostId }),
+    (err: unknown) => log.warn('upstream not reachable; reports will be retried', { upstream: config.upstream, reason: errorMessage(err) }),
+  );
+  return rpc;
 }

@@ -6,6 +6,7 @@ export {
   Label,
   GrpcService,
   HOST_OBJECT_ID,
+  AGENT_VERSION,
 } from './names';
 export type { ModuleName, DriverName } from './names';
 export { ConfigError, LOG_LEVELS, loadConfig, requireAddr, requireListen } from './config';

@@ -39,5 +39,8 @@ export const GrpcService = {
   Reporter: 'agent.internal.v1.Reporter',
 } as const;
 
+/** The agent's version, as registered upstream and in the host record. */
+export const AGENT_VERSION = '0.1.0';
+
 /** The object id under which the host's own heartbeat figures are reported. */
 export const HOST_OBJECT_ID = 'host';
