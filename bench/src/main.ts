@@ -15,7 +15,7 @@ import { connect, Logger } from '@agent/grpc-kit';
 import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
-import { apiClient, BUSYBOX, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
+import { apiClient, BUSYBOX, cpuSeconds, memoryLimitFile, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
@@ -56,12 +56,6 @@ const median = (xs: number[]): number => pct(xs, 50);
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** CPU seconds (user+system) a pid has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -105,12 +99,6 @@ function until(file: string, want: string, timeoutMs = 5_000): Promise<number> {
   });
 }
 
-function memFileOf(pid: number): string {
-  const line = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.split(':')[1]?.split(',').includes('memory'));
-  if (line) return path.join('/sys/fs/cgroup/memory', line.split(':')[2] ?? '/', 'memory.limit_in_bytes');
-  const v2 = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
-  return path.join('/sys/fs/cgroup', v2?.slice(3) ?? '/', 'memory.max');
-}
 
 /** Docker's stats API, one-shot (about 1 s per call instead of 2: no precpu sample). */
 function oneShotStats(c: Docker.Container): Promise<unknown> {
@@ -208,7 +196,7 @@ async function steadyCase(client: Api, agentPid: number, objs: v1.Object[]): Pro
 }
 
 async function updateLatency(client: Api, obj: v1.Object, n: number): Promise<number[]> {
-  const file = memFileOf(obj.pid);
+  const file = memoryLimitFile(obj.pid);
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const bytes = (i % 2 === 0 ? 80 : 72) * MiB;
@@ -226,7 +214,7 @@ async function controlCase(client: Api, obj: v1.Object, layout: string, separate
   log(`control: ${P.updates} memory updates through the API (${layout})`);
   await updateLatency(client, obj, 50); // warm: the JIT, and the paths through all the services
   const agent = await updateLatency(client, obj, P.updates);
-  const file = memFileOf(obj.pid);
+  const file = memoryLimitFile(obj.pid);
   const container = docker.getContainer(obj.runtimeId);
   const cli: number[] = [];
   const dockerode: number[] = [];

@@ -4,14 +4,7 @@
 import { after, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
-import { api, BUSYBOX, sh, startAgent, startDockerProxy, waitFor, type Agent } from '@agent/testkit';
-
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
+import { api, BUSYBOX, cpuSeconds, sh, startAgent, startDockerProxy, waitFor, type Agent } from '@agent/testkit';
 
 describe('Docker engine restart', () => {
   const tag = `drst-${randomBytes(3).toString('hex')}`;

@@ -207,6 +207,13 @@ export function memoryLimitFile(pid: number): string {
   return path.join('/sys/fs/cgroup', v2?.slice(3) ?? '/', 'memory.max');
 }
 
+/** CPU seconds (user+system) a pid has used, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 export function isAlive(pid: number): boolean {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -15,6 +15,7 @@ export {
   sh,
   memoryLimitFile,
   isAlive,
+  cpuSeconds,
   removeCgroupParent,
 } from './harness';
 export type { Agent, Sink, Receiver, ReceivedSpan, CurlResult, LogLine } from './harness';
