@@ -30,7 +30,7 @@ const INVALID: Case[] = [
   { name: 'name with a slash', method: 'create', req: { spec: container({ name: 'a/b' }) }, code: status.INVALID_ARGUMENT, field: 'spec.name:' },
   { name: 'oversized name', method: 'create', req: { spec: container({ name: 'n'.repeat(64) }) }, code: status.INVALID_ARGUMENT, field: 'spec.name:' },
   { name: 'container kind without container', method: 'create', req: { spec: v1.ObjectSpec.fromPartial({ name: 'x', kind: v1.Kind.KIND_CONTAINER }) }, code: status.INVALID_ARGUMENT, field: 'spec.container:' },
-  { name: 'two workloads at once', method: 'create', req: { spec: container({ process: { command: ['sleep'], env: [], cwd: '' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.process:' },
+  { name: 'two workloads at once', method: 'create', req: { spec: container({ process: { command: ['sleep'], env: [], cwd: '', user: '' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.process:' },
   { name: 'empty image', method: 'create', req: { spec: container({ container: { image: '', command: [], env: [] } }) }, code: status.INVALID_ARGUMENT, field: 'spec.container.image:' },
   { name: 'image with spaces', method: 'create', req: { spec: container({ container: { image: 'bad image', command: [], env: [] } }) }, code: status.INVALID_ARGUMENT, field: 'spec.container.image:' },
   { name: 'oversized image', method: 'create', req: { spec: container({ container: { image: 'a'.repeat(300), command: [], env: [] } }) }, code: status.INVALID_ARGUMENT, field: 'spec.container.image:' },

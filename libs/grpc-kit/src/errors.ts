@@ -28,6 +28,10 @@ export class NotSupportedError extends AgentError {}
 /** A dependency (Docker, a peer service, the upstream) cannot be reached. */
 export class UnavailableError extends AgentError {}
 export class DeadlineExceededError extends AgentError {}
+/** The caller presented no credentials, or wrong ones. */
+export class UnauthenticatedError extends AgentError {}
+/** The caller is known but its role may not do this. */
+export class PermissionDeniedError extends AgentError {}
 /** A driver call failed; the message is meant for the user (it becomes last_error). */
 export class DriverError extends AgentError {
   constructor(

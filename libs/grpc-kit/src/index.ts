@@ -7,6 +7,8 @@ export {
   NotSupportedError,
   UnavailableError,
   DeadlineExceededError,
+  UnauthenticatedError,
+  PermissionDeniedError,
   DriverError,
   errorMessage,
 } from './errors';

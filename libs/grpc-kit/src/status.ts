@@ -8,6 +8,8 @@ import {
   InvalidArgumentError,
   NotFoundError,
   NotSupportedError,
+  PermissionDeniedError,
+  UnauthenticatedError,
   UnavailableError,
 } from './errors';
 
@@ -26,6 +28,8 @@ const TABLE: ReadonlyArray<{ kind: string; cls: abstract new (...a: never[]) => 
   { kind: 'not-supported', cls: NotSupportedError, code: status.UNIMPLEMENTED, rebuild: (m) => new NotSupportedError(m) },
   { kind: 'unavailable', cls: UnavailableError, code: status.UNAVAILABLE, rebuild: (m) => new UnavailableError(m) },
   { kind: 'deadline', cls: DeadlineExceededError, code: status.DEADLINE_EXCEEDED, rebuild: (m) => new DeadlineExceededError(m) },
+  { kind: 'unauthenticated', cls: UnauthenticatedError, code: status.UNAUTHENTICATED, rebuild: (m) => new UnauthenticatedError(m) },
+  { kind: 'permission-denied', cls: PermissionDeniedError, code: status.PERMISSION_DENIED, rebuild: (m) => new PermissionDeniedError(m) },
 ];
 
 function invalidFromMessage(m: string): InvalidArgumentError {
