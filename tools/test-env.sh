@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready for the tests: Docker engine, busybox,
-# iptables, docker-compose, nats-server (apt), a running dockerd, and a local busybox image (nothing can be
+# iptables, docker-compose, nats-server, openssl, useradd, cc (apt), a running dockerd, and a local busybox image (nothing can be
 # pulled here). Idempotent: does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,10 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+# The security tests: certificates, test users, a preload library.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v useradd >/dev/null 2>&1 || need+=(passwd)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     log "missing ${need[*]} and cannot apt-get install them (need root on Debian)"; exit 1

@@ -285,10 +285,10 @@ async function throughput(fn: () => Promise<unknown>, concurrency: number, secon
   return count / seconds;
 }
 
-async function throughputCase(address: string, obj: v1.Object, layout: string): Promise<void> {
+async function throughputCase(address: string, token: string, obj: v1.Object, layout: string): Promise<void> {
   log(`throughput: Get and PushOnce (${layout})`);
   for (const c of [1, 16]) {
-    const clients = Array.from({ length: c }, () => apiClient(address));
+    const clients = Array.from({ length: c }, () => apiClient(address, token));
     let k = 0;
     const next = (): Api => clients[k++ % clients.length]!;
     const get = await throughput(() => next().call('get', { objectId: obj.objectId }), c, P.tputS);
@@ -308,7 +308,7 @@ async function main(): Promise<void> {
   const started = new Date();
   log(`bench ${QUICK ? '(quick)' : ''}: ${os.cpus().length} cores, node ${process.version}`);
   const agent = await startAgent({ AGENT_COLLECT_BASE_MS: '60000' });
-  const client = apiClient(agent.address);
+  const client = apiClient(agent.address, agent.token);
   let separate: Awaited<ReturnType<typeof startSeparateAgent>> | undefined;
   try {
     const n = Math.max(...P.sweepNs, P.steadyN);
@@ -317,12 +317,12 @@ async function main(): Promise<void> {
     for (const s of P.sweepNs) await sweepCase(objs, s);
     await steadyCase(client, agent.child.pid!, objs);
     separate = await startSeparateAgent();
-    const sepClient = apiClient(separate.address);
+    const sepClient = apiClient(separate.address, separate.token);
     const [sepObj] = await createContainers(sepClient, 1, 'bench-sep');
     await controlCase(client, objs[0]!, 'one process (npm start)', { client: sepClient, obj: sepObj! });
     await createCase(client);
-    await throughputCase(agent.address, objs[0]!, 'one process (npm start)');
-    await throughputCase(separate.address, sepObj!, 'five processes');
+    await throughputCase(agent.address, agent.token, objs[0]!, 'one process (npm start)');
+    await throughputCase(separate.address, separate.token, sepObj!, 'five processes');
     await sepClient.call('delete', { objectId: sepObj!.objectId, wait: true });
     sepClient.close();
     log('cleaning up');

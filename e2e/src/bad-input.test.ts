@@ -78,7 +78,7 @@ describe('bad input', () => {
 
   before(async () => {
     agent = await startAgent();
-    client = apiClient(agent.address);
+    client = apiClient(agent.address, agent.token);
   });
   after(async () => {
     client?.close();
@@ -87,7 +87,7 @@ describe('bad input', () => {
 
   for (const c of [...INVALID, ...NOT_FOUND]) {
     it(`${c.name} -> ${status[c.code]}`, async () => {
-      const got = await rawCall(client.client, c.method, c.req);
+      const got = await rawCall(client.client, c.method, c.req, agent.token);
       assert.equal(status[got.code], status[c.code], got.details);
       assert.ok(got.details.startsWith(c.field), `message ${JSON.stringify(got.details)} does not start with ${JSON.stringify(c.field)}`);
     });
@@ -108,7 +108,7 @@ describe('bad input', () => {
 
   it('a name in use -> ALREADY_EXISTS, and the first object is untouched', async () => {
     const first = await client.call('create', { spec: processSpec({}, { name: 'dup' }), requestId: '', wait: true });
-    const second = await rawCall(client.client, 'create', { spec: processSpec({}, { name: 'dup' }) });
+    const second = await rawCall(client.client, 'create', { spec: processSpec({}, { name: 'dup' }) }, agent.token);
     assert.equal(status[second.code], 'ALREADY_EXISTS');
     assert.match(second.details, /"dup"/);
     assert.equal((await client.call('get', { objectId: first.objectId })).state, v1.State.STATE_RUNNING);
@@ -142,7 +142,7 @@ describe('bad input', () => {
       ['delete', { objectId: made.objectId }],
       ['pushOnce', { objectId: made.objectId }],
     ] as const) {
-      const got = await rawCall(client.client, method, req);
+      const got = await rawCall(client.client, method, req, agent.token);
       assert.equal(status[got.code], 'FAILED_PRECONDITION', `${method}: ${got.details}`);
     }
   });
@@ -159,7 +159,7 @@ describe('bad input', () => {
     assert.match(ev.error, /no-such-image-xyz/);
     assert.equal(await sh('docker', ['ps', '-aq', '--filter', `label=io.agent.object-id=${ack.objectId}`]), '');
     // A failed object can be pushed no more, but can be deleted.
-    const push = await rawCall(client.client, 'pushOn', { objectId: ack.objectId, intervalMs: 1000 });
+    const push = await rawCall(client.client, 'pushOn', { objectId: ack.objectId, intervalMs: 1000 }, agent.token);
     assert.equal(status[push.code], 'FAILED_PRECONDITION');
     const del = await client.call('delete', { objectId: ack.objectId, wait: true });
     assert.equal(del.state, v1.State.STATE_DELETED);

@@ -17,6 +17,7 @@ describe('docker-compose cluster (OTLP receiver standing in for Jaeger)', () => 
   const project = `agente2e${randomBytes(3).toString('hex')}`;
   let env: NodeJS.ProcessEnv;
   let address = '';
+  let token = '';
 
   const compose = (...args: string[]) =>
     run('docker-compose', ['-p', project, '-f', path.join(ROOT, 'docker-compose.yml'), '-f', path.join(ROOT, 'docker-compose.test.yml'), ...args], {
@@ -47,6 +48,21 @@ describe('docker-compose cluster (OTLP receiver standing in for Jaeger)', () => 
     if (left) await run('docker', ['rm', '-f', ...left.split('\n')]);
   });
 
+  it('publishes every port on 127.0.0.1 only (docker-compose config)', async () => {
+    const { stdout } = await run('docker-compose', ['-f', path.join(ROOT, 'docker-compose.yml'), 'config'], { cwd: ROOT, env: { ...process.env, AGENT_PUBLISH_ADDR: '' } });
+    // The items under each "ports:" key.
+    const published: string[] = [];
+    let indent = -1;
+    for (const line of stdout.split('\n')) {
+      const lead = line.length - line.trimStart().length;
+      if (line.trim() === 'ports:') indent = lead;
+      else if (indent >= 0 && line.trimStart().startsWith('- ') && lead >= indent) published.push(line.trim());
+      else indent = -1;
+    }
+    assert.equal(published.length, 2, stdout);
+    for (const p of published) assert.match(p, /^- ['"]?127\.0\.0\.1:\d+:\d+/, `published beyond loopback: ${p}`);
+  });
+
   it('runs the five services, healthy through grpc.health.v1', async () => {
     for (const s of SERVICES) {
       await waitFor(`${s} healthy`, async () => {
@@ -59,21 +75,31 @@ describe('docker-compose cluster (OTLP receiver standing in for Jaeger)', () => 
     for (const line of published.split('\n')) {
       const [name = '', ...ports] = line.split(' ');
       if (!name.includes('_apiserver_') && !name.includes('_jaeger_')) assert.doesNotMatch(ports.join(' '), /->/, `${name} publishes a port`);
+      else assert.match(ports.join(' '), /^127\.0\.0\.1:\d+->/, `${name} publishes beyond loopback`);
     }
   });
 
+  it('wants the admin token, which a user reads from the apiserver container', async () => {
+    const none = await api({ address }, 'List', {});
+    assert.equal(none.error?.code, 'unauthenticated', JSON.stringify(none));
+    token = (await compose('exec', '-T', 'apiserver', 'cat', '/var/lib/agent/auth/admin.token')).stdout.trim();
+    assert.ok(token.length >= 32);
+    const list = await api({ address, token }, 'List', {});
+    assert.ok(list.ok, JSON.stringify(list));
+  });
+
   it('creates, pushes, reports once and deletes a container through the published port, in traces spanning all five', async () => {
-    const created = await api({ address }, 'Create', {
+    const created = await api({ address, token }, 'Create', {
       spec: { name: 'compose-web', kind: 'KIND_CONTAINER', resources: { memory_bytes: 64 << 20 }, container: { image: BUSYBOX, command: ['sleep', '600'] } },
       wait: true,
     });
     assert.equal(created.body?.state, 'STATE_RUNNING', JSON.stringify(created));
     const id: string = created.body.objectId;
-    const on = await api({ address }, 'PushOn', { object_id: id, interval_ms: 200, wait: true });
+    const on = await api({ address, token }, 'PushOn', { object_id: id, interval_ms: 200, wait: true });
     assert.equal(on.body.status, 'EVENT_STATUS_SUCCEEDED');
-    const once = await api({ address }, 'PushOnce', { object_id: id });
+    const once = await api({ address, token }, 'PushOnce', { object_id: id });
     assert.ok(Number(once.body.memoryUsageBytes) > 0);
-    const del = await api({ address }, 'Delete', { object_id: id, wait: true });
+    const del = await api({ address, token }, 'Delete', { object_id: id, wait: true });
     assert.equal(del.body.state, 'STATE_DELETED');
     assert.equal(await sh('docker', ['ps', '-aq', '--filter', `label=io.agent.object-id=${id}`]), '');
 

@@ -80,4 +80,24 @@ describe('discovered containers', () => {
     }, 10_000, 100);
     assert.deepEqual(after.map((o) => o.objectId).sort(), before);
   });
+
+  it('discovered containers are read-only unless AGENT_DISCOVER_MANAGE=true', async () => {
+    const a = agent!;
+    const objs = (await api(a, 'List', { labels: { 'e2e.discover': tag } })).body.objects as Obj[];
+    const o = objs[0]!;
+    const upd = await api(a, 'Update', { object_id: o.objectId, resources: { memory_bytes: 64 * 1024 * 1024 } });
+    assert.equal(upd.error?.code, 'failed_precondition', JSON.stringify(upd));
+    assert.match(upd.error?.message ?? '', /not managed by this agent/);
+    const del = await api(a, 'Delete', { object_id: o.objectId, wait: true });
+    assert.equal(del.error?.code, 'failed_precondition', JSON.stringify(del));
+    assert.equal(await sh('docker', ['inspect', '-f', '{{.State.Running}}', o.runtimeId]), 'true', 'the container is untouched');
+
+    await a.stop();
+    agent = await startAgent({ AGENT_DISCOVER: `e2e.discover=${tag}`, AGENT_DISCOVER_MANAGE: 'true' }, a);
+    const b = agent;
+    await waitFor('running again', async () => ((await api(b, 'Get', { object_id: o.objectId })).body?.state === 'STATE_RUNNING' ? true : undefined), 10_000, 100);
+    const ok = await api(b, 'Delete', { object_id: o.objectId, wait: true });
+    assert.equal(ok.body?.status, 'EVENT_STATUS_SUCCEEDED', JSON.stringify(ok));
+    await assert.rejects(sh('docker', ['inspect', o.runtimeId]), 'the container is gone');
+  });
 });

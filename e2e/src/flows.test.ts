@@ -36,7 +36,7 @@ describe('end to end through buf curl', () => {
   async function assertNoCollectTask(objectId: string): Promise<void> {
     const collector = agent.logs.find((l) => l.msg === 'grpc server listening' && l.module === 'collector') as { address?: string } | undefined;
     assert.ok(collector?.address);
-    const r = await bufCurl(collector.address, 'agent.internal.v1.Collector/GetTask', { object_id: objectId });
+    const r = await bufCurl(collector.address, 'agent.internal.v1.Collector/GetTask', { object_id: objectId }, { token: agent.internalToken });
     assert.equal(r.error?.code, 'not_found', JSON.stringify(r));
   }
 

@@ -40,9 +40,30 @@ describe('five services as separate processes', () => {
 
   it('cleanup removes a collect task that has no object behind it', async () => {
     const collector = agent.addresses.collector;
-    const made = await bufCurl(collector, 'agent.internal.v1.Collector/CreateTask', { object_id: 'obj-stray', kind: 'KIND_CGROUP', pid: 0 });
+    const token = agent.internalToken;
+    const made = await bufCurl(collector, 'agent.internal.v1.Collector/CreateTask', { object_id: 'obj-stray', kind: 'KIND_CGROUP', pid: 0 }, { token });
     assert.ok(made.ok, JSON.stringify(made));
-    await waitFor('stray task removed', async () => ((await bufCurl(collector, 'agent.internal.v1.Collector/GetTask', { object_id: 'obj-stray' })).error?.code === 'not_found' ? true : undefined), 10_000, 200);
+    await waitFor('stray task removed', async () => ((await bufCurl(collector, 'agent.internal.v1.Collector/GetTask', { object_id: 'obj-stray' }, { token })).error?.code === 'not_found' ? true : undefined), 10_000, 200);
+  });
+
+  it('every internal service refuses a call without the internal token, or with a user token', async () => {
+    const calls: Array<[string, string, object]> = [
+      [agent.addresses.agentcore, 'agent.internal.v1.AgentCore/Publish', { create: { spec: { name: 'intruder', kind: 'KIND_PROCESS', process: { command: ['/bin/sleep', '60'] } } } }],
+      [agent.addresses.manager, 'agent.internal.v1.Manager/CreateObject', { object_id: 'obj-intruder', spec: { name: 'intruder', kind: 'KIND_PROCESS', process: { command: ['/bin/sleep', '60'] } } }],
+      [agent.addresses.collector, 'agent.internal.v1.Collector/CreateTask', { object_id: 'obj-intruder', kind: 'KIND_CGROUP', pid: 0 }],
+      [agent.addresses.reporter, 'agent.internal.v1.Reporter/ListReports', {}],
+    ];
+    for (const [address, method, body] of calls) {
+      const none = await bufCurl(address, method, body);
+      assert.equal(none.error?.code, 'unauthenticated', `${method} without a token: ${JSON.stringify(none)}`);
+      const user = await bufCurl(address, method, body, { token: agent.token });
+      assert.equal(user.error?.code, 'unauthenticated', `${method} with the admin token: ${JSON.stringify(user)}`);
+    }
+    // Nothing was made: no object named intruder, no task for it.
+    const list = await api(agent, 'List', {});
+    assert.ok(!JSON.stringify(list.body).includes('intruder'), JSON.stringify(list.body));
+    const task = await bufCurl(agent.addresses.collector, 'agent.internal.v1.Collector/GetTask', { object_id: 'obj-intruder' }, { token: agent.internalToken });
+    assert.equal(task.error?.code, 'not_found');
   });
 
   it('each service refuses to start without its fixed address', async () => {

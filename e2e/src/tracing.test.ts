@@ -30,7 +30,7 @@ describe('tracing (OTLP receiver standing in for Jaeger)', () => {
     receiver = await startOtlpReceiver();
     sink = await startSink();
     agent = await startAgent({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', AGENT_UPSTREAM: sink.address });
-    client = apiClient(agent.address);
+    client = apiClient(agent.address, agent.token);
   });
   after(async () => {
     client?.close();
@@ -120,7 +120,7 @@ describe('tracing (OTLP receiver standing in for Jaeger)', () => {
 describe('tracing with the collector unreachable', () => {
   it('calls do not slow down or fail, and exit stays quick', async () => {
     const agent = await startAgent({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
-    const client = apiClient(agent.address);
+    const client = apiClient(agent.address, agent.token);
     try {
       for (let i = 0; i < 20; i++) {
         const ack = await client.call('create', v1.CreateRequest.fromPartial({ spec: { name: `p${i}`, kind: v1.Kind.KIND_PROCESS, process: { command: ['sleep', '60'] } }, wait: true }));

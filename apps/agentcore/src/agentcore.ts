@@ -19,6 +19,8 @@ import {
   unary,
   type Peer,
   type RunningServer,
+  type Listener,
+  INTERNAL_ONLY,
 } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
 import { Keys, openStore, type KvStore } from '@agent/store';
@@ -63,7 +65,7 @@ export class AgentCore {
   constructor(
     private readonly peers: Peers,
     private readonly store: KvStore,
-    private readonly opts: { hostId: string; heartbeatMs: number; waitTimeoutMs: number; eventRetention: number },
+    private readonly opts: { hostId: string; heartbeatMs: number; waitTimeoutMs: number; eventRetention: number; discoverManage: boolean },
     private readonly log: Logger,
   ) {
     this.changes.setMaxListeners(0);
@@ -345,11 +347,13 @@ export class AgentCore {
     if (req.update) {
       const u = req.update;
       const rec = this.live(u.objectId, 'update');
+      this.requireManaged(rec, 'update');
       return this.enqueue(rec, EventType.EVENT_TYPE_UPDATE, u.wait, '', () => this.runUpdate(rec, u));
     }
     if (req.delete) {
       const rec = this.existing(req.delete.objectId);
       if (rec.object.state === State.STATE_DELETED || rec.deleteRequested) throw new FailedPreconditionError(`object ${rec.object.objectId} is already deleted`);
+      this.requireManaged(rec, 'delete');
       rec.deleteRequested = true;
       return this.enqueue(rec, EventType.EVENT_TYPE_DELETE, req.delete.wait, '', () => this.runDelete(rec));
     }
@@ -416,6 +420,12 @@ export class AgentCore {
     if (rec.object.state === State.STATE_DELETED || rec.deleteRequested) throw new FailedPreconditionError(`cannot ${what} object ${objectId}: it is deleted`);
     if (rec.object.state === State.STATE_FAILED) throw new FailedPreconditionError(`cannot ${what} object ${objectId}: it failed (${rec.object.lastError}); delete it`);
     return rec;
+  }
+
+  /** A container the agent only discovered is someone else's: watched, not changed, unless AGENT_DISCOVER_MANAGE allows it. */
+  private requireManaged(rec: ObjectRecord, what: string): void {
+    if (rec.object.origin !== v1.Origin.ORIGIN_DISCOVERED || this.opts.discoverManage) return;
+    throw new FailedPreconditionError(`cannot ${what} object ${rec.object.objectId}: not managed by this agent (a discovered container; AGENT_DISCOVER_MANAGE=true allows it)`);
   }
 
   private async enqueue(rec: ObjectRecord, type: v1.EventType, wait: boolean, requestId: string, run: () => Promise<void>): Promise<v1.EventAck> {
@@ -691,15 +701,15 @@ function newId(prefix: string): string {
 export async function startAgentCore(
   config: AgentConfig,
   peers: Peers,
-  address = config.agentcoreListen,
+  listener: Listener,
 ): Promise<{ server: RunningServer; core: AgentCore; cluster: ClusterSync; store: KvStore }> {
   const log = new Logger(Module.AgentCore, config.logLevel);
   const store = await retry(log, 'cluster store connect', () => openStore({ clusterUrl: config.clusterUrl, dataDir: config.dataDir, hostId: config.hostId }), 10);
-  const core = new AgentCore(peers, store, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention }, log);
+  const core = new AgentCore(peers, store, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention, discoverManage: config.discoverManage }, log);
   const server = await startGrpcServer({
-    address,
+    listeners: [listener],
     log,
-    services: [{ name: GrpcService.AgentCore, definition: internalv1.AgentCoreService, implementation: core.implementation() }],
+    services: [{ name: GrpcService.AgentCore, definition: internalv1.AgentCoreService, implementation: core.implementation(), access: INTERNAL_ONLY }],
   });
   // The collector and reporter may still be starting (separate processes).
   await retry(log, 'heartbeat start', () => core.start());

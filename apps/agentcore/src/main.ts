@@ -1,19 +1,21 @@
 // agentcore as its own process (AGENT_AGENTCORE_LISTEN; the manager, collector and reporter addresses).
 import { loadConfig, Module, requireAddr, requireListen } from '@agent/option';
-import { connect, exitOnSignal, runMain } from '@agent/grpc-kit';
+import { connect, exitOnSignal, internalListener, internalToken, prepareDataDir, runMain } from '@agent/grpc-kit';
 import { internalv1 } from '@agent/proto';
 import { startAgentCore } from './agentcore';
 
 runMain(Module.AgentCore, async (log, telemetry) => {
   const config = loadConfig();
+  prepareDataDir(config);
+  const token = internalToken(config);
   const { server, core, cluster, store } = await startAgentCore(
     config,
     {
-      manager: connect(internalv1.ManagerClient, requireAddr(config.managerAddr, 'AGENT_MANAGER_ADDR')),
-      collector: connect(internalv1.CollectorClient, requireAddr(config.collectorAddr, 'AGENT_COLLECTOR_ADDR')),
-      reporter: connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR')),
+      manager: connect(internalv1.ManagerClient, requireAddr(config.managerAddr, 'AGENT_MANAGER_ADDR'), { token }),
+      collector: connect(internalv1.CollectorClient, requireAddr(config.collectorAddr, 'AGENT_COLLECTOR_ADDR'), { token }),
+      reporter: connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'), { token }),
     },
-    requireListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN'),
+    internalListener(config, requireListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN'), 'AGENT_AGENTCORE_LISTEN'),
   );
   exitOnSignal(log, [
     ['finish queued events', () => core.drain(5_000)],

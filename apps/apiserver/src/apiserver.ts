@@ -1,8 +1,54 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
-import { InvalidArgumentError, Logger, fromGrpcError, serverStream, startGrpcServer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
+import {
+  InvalidArgumentError,
+  Logger,
+  Role,
+  callerOf,
+  fromGrpcError,
+  publicListeners,
+  serverStream,
+  startGrpcServer,
+  unary,
+  type Access,
+  type Fields,
+  type Peer,
+  type RunningServer,
+} from '@agent/grpc-kit';
 import { v1, type internalv1 } from '@agent/proto';
-import { checkObjectId, validateCreate, validateList, validatePushOn, validateUpdate } from './validate';
+import { checkObjectId, checkProcessPolicy, validateCreate, validateList, validatePushOn, validateUpdate, type ProcessPolicy } from './validate';
+
+/** Who may call what: readers read (and take one report); everything else is the admin's. */
+export const API_ACCESS: Access = {
+  roles: [Role.Admin],
+  methods: {
+    Get: [Role.Admin, Role.Reader],
+    List: [Role.Admin, Role.Reader],
+    GetEvent: [Role.Admin, Role.Reader],
+    Watch: [Role.Admin, Role.Reader],
+    PushOnce: [Role.Admin, Role.Reader],
+  },
+};
+
+const REDACTED = '<redacted>';
+
+/** A reader sees which variables an object has, not their values (passwords live there). */
+function redact(o: v1.Object): v1.Object {
+  const hide = (env: readonly string[]): string[] => env.map((kv) => `${kv.slice(0, Math.max(kv.indexOf('='), 0))}=${REDACTED}`);
+  const spec = o.spec;
+  if (!spec) return o;
+  return {
+    ...o,
+    spec: {
+      ...spec,
+      container: spec.container && { ...spec.container, env: hide(spec.container.env) },
+      process: spec.process && { ...spec.process, env: hide(spec.process.env) },
+    },
+  };
+}
+
+type Call = object;
+const isReader = (call: Call): boolean => callerOf(call)?.role !== Role.Admin;
 
 /**
  * Bus In: agent.v1.AgentService. Validates each request, publishes an event
@@ -12,9 +58,15 @@ import { checkObjectId, validateCreate, validateList, validatePushOn, validateUp
 export class ApiServer {
   constructor(
     private readonly core: Peer<internalv1.AgentCoreClient>,
-    private readonly opts: { minIntervalMs: number; waitTimeoutMs: number },
+    private readonly opts: { minIntervalMs: number; waitTimeoutMs: number; process: ProcessPolicy },
     private readonly log: Logger,
   ) {}
+
+  /** Every mutating call is logged with who made it. */
+  private audit(call: Call, method: string, fields: Fields): void {
+    const c = callerOf(call);
+    this.log.info('mutating call', { method, role: c?.role ?? 'unknown', via: c?.via ?? 'unknown', ...(c?.subject !== undefined ? { subject: c.subject } : {}), ...fields });
+  }
 
   private publish(event: internalv1.PublishRequest, wait: boolean): Promise<v1.EventAck> {
     // A wait may last as long as the flow; a plain publish is quick.
@@ -24,23 +76,29 @@ export class ApiServer {
   implementation(): v1.AgentServiceServer {
     const log = this.log;
     return {
-      create: unary(log, async (r: v1.CreateRequest) => {
+      create: unary(log, async (r: v1.CreateRequest, call) => {
+        this.audit(call, 'Create', { name: r.spec?.name ?? '', kind: v1.Kind[r.spec?.kind ?? 0] ?? '' });
         validateCreate(r);
+        if (r.spec?.process) r.spec.process = checkProcessPolicy(r.spec.process, this.opts.process);
         return this.publish({ create: r }, r.wait);
       }),
-      update: unary(log, async (r: v1.UpdateRequest) => {
+      update: unary(log, async (r: v1.UpdateRequest, call) => {
+        this.audit(call, 'Update', { objectId: r.objectId });
         validateUpdate(r);
         return this.publish({ update: r }, r.wait);
       }),
-      delete: unary(log, async (r: v1.DeleteRequest) => {
+      delete: unary(log, async (r: v1.DeleteRequest, call) => {
+        this.audit(call, 'Delete', { objectId: r.objectId });
         checkObjectId('object_id', r.objectId);
         return this.publish({ delete: r }, r.wait);
       }),
-      pushOn: unary(log, async (r: v1.PushOnRequest) => {
+      pushOn: unary(log, async (r: v1.PushOnRequest, call) => {
+        this.audit(call, 'PushOn', { objectId: r.objectId });
         validatePushOn(r, this.opts.minIntervalMs);
         return this.publish({ pushOn: r }, r.wait);
       }),
-      pushOff: unary(log, async (r: v1.PushOffRequest) => {
+      pushOff: unary(log, async (r: v1.PushOffRequest, call) => {
+        this.audit(call, 'PushOff', { objectId: r.objectId });
         checkObjectId('object_id', r.objectId);
         return this.publish({ pushOff: r }, r.wait);
       }),
@@ -48,13 +106,15 @@ export class ApiServer {
         checkObjectId('object_id', r.objectId);
         return this.core.call('pushOnce', r, { timeoutMs: 10_000 });
       }),
-      get: unary(log, async (r: v1.GetRequest) => {
+      get: unary(log, async (r: v1.GetRequest, call) => {
         checkObjectId('object_id', r.objectId);
-        return this.core.call('getObject', r, { timeoutMs: 10_000 });
+        const o = await this.core.call('getObject', r, { timeoutMs: 10_000 });
+        return isReader(call) ? redact(o) : o;
       }),
-      list: unary(log, async (r: v1.ListRequest) => {
+      list: unary(log, async (r: v1.ListRequest, call) => {
         validateList(r);
-        return this.core.call('listObjects', r, { timeoutMs: 10_000 });
+        const res = await this.core.call('listObjects', r, { timeoutMs: 10_000 });
+        return isReader(call) ? { ...res, objects: res.objects.map(redact) } : res;
       }),
       getEvent: unary(log, async (r: v1.GetEventRequest) => {
         if (r.eventId === '') throw new InvalidArgumentError('event_id', 'required');
@@ -69,8 +129,9 @@ export class ApiServer {
   private watch(req: v1.WatchRequest, call: ServerWritableStream<v1.WatchRequest, v1.WatchEvent>): Promise<void> {
     checkObjectId('object_id', req.objectId);
     const upstream = this.core.client.watch(req, this.core.traceMetadata());
+    const reader = isReader(call);
     return new Promise<void>((resolve, reject) => {
-      upstream.on('data', (e: v1.WatchEvent) => call.write(e));
+      upstream.on('data', (e: v1.WatchEvent) => call.write(reader && e.object ? { ...e, object: redact(e.object) } : e));
       upstream.on('end', () => resolve());
       upstream.on('error', (err: Error) => {
         if (call.cancelled) resolve();
@@ -83,13 +144,17 @@ export class ApiServer {
   }
 }
 
-export async function startApiServer(config: AgentConfig, core: Peer<internalv1.AgentCoreClient>, address = config.apiListen): Promise<RunningServer> {
+export async function startApiServer(config: AgentConfig, core: Peer<internalv1.AgentCoreClient>): Promise<RunningServer> {
   const log = new Logger(Module.ApiServer, config.logLevel);
-  const api = new ApiServer(core, { minIntervalMs: config.minIntervalMs, waitTimeoutMs: config.waitTimeoutMs }, log);
-  const server = await startGrpcServer({
-    address,
+  const api = new ApiServer(
+    core,
+    { minIntervalMs: config.minIntervalMs, waitTimeoutMs: config.waitTimeoutMs, process: { defaultUser: config.processUser, allow: config.processAllow } },
     log,
-    services: [{ name: GrpcService.Agent, definition: v1.AgentServiceService, implementation: api.implementation() }],
+  );
+  const server = await startGrpcServer({
+    listeners: publicListeners(config),
+    log,
+    services: [{ name: GrpcService.Agent, definition: v1.AgentServiceService, implementation: api.implementation(), access: API_ACCESS }],
   });
   server.health.setAll(true);
   return server;

@@ -1,12 +1,13 @@
 // The apiserver as its own process (AGENT_LISTEN, AGENT_AGENTCORE_ADDR).
 import { loadConfig, Module, requireAddr } from '@agent/option';
-import { connect, exitOnSignal, runMain } from '@agent/grpc-kit';
+import { connect, exitOnSignal, internalToken, prepareDataDir, runMain } from '@agent/grpc-kit';
 import { internalv1 } from '@agent/proto';
 import { startApiServer } from './apiserver';
 
 runMain(Module.ApiServer, async (log, telemetry) => {
   const config = loadConfig();
-  const server = await startApiServer(config, connect(internalv1.AgentCoreClient, requireAddr(config.agentcoreAddr, 'AGENT_AGENTCORE_ADDR')));
+  prepareDataDir(config);
+  const server = await startApiServer(config, connect(internalv1.AgentCoreClient, requireAddr(config.agentcoreAddr, 'AGENT_AGENTCORE_ADDR'), { token: internalToken(config) }));
   exitOnSignal(log, [
     ['stop accepting calls', () => server.shutdown(5_000)],
     ['flush traces', () => telemetry.shutdown()],

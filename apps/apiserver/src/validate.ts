@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@agent/grpc-kit';
-import { checkRelativeCgroupPath } from '@agent/drivers';
+import { checkAllowedExecutable, checkRelativeCgroupPath, resolveExecutable, resolveUser } from '@agent/drivers';
 import { v1 } from '@agent/proto';
 
 // Syntax checks of the public API. Each failure names the field, so that a
@@ -123,6 +123,29 @@ export function validateCreate(req: v1.CreateRequest): void {
     if (p.cwd !== '' && !p.cwd.startsWith('/')) fail('spec.process.cwd', 'must be an absolute path');
   }
   if (s.cgroup) checkRelativeCgroupPath('spec.cgroup.path', s.cgroup.path);
+}
+
+export interface ProcessPolicy {
+  /** AGENT_PROCESS_USER: who runs a process whose spec names nobody. */
+  readonly defaultUser: string;
+  /** AGENT_PROCESS_ALLOW: executables or directories; empty allows any. */
+  readonly allow: readonly string[];
+}
+
+/**
+ * Host checks of a process spec, answered at once rather than as a failed
+ * create: the user must exist (INVALID_ARGUMENT), the executable must be
+ * allowed (PERMISSION_DENIED). The spec comes back with its user filled in,
+ * so that Get shows who the process runs as.
+ */
+export function checkProcessPolicy(p: v1.ProcessSpec, policy: ProcessPolicy): v1.ProcessSpec {
+  const user = p.user === '' ? policy.defaultUser : p.user;
+  maxLen('spec.process.user', user, LIMITS.nameLength);
+  resolveUser(user);
+  const envPath = p.env.find((kv) => kv.startsWith('PATH='))?.slice(5) ?? process.env.PATH ?? '';
+  const exe = resolveExecutable(p.command[0] ?? '', envPath);
+  if (exe !== undefined) checkAllowedExecutable(policy.allow, exe);
+  return { ...p, user };
 }
 
 export function validateUpdate(req: v1.UpdateRequest): void {

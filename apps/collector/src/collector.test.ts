@@ -16,7 +16,7 @@ import { CollectorService } from './collector';
 const parent = `agent-collector-test-${randomBytes(3).toString('hex')}`;
 const cgroups = new CgroupDriver(new CgroupFs(parent));
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'collector-test-'));
-const procs = new ProcessDriver(cgroups, { logDir: dataDir, defaultCwd: dataDir, stopGraceMs: 500 });
+const procs = new ProcessDriver(cgroups, { logDir: dataDir, defaultCwd: '/', stopGraceMs: 500, defaultUser: 'nobody', allow: [] });
 // Never called: nothing here forwards to a reporter.
 const reporter = connect(internalv1.ReporterClient, '127.0.0.1:9');
 const collector = new CollectorService(cgroups, reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
@@ -43,7 +43,7 @@ describe('collector on real cgroups', () => {
   let full: Runtime;
 
   before(async () => {
-    const busy = { command: ['sh', '-c', 'while :; do :; done'], env: [], cwd: '' };
+    const busy = { command: ['sh', '-c', 'while :; do :; done'], env: [], cwd: '', user: '' };
     half = await procs.create({ objectId: 'half', name: 'half', labels: {}, resources: { cpus: 0.5, memoryBytes: 64 << 20, pidsLimit: 8 }, process: busy });
     full = await procs.create({ objectId: 'full', name: 'full', labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, process: busy });
     collector.createTask(target('half', half));

@@ -1,6 +1,6 @@
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { context, trace, type Link, type SpanContext } from '@opentelemetry/api';
-import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, startGrpcServer, tracer, unary, type Peer, type RunningServer } from '@agent/grpc-kit';
+import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type Peer, type RunningServer } from '@agent/grpc-kit';
 import { withModule } from '@agent/telemetry';
 import { hostFigures, type CgroupDriver, type CgroupRef, type FigureReader, type Figures } from '@agent/drivers';
 import { internalv1, type v1 } from '@agent/proto';
@@ -210,14 +210,14 @@ export async function startCollector(
   config: AgentConfig,
   cgroups: CgroupDriver,
   reporter: Peer<internalv1.ReporterClient>,
-  address = config.collectorListen,
+  listener: Listener,
 ): Promise<{ server: RunningServer; service: CollectorService }> {
   const log = new Logger(Module.Collector, config.logLevel);
   const service = new CollectorService(cgroups, reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log);
   const server = await startGrpcServer({
-    address,
+    listeners: [listener],
     log,
-    services: [{ name: GrpcService.Collector, definition: internalv1.CollectorService, implementation: service.implementation() }],
+    services: [{ name: GrpcService.Collector, definition: internalv1.CollectorService, implementation: service.implementation(), access: INTERNAL_ONLY }],
   });
   server.health.setAll(true);
   return { server, service };

@@ -1,14 +1,15 @@
 // The collector as its own process (AGENT_COLLECTOR_LISTEN, AGENT_REPORTER_ADDR).
 import { loadConfig, Module, requireAddr, requireListen } from '@agent/option';
-import { connect, exitOnSignal, runMain } from '@agent/grpc-kit';
+import { connect, exitOnSignal, internalListener, internalToken, prepareDataDir, runMain } from '@agent/grpc-kit';
 import { createHostDrivers } from '@agent/drivers';
 import { internalv1 } from '@agent/proto';
 import { startCollector } from './collector';
 
 runMain(Module.Collector, async (log, telemetry) => {
   const config = loadConfig();
-  const reporter = connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'));
-  const { server, service } = await startCollector(config, createHostDrivers(config).cgroup, reporter, requireListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN'));
+  prepareDataDir(config);
+  const reporter = connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'), { token: internalToken(config) });
+  const { server, service } = await startCollector(config, createHostDrivers(config).cgroup, reporter, internalListener(config, requireListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN'), 'AGENT_COLLECTOR_LISTEN'));
   exitOnSignal(log, [
     ['stop sampling', () => service.close()],
     ['stop serving', () => server.shutdown(2_000)],

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, Module } from '@agent/option';
-import { exitOnSignal, runMain } from '@agent/grpc-kit';
+import { exitOnSignal, internalListener, internalToken, prepareDataDir, privateDir, runMain, type Listener } from '@agent/grpc-kit';
 import { connectUpstream, createHostDrivers } from '@agent/drivers';
 import { internalv1 } from '@agent/proto';
 import { startManager } from '@agent/manager';
@@ -13,19 +13,21 @@ import { startCollector } from '@agent/collector';
 import { startAgentCore } from '@agent/agentcore';
 import { startApiServer } from '@agent/apiserver';
 
-/** The configured address, or (left at its default) a unix socket under the data directory. */
-function internalListen(configured: string, dataDir: string, module: string): string {
-  if (configured !== '127.0.0.1:0') return configured;
-  const sock = path.join(dataDir, 'run', `${module}.sock`);
-  if (sock.length > 100) return configured; // sun_path is 108 bytes
-  fs.mkdirSync(path.dirname(sock), { recursive: true });
-  fs.rmSync(sock, { force: true }); // left by a previous run
-  return `unix:${sock}`;
-}
-
 runMain(Module.Daemon, async (log, telemetry) => {
   const config = loadConfig();
-  fs.mkdirSync(config.dataDir, { recursive: true });
+  prepareDataDir(config);
+  /**
+   * The configured address, or (left at its default) a unix socket in a 0700
+   * directory under the data directory. Either way only the internal token gets in.
+   */
+  const internalListen = (configured: string, variable: string, module: string): Listener => {
+    const sock = path.join(config.dataDir, 'run', `${module}.sock`);
+    if (configured !== '127.0.0.1:0' || sock.length > 100) return internalListener(config, configured, variable); // sun_path is 108 bytes
+    privateDir(path.dirname(sock));
+    fs.rmSync(sock, { force: true }); // left by a previous run
+    return internalListener(config, `unix:${sock}`, variable);
+  };
+  const token = internalToken(config);
 
   // 1. The RPC driver connects to the upstream sink and registers the host.
   const rpc = await connectUpstream(config, log);
@@ -34,20 +36,20 @@ runMain(Module.Daemon, async (log, telemetry) => {
   //    so that no call is taken before the flows can run. The four inside
   //    listen on unix sockets unless told otherwise.
   const drivers = createHostDrivers(config);
-  const manager = await startManager(config, { container: drivers.docker, process: drivers.process, cgroup: drivers.cgroup }, internalListen(config.managerListen, config.dataDir, Module.Manager));
-  const reporter = await startReporter(config, rpc, internalListen(config.reporterListen, config.dataDir, Module.Reporter));
+  const manager = await startManager(config, { container: drivers.docker, process: drivers.process, cgroup: drivers.cgroup }, internalListen(config.managerListen, 'AGENT_MANAGER_LISTEN', Module.Manager));
+  const reporter = await startReporter(config, rpc, internalListen(config.reporterListen, 'AGENT_REPORTER_LISTEN', Module.Reporter));
   // Unary calls between services of this one process skip the network (still
   // through each server's wrapper: same statuses, same spans); streams and
   // every outside client use the real gRPC servers.
-  const collector = await startCollector(config, drivers.cgroup, reporter.server.localPeer(internalv1.ReporterClient), internalListen(config.collectorListen, config.dataDir, Module.Collector));
+  const collector = await startCollector(config, drivers.cgroup, reporter.server.localPeer(internalv1.ReporterClient, token), internalListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN', Module.Collector));
   const core = await startAgentCore(config, {
-    manager: manager.localPeer(internalv1.ManagerClient),
-    collector: collector.server.localPeer(internalv1.CollectorClient),
-    reporter: reporter.server.localPeer(internalv1.ReporterClient),
-  }, internalListen(config.agentcoreListen, config.dataDir, Module.AgentCore));
-  const api = await startApiServer(config, core.server.localPeer(internalv1.AgentCoreClient));
+    manager: manager.localPeer(internalv1.ManagerClient, token),
+    collector: collector.server.localPeer(internalv1.CollectorClient, token),
+    reporter: reporter.server.localPeer(internalv1.ReporterClient, token),
+  }, internalListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN', Module.AgentCore));
+  const api = await startApiServer(config, core.server.localPeer(internalv1.AgentCoreClient, token));
   log.info('agent ready', {
-    apiserver: api.address,
+    apiserver: api.addresses,
     hostId: config.hostId,
     dataDir: config.dataDir,
     reportFile: config.reportFile,

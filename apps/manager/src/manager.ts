@@ -1,7 +1,7 @@
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
-import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, startGrpcServer, unary, type RunningServer } from '@agent/grpc-kit';
+import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
 import { healthv1, internalv1, v1 } from '@agent/proto';
 
@@ -244,13 +244,13 @@ function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
 /** The grpc.health.v1 name under which the manager says whether Docker answers. */
 export const DOCKER_HEALTH = 'agent.docker';
 
-export async function startManager(config: AgentConfig, drivers: KindDrivers, address = config.managerListen): Promise<RunningServer> {
+export async function startManager(config: AgentConfig, drivers: KindDrivers, listener: Listener): Promise<RunningServer> {
   const log = new Logger(Module.Manager, config.logLevel);
   const svc = new ManagerService(drivers, log);
   const server = await startGrpcServer({
-    address,
+    listeners: [listener],
     log,
-    services: [{ name: GrpcService.Manager, definition: internalv1.ManagerService, implementation: svc.implementation() }],
+    services: [{ name: GrpcService.Manager, definition: internalv1.ManagerService, implementation: svc.implementation(), access: INTERNAL_ONLY }],
   });
   server.health.setAll(true);
   // Docker is optional: without it container creates fail clearly, the rest

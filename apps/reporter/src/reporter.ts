@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { context, trace, type Context, type Link } from '@opentelemetry/api';
-import { Logger, serverStream, startGrpcServer, tracer, unary, type RunningServer } from '@agent/grpc-kit';
+import { Logger, serverStream, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
 import { internalv1, type sinkv1, v1 } from '@agent/proto';
 
@@ -32,8 +32,10 @@ export class ReporterService {
     private readonly log: Logger,
   ) {
     if (opts.reportFile !== 'off') {
-      fs.mkdirSync(path.dirname(opts.reportFile), { recursive: true });
-      this.fileFd = fs.openSync(opts.reportFile, 'a');
+      // Reports name every workload: the file is the agent's alone.
+      fs.mkdirSync(path.dirname(opts.reportFile), { recursive: true, mode: 0o700 });
+      this.fileFd = fs.openSync(opts.reportFile, 'a', 0o600);
+      fs.fchmodSync(this.fileFd, 0o600);
     }
   }
 
@@ -163,14 +165,14 @@ export class ReporterService {
 export async function startReporter(
   config: AgentConfig,
   upstream: Driver | undefined,
-  address = config.reporterListen,
+  listener: Listener,
 ): Promise<{ server: RunningServer; service: ReporterService }> {
   const log = new Logger(Module.Reporter, config.logLevel);
   const service = new ReporterService({ hostId: config.hostId, reportFile: config.reportFile, upstream }, log);
   const server = await startGrpcServer({
-    address,
+    listeners: [listener],
     log,
-    services: [{ name: GrpcService.Reporter, definition: internalv1.ReporterService, implementation: service.implementation() }],
+    services: [{ name: GrpcService.Reporter, definition: internalv1.ReporterService, implementation: service.implementation(), access: INTERNAL_ONLY }],
   });
   server.health.setAll(true);
   return { server, service };

@@ -134,6 +134,20 @@ export class CgroupFs {
     return [...new Set(Object.values(ref.paths))].map((d) => path.join(d, 'cgroup.procs'));
   }
 
+  /**
+   * Moves pid into the group in every hierarchy. The agent does this itself
+   * (as root) so that the process need not be privileged to join.
+   */
+  join(ref: CgroupRef, pid: number): void {
+    for (const file of this.procsFiles(ref)) {
+      try {
+        fs.writeFileSync(file, String(pid));
+      } catch (err) {
+        throw new DriverError(DriverNames.Cgroup, `cannot move pid ${pid} into ${path.dirname(file)}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+  }
+
   /** Moves any remaining process to the hierarchy root, then removes the group and empty parents up to the agent root. */
   remove(ref: CgroupRef): void {
     for (const [ctrl, dir] of Object.entries(ref.paths)) {

@@ -23,8 +23,8 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-contract-'));
 const drivers: Array<{ driver: Driver; spec: (id: string) => Partial<WorkloadSpec> }> = [
   { driver: cgroup, spec: (id) => ({ cgroup: { path: `contract/${id}` } }) },
   {
-    driver: new ProcessDriver(cgroup, { logDir: dataDir, defaultCwd: dataDir, stopGraceMs: 1000 }),
-    spec: () => ({ process: { command: ['sleep', '600'], env: ['FOO=bar'], cwd: '' } }),
+    driver: new ProcessDriver(cgroup, { logDir: dataDir, defaultCwd: '/', stopGraceMs: 1000, defaultUser: 'nobody', allow: [] }),
+    spec: () => ({ process: { command: ['sleep', '600'], env: ['FOO=bar'], cwd: '', user: '' } }),
   },
   {
     driver: new DockerDriver(cgroup, { socketPath: '/var/run/docker.sock', hostId: 'contract', stopGraceMs: 1000 }),

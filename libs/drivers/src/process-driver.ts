@@ -1,21 +1,45 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Writable } from 'node:stream';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { trace } from '@opentelemetry/api';
-import { DriverError, NotFoundError } from '@agent/grpc-kit';
+import { DriverError, InvalidArgumentError, NotFoundError } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
+import { checkAllowedExecutable } from './exec-policy';
 import { isAlive, processStartTime } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
+import { resolveUser, type ResolvedUser } from './users';
 
 /**
- * Joins the cgroup, then execs the user's argv. The argv is passed as
- * arguments, never parsed by the shell, so no instruction of the command runs
- * outside its limits and nothing is shell-interpreted.
+ * Runs as the target user, already moved into the object's cgroup by the agent:
+ * it waits for "go" on fd 3 (the agent sends it only once the move is done),
+ * enters the working directory as that user (so the kernel decides access),
+ * exports the caller's env and execs the argv. Nothing is parsed by the shell,
+ * and loader variables (LD_PRELOAD...) are set only for the final exec, never
+ * for /bin/sh. After the exports only positional parameters are used: an env
+ * entry cannot redirect the loop, which ends at the "--" no entry can equal
+ * (each holds "="). The shell's own PWD and OLDPWD are dropped, so the
+ * command's env is exactly PATH plus the caller's.
  */
-const LAUNCHER = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 126; shift; n=$((n-1)); done; exec "$@"';
+const LAUNCHER = [
+  'IFS= read -r go <&3 && [ "$go" = go ] || exit 126',
+  'exec 3<&-',
+  'umask 022',
+  'cd -- "$1" || exit 125',
+  'unset PWD OLDPWD',
+  'shift',
+  'while [ "$1" != -- ]; do export "$1"; shift; done',
+  'shift',
+  'exec "$@"',
+].join('; ');
+/** The launcher's $0: while /proc/<pid>/cmdline holds it, the command has not been exec'd yet. */
+const LAUNCH_MARK = 'agent-launch';
+const EXIT_NO_GO = 126;
+const EXIT_NO_CWD = 125;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface ProcessDriverOptions {
   /** Where each process's stdout and stderr go: <logDir>/<objectId>.log */
@@ -24,6 +48,10 @@ export interface ProcessDriverOptions {
   readonly defaultCwd: string;
   /** SIGTERM to SIGKILL. */
   readonly stopGraceMs: number;
+  /** Who a process runs as when its spec names nobody (AGENT_PROCESS_USER). */
+  readonly defaultUser: string;
+  /** AGENT_PROCESS_ALLOW: executables or directories; empty: any executable. */
+  readonly allow: readonly string[];
 }
 
 /** Plain processes, each in its own cgroup so that limits apply and nothing escapes on delete. */
@@ -52,15 +80,21 @@ export class ProcessDriver extends BaseDriver {
   override async create(spec: WorkloadSpec): Promise<Runtime> {
     const proc = spec.process;
     if (!proc) throw new DriverError(this.name, 'spec has no process');
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' };
+    const user = this.user(proc.user);
+    const basePath = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
+    let searchPath = basePath;
     for (const kv of proc.env) {
       const i = kv.indexOf('=');
-      env[kv.slice(0, i)] = kv.slice(i + 1);
+      if (i < 0 || !ENV_NAME.test(kv.slice(0, i))) throw new InvalidArgumentError('spec.process.env', `expected NAME=value, got ${JSON.stringify(kv.slice(0, 64))}`);
+      if (kv.slice(0, i) === 'PATH') searchPath = kv.slice(i + 1);
     }
-    const [exe, ...args] = proc.command;
-    if (exe === undefined) throw new DriverError(this.name, 'empty command');
-    const resolved = resolveExecutable(exe, env.PATH ?? '');
-    if (resolved === undefined) throw new DriverError(this.name, `executable not found: ${exe}`);
+    const [name, ...args] = proc.command;
+    if (name === undefined) throw new DriverError(this.name, 'empty command');
+    const resolved = resolveExecutable(name, searchPath);
+    if (resolved === undefined) throw new DriverError(this.name, `executable not found: ${name}`);
+    // Under an allowlist the real path that was checked is what runs: a symlink swapped after the check changes nothing.
+    const exe = this.opts.allow.length > 0 ? realExecutable(resolved) : resolved;
+    checkAllowedExecutable(this.opts.allow, exe);
     const cwd = proc.cwd || this.opts.defaultCwd;
     if (!proc.cwd) fs.mkdirSync(cwd, { recursive: true });
     if (!isDirectory(cwd)) throw new DriverError(this.name, `working directory does not exist: ${cwd}`);
@@ -68,24 +102,37 @@ export class ProcessDriver extends BaseDriver {
     const rel = `proc-${spec.objectId}`;
     const ref = this.cgroups.fs.create(rel);
     let logFd: number | undefined;
+    let pid = 0;
     try {
       this.cgroups.fs.applyLimits(ref, spec.resources);
-      fs.mkdirSync(this.opts.logDir, { recursive: true });
-      logFd = fs.openSync(path.join(this.opts.logDir, `${spec.objectId}.log`), 'a');
-      const files = this.cgroups.fs.procsFiles(ref);
-      const child = spawn('/bin/sh', ['-c', LAUNCHER, 'agent-launch', String(files.length), ...files, resolved, ...args], {
-        cwd,
-        env,
+      logFd = this.openLog(spec.objectId);
+      const child = spawn('/bin/sh', ['-c', LAUNCHER, LAUNCH_MARK, cwd, ...proc.env, '--', exe, ...args], {
+        cwd: '/', // the launcher enters the real one as the user
+        env: { PATH: basePath }, // nothing of the caller's reaches /bin/sh
+        uid: user.uid,
+        gid: user.gid, // libuv also drops the supplementary groups
         detached: true, // own process group; survives the agent
-        stdio: ['ignore', logFd, logFd],
+        stdio: ['ignore', logFd, logFd, 'pipe'],
       });
-      const pid = await new Promise<number>((resolve, reject) => {
+      let exitCode: number | null = null;
+      child.once('exit', (code) => (exitCode = code ?? -1));
+      pid = await new Promise<number>((resolve, reject) => {
         child.once('error', (err) => reject(new DriverError(this.name, `spawn failed: ${err.message}`, { cause: err })));
         child.once('spawn', () => resolve(child.pid ?? 0));
       });
       child.unref();
       trace.getActiveSpan()?.setAttribute('process.pid', pid);
-      await this.waitJoined(ref, pid, child);
+      const gate = child.stdio[3] as Writable | null | undefined;
+      if (!gate) throw new DriverError(this.name, 'launcher has no control pipe');
+      gate.on('error', () => undefined); // the launcher died: its exit says why
+      try {
+        this.cgroups.fs.join(ref, pid);
+      } catch (err) {
+        gate.destroy(); // no "go": the launcher exits 126 without running anything
+        throw new DriverError(this.name, `could not join the cgroup: ${(err as Error).message}`, { cause: err });
+      }
+      gate.end('go\n', () => gate.destroy());
+      await this.waitJoined(ref, pid, () => exitCode, { exe, user: user.spec, cwd });
       const runtimeId = `${this.cgroups.fs.parent}/${rel}`;
       // The agent is the parent while it runs: it reaps the process and says so.
       child.once('exit', (code, signal) => {
@@ -94,7 +141,7 @@ export class ProcessDriver extends BaseDriver {
       });
       return { runtimeId, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true, startTime: processStartTime(pid) };
     } catch (err) {
-      await this.killGroup(ref);
+      await this.killGroup(ref, pid);
       this.cgroups.fs.remove(ref);
       throw err;
     } finally {
@@ -102,16 +149,50 @@ export class ProcessDriver extends BaseDriver {
     }
   }
 
-  /** The launcher joins the cgroup (every hierarchy), then execs; wait until it has, or failed. */
-  private async waitJoined(ref: Runtime['cgroup'], pid: number, child: ReturnType<typeof spawn>): Promise<void> {
-    let exitCode: number | null = null;
-    child.once('exit', (code) => (exitCode = code ?? -1));
+  /** The spec's user, or the default; a bad default is the agent's fault, not the caller's. */
+  private user(specUser: string): ResolvedUser {
+    if (specUser !== '') return resolveUser(specUser);
+    try {
+      return resolveUser(this.opts.defaultUser);
+    } catch (err) {
+      throw new DriverError(this.name, `default user AGENT_PROCESS_USER=${JSON.stringify(this.opts.defaultUser)} for ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * The log is private to root (dir 0700, file 0600); the process writes it
+   * through the descriptor it is given, whoever it runs as.
+   */
+  private openLog(objectId: string): number {
+    fs.mkdirSync(this.opts.logDir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(this.opts.logDir, 0o700);
+    const fd = fs.openSync(path.join(this.opts.logDir, `${objectId}.log`), 'a', 0o600);
+    try {
+      fs.fchmodSync(fd, 0o600);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    return fd;
+  }
+
+  /** The agent has moved the launcher into the cgroup and said "go"; wait until it has become the command, or failed. */
+  private async waitJoined(
+    ref: Runtime['cgroup'],
+    pid: number,
+    exitCode: () => number | null,
+    ctx: { readonly exe: string; readonly user: string; readonly cwd: string },
+  ): Promise<void> {
     const deadline = Date.now() + 2_000;
     while (Date.now() < deadline) {
       // Joined every hierarchy, and the launcher has become the command (its argv is gone).
-      if (this.cgroups.fs.joinedAll(ref, pid) && !safeRead(`/proc/${pid}/cmdline`).includes('\0agent-launch\0')) return;
-      if (exitCode !== null) {
-        throw new DriverError(this.name, exitCode === 126 ? 'could not join the cgroup' : `process exited at once with code ${exitCode}`);
+      if (this.cgroups.fs.joinedAll(ref, pid) && !safeRead(`/proc/${pid}/cmdline`).includes(`\0${LAUNCH_MARK}\0`)) return;
+      const code = exitCode();
+      if (code !== null) {
+        if (code === EXIT_NO_CWD) throw new DriverError(this.name, `working directory ${ctx.cwd} not accessible to user ${ctx.user}`);
+        // After "go", 126 is also the shell's "found but cannot execute".
+        if (code === EXIT_NO_GO) throw new DriverError(this.name, `could not join the cgroup or execute ${ctx.exe} as user ${ctx.user} (exit 126)`);
+        throw new DriverError(this.name, `process exited at once with code ${code}`);
       }
       await sleep(2);
     }
@@ -209,6 +290,14 @@ function isExecutableFile(p: string): boolean {
     return fs.statSync(p).isFile();
   } catch {
     return false;
+  }
+}
+
+function realExecutable(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch (err) {
+    throw new DriverError(DriverNames.Process, `executable not found: ${p}`, { cause: err });
   }
 }
 

@@ -18,8 +18,11 @@ export function createHostDrivers(config: AgentConfig): HostDrivers {
     cgroup,
     process: new ProcessDriver(cgroup, {
       logDir: path.join(config.dataDir, 'logs'),
-      defaultCwd: config.dataDir,
+      // The data dir is private (0700): a process run as an unprivileged user could not enter it.
+      defaultCwd: '/',
       stopGraceMs: config.stopGraceMs,
+      defaultUser: config.processUser,
+      allow: config.processAllow,
     }),
     docker: new DockerDriver(cgroup, { socketPath: config.dockerSocket, hostId: config.hostId, stopGraceMs: config.stopGraceMs }),
   };

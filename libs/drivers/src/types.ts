@@ -37,6 +37,8 @@ export interface ProcessWorkload {
   readonly command: readonly string[];
   readonly env: readonly string[];
   readonly cwd: string;
+  /** "name", "uid", "uid:gid", "name:group" or "uid:group"; empty: the driver's default user. */
+  readonly user: string;
 }
 
 export interface CgroupWorkload {

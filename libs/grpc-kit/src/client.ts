@@ -1,6 +1,7 @@
 import {
   credentials,
   type CallOptions,
+  type ChannelCredentials,
   type Client,
   type ClientUnaryCall,
   type handleUnaryCall,
@@ -45,14 +46,23 @@ export class Peer<C extends Client> {
   constructor(
     readonly client: C,
     readonly address: string,
+    /** Sent as "authorization: Bearer <token>" on every call. */
+    private readonly token?: string,
   ) {}
+
+  /** Every call's metadata: a restarting peer is waited for; the token goes along. */
+  private metadata(md?: Metadata): Metadata {
+    const out = waitingMetadata(md);
+    if (this.token !== undefined) out.set('authorization', `Bearer ${this.token}`);
+    return out;
+  }
 
   call<K extends UnaryKeys<C>>(method: K, request: ReqOf<C[K]>, opts: CallOpts = {}): Promise<ResOf<C[K]>> {
     const fn = this.client[method] as unknown as UnaryFn<ReqOf<C[K]>, ResOf<C[K]>> & { path: string };
     const options: Partial<CallOptions> = { deadline: Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) };
     return tracer.startActiveSpan(fn.path.slice(1), { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(fn.path), 'server.address': this.address } }, (span) =>
       new Promise<ResOf<C[K]>>((resolve, reject) => {
-        this.invoke(String(method), fn, request, injectContext(waitingMetadata(opts.metadata)), options, (err, res) => {
+        this.invoke(String(method), fn, request, injectContext(this.metadata(opts.metadata)), options, (err, res) => {
           endSpan(span, err ? err.code : 0, err?.details);
           if (err) reject(fromGrpcError(err));
           else resolve(res);
@@ -73,9 +83,9 @@ export class Peer<C extends Client> {
     fn.call(this.client, request, metadata, options, callback);
   }
 
-  /** Metadata that carries the active trace context, for server-streaming calls. */
+  /** Metadata that carries the active trace context and the token, for server-streaming calls. */
   traceMetadata(): Metadata {
-    return injectContext(waitingMetadata());
+    return injectContext(this.metadata());
   }
 
   /** Resolves once the channel is connected, or rejects after timeoutMs. */
@@ -103,8 +113,9 @@ export class LocalPeer<C extends Client> extends Peer<C> {
     address: string,
     private readonly definition: ServiceDefinition,
     private readonly implementation: UntypedServiceImplementation,
+    token: string,
   ) {
-    super(client, address);
+    super(client, address, token);
   }
 
   protected override invoke<Req, Res>(
@@ -147,19 +158,27 @@ function waitingMetadata(md?: Metadata): Metadata {
   return out;
 }
 
-type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;
+type ClientCtor<C> = new (address: string, creds: ChannelCredentials, options?: object) => C;
 
-export function connectLocal<C extends Client>(Ctor: ClientCtor<C>, address: string, definition: ServiceDefinition, implementation: UntypedServiceImplementation): LocalPeer<C> {
-  return new LocalPeer(makeClient(Ctor, address), address, definition, implementation);
+/** In-process peer; its streams go over the real socket, so they carry the token too. */
+export function connectLocal<C extends Client>(Ctor: ClientCtor<C>, address: string, definition: ServiceDefinition, implementation: UntypedServiceImplementation, token: string): LocalPeer<C> {
+  return new LocalPeer(makeClient(Ctor, address), address, definition, implementation, token);
 }
 
-function makeClient<C extends Client>(Ctor: ClientCtor<C>, address: string): C {
-  return new Ctor(address, credentials.createInsecure(), {
+function makeClient<C extends Client>(Ctor: ClientCtor<C>, address: string, tls?: ChannelCredentials): C {
+  return new Ctor(address, tls ?? credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
   });
 }
 
-export function connect<C extends Client>(Ctor: ClientCtor<C>, address: string): Peer<C> {
-  return new Peer(makeClient(Ctor, address), address);
+export interface ConnectOpts {
+  /** Bearer token for every call. */
+  readonly token?: string;
+  /** TLS (and client certificate) credentials; default plaintext. */
+  readonly tls?: ChannelCredentials;
+}
+
+export function connect<C extends Client>(Ctor: ClientCtor<C>, address: string, opts: ConnectOpts = {}): Peer<C> {
+  return new Peer(makeClient(Ctor, address, opts.tls), address, opts.token);
 }

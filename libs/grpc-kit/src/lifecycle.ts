@@ -55,11 +55,14 @@ export async function retry<T>(log: Logger, what: string, fn: () => Promise<T>, 
 }
 
 /**
- * Runs a service's main: OpenTelemetry first (for `module`, or every module
+ * Runs a service's main, under umask 077: OpenTelemetry first (for `module`, or every module
  * the process hosts), then main. A bad setting or a failed start is logged
  * and exits 1.
  */
 export function runMain(module: string, main: (log: Logger, telemetry: Telemetry) => Promise<void>, hosts: readonly string[] = [module]): void {
+  // Whatever the agent writes (store, logs, tokens, sockets) is born private;
+  // workloads get 022 back from their launcher.
+  process.umask(0o077);
   const log = new Logger(module, (process.env.AGENT_LOG_LEVEL as LogLevel | undefined) ?? 'info');
   let telemetry: Telemetry;
   try {

@@ -18,6 +18,9 @@ import { HealthRegistry } from './health';
 import type { Logger } from './log';
 import { connectLocal, type LocalPeer } from './client';
 import { toGrpcStatus } from './status';
+import { authorize, setCaller, type Access, type Authenticate, type Caller } from './auth';
+import type { Listener } from './listeners';
+import type { PeerCertificate } from 'node:tls';
 import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
 
@@ -26,18 +29,21 @@ export interface ServiceBinding {
   readonly name: string;
   readonly definition: ServiceDefinition;
   readonly implementation: UntypedServiceImplementation;
+  /** Who may call which method. */
+  readonly access: Access;
 }
 
 export interface RunningServer {
-  readonly server: Server;
-  /** The bound address (the real port when asked for :0). */
+  /** The first listener's bound address (the real port when asked for :0). */
   readonly address: string;
   readonly port: number;
+  /** Every listener's bound address, in the order given. */
+  readonly addresses: readonly string[];
   readonly health: HealthRegistry;
   /** Stops taking calls, lets running ones finish for graceMs, then cancels them. */
   shutdown(graceMs?: number): Promise<void>;
   /** A peer for this server's (first) service from inside the same process: unary calls skip the network. */
-  localPeer<C extends Client>(Ctor: new (address: string, creds: ChannelCredentials, options?: object) => C): LocalPeer<C>;
+  localPeer<C extends Client>(Ctor: new (address: string, creds: ChannelCredentials, options?: object) => C, token: string): LocalPeer<C>;
 }
 
 let packageDefinitionCache: PackageDefinition | undefined;
@@ -62,51 +68,123 @@ function packageDefinition(): PackageDefinition {
 /**
  * A gRPC server with the given services plus grpc.health.v1 and server
  * reflection (v1 and v1alpha), so grpcurl and buf curl work without protos.
- * Health starts NOT_SERVING; the caller flips it when it is ready.
+ * Each listener is its own grpc-js server, because each tells its callers its
+ * own way; every call of our services is authenticated by its listener and
+ * authorized by the service's access table before the handler runs. Health
+ * and reflection stay open. Health starts NOT_SERVING; the caller flips it
+ * when it is ready.
  */
 export async function startGrpcServer(opts: {
-  address: string;
+  listeners: readonly Listener[];
   services: readonly ServiceBinding[];
   log: Logger;
 }): Promise<RunningServer> {
-  const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   const names = opts.services.map((s) => s.name);
   const health = new HealthRegistry(names);
-  for (const s of opts.services) server.addService(s.definition, s.implementation);
-  server.addService(healthv1.HealthService, health.implementation);
-  new ReflectionService(packageDefinition(), { services: [...names, 'grpc.health.v1.Health'] }).addToServer(server);
-
-  const [host, credentialsAddress] = splitAddress(opts.address);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(credentialsAddress, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-  });
-  const address = host === 'unix' ? opts.address : `${host}:${port}`;
-  opts.log.info('grpc server listening', { address, services: names });
+  const servers: Server[] = [];
+  const addresses: string[] = [];
+  let firstPort = 0;
+  for (const listener of opts.listeners) {
+    const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+    for (const s of opts.services) server.addService(s.definition, guard(opts.log, s, listener.authenticate));
+    server.addService(healthv1.HealthService, health.implementation);
+    new ReflectionService(packageDefinition(), { services: [...names, 'grpc.health.v1.Health'] }).addToServer(server);
+    const [host, credentialsAddress] = splitAddress(listener.address);
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(credentialsAddress, listener.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    listener.afterBind?.();
+    const address = host === 'unix' ? listener.address : `${host}:${port}`;
+    if (servers.length === 0) firstPort = port;
+    servers.push(server);
+    addresses.push(address);
+    opts.log.info('grpc server listening', { address, services: names, tls: listener.credentials?._isSecure() ?? false });
+  }
+  const address = addresses[0];
+  if (address === undefined) throw new Error('no listener');
 
   const first = opts.services[0];
   return {
-    server,
     address,
-    port,
+    port: firstPort,
+    addresses,
     health,
-    localPeer: (Ctor) => {
+    localPeer: (Ctor, token) => {
       if (!first) throw new Error('no service to call');
-      return connectLocal(Ctor, address, first.definition, first.implementation);
+      return connectLocal(Ctor, address, first.definition, first.implementation, token);
     },
-    shutdown: (graceMs = 5_000) =>
-      new Promise<void>((resolve) => {
-        health.setAll(false);
-        health.close();
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
+    shutdown: async (graceMs = 5_000) => {
+      health.setAll(false);
+      health.close();
+      await Promise.all(
+        servers.map(
+          (server) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(() => {
+                server.forceShutdown();
+                resolve();
+              }, graceMs);
+              server.tryShutdown(() => {
+                clearTimeout(timer);
+                resolve();
+              });
+            }),
+        ),
+      );
+    },
   };
+}
+
+/**
+ * The service's handlers behind its listener's authentication and its access
+ * table. A refused call never reaches the handler; the caller is kept for it
+ * (callerOf).
+ */
+function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate): UntypedServiceImplementation {
+  const out: UntypedServiceImplementation = {};
+  for (const [key, handler] of Object.entries(binding.implementation)) {
+    const method = binding.definition[key];
+    if (!method) continue;
+    const name = method.path.slice(method.path.lastIndexOf('/') + 1);
+    const check = (call: { metadata: Metadata; getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null; getPeer(): string }): void => {
+      let caller: Caller | undefined;
+      try {
+        caller = authenticate(call.metadata, call.getAuthContext?.()?.sslPeerCertificate);
+        authorize(binding.access, name, caller);
+        setCaller(call, caller);
+      } catch (err) {
+        const who = caller ? { role: caller.role, via: caller.via, ...(caller.subject !== undefined ? { subject: caller.subject } : {}) } : {};
+        log.warn('call refused', { method: method.path, peer: call.getPeer(), ...who, reason: (err as Error).message });
+        throw err;
+      }
+    };
+    if (method.responseStream && !method.requestStream) {
+      const h = handler as (call: ServerWritableStream<unknown, unknown>) => void;
+      out[key] = (call: ServerWritableStream<unknown, unknown>) => {
+        try {
+          check(call);
+        } catch (err) {
+          call.emit('error', mapError(log, method.path, err));
+          return;
+        }
+        h(call);
+      };
+    } else if (!method.responseStream && !method.requestStream) {
+      const h = handler as (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
+      out[key] = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
+        try {
+          check(call);
+        } catch (err) {
+          cb(mapError(log, method.path, err));
+          return;
+        }
+        h(call, cb);
+      };
+    } else {
+      throw new Error(`${method.path}: client streams are not guarded`);
+    }
+  }
+  return out;
 }
 
 function splitAddress(address: string): [string, string] {

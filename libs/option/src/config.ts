@@ -45,6 +45,30 @@ function address(env: Env, name: string, def: string): string {
   return v;
 }
 
+function bool(env: Env, name: string, def: boolean): boolean {
+  const v = str(env, name, def ? 'true' : 'false').toLowerCase();
+  if (['true', '1', 'yes'].includes(v)) return true;
+  if (['false', '0', 'no'].includes(v)) return false;
+  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(v)}`);
+}
+
+/** A path setting: "off" turns it off (empty), a relative path is taken from the working directory. */
+function optionalPath(env: Env, name: string, def: string): string {
+  const v = str(env, name, def);
+  return v === 'off' ? '' : path.resolve(v);
+}
+
+function fileSetting(env: Env, name: string): string {
+  const v = str(env, name, '');
+  return v === '' ? '' : path.resolve(v);
+}
+
+function pathList(env: Env, name: string): readonly string[] {
+  const items = str(env, name, '').split(',').map((p) => p.trim()).filter(Boolean);
+  for (const p of items) if (!path.isAbsolute(p)) throw new ConfigError(name, `expected absolute paths, got ${JSON.stringify(p)}`);
+  return items;
+}
+
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -59,8 +83,33 @@ export interface AgentConfig {
   readonly dataDir: string;
   /** AGENT_LOG_LEVEL: debug | info | warn | error. Default: info. */
   readonly logLevel: LogLevel;
-  /** AGENT_LISTEN: the apiserver's public address. Default: 127.0.0.1:50051. */
+  /** AGENT_LISTEN: the apiserver's TCP address; "off" (empty here) disables it. Default: 127.0.0.1:50051. */
   readonly apiListen: string;
+  /** AGENT_SOCKET: the apiserver's unix socket (whoever can open it is an admin); "off" (empty here) disables it. Default: <dataDir>/agent.sock */
+  readonly socket: string;
+  /** AGENT_SOCKET_GROUP: group (name or gid) of the unix socket, mode 0660. Default: root. */
+  readonly socketGroup: string;
+  /** AGENT_TOKEN_DIR: admin.token and reader.token, made at first start (0600). Default: <dataDir>/auth */
+  readonly tokenDir: string;
+  /** AGENT_INTERNAL_TOKEN_FILE: the token the five services present to each other. Default: <tokenDir>/internal.token */
+  readonly internalTokenFile: string;
+  /** AGENT_TLS_CERT, AGENT_TLS_KEY: PEM files; both set turn TLS on for every TCP listener. */
+  readonly tlsCert: string;
+  readonly tlsKey: string;
+  /** AGENT_TLS_CLIENT_CA: PEM CA; set, TCP clients must present a certificate it signed (mTLS). */
+  readonly tlsClientCa: string;
+  /**
+   * AGENT_ALLOW_PLAINTEXT: true lets a TCP listener on a non-loopback address
+   * run without TLS (tokens then cross the network in clear; compose's private
+   * network is the one place meant for it). Default: false.
+   */
+  readonly allowPlaintext: boolean;
+  /** AGENT_PROCESS_USER: who a process object runs as when its spec names nobody. Default: nobody. */
+  readonly processUser: string;
+  /** AGENT_PROCESS_ALLOW: comma-separated absolute executables or directories; empty: any executable. */
+  readonly processAllow: readonly string[];
+  /** AGENT_DISCOVER_MANAGE: true lets Update and Delete act on discovered containers. Default: false (read-only). */
+  readonly discoverManage: boolean;
   /** AGENT_<MODULE>_LISTEN: an internal service's own address when run alone. Default: 127.0.0.1:0. */
   readonly agentcoreListen: string;
   readonly managerListen: string;
@@ -134,11 +183,29 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     throw new ConfigError('DOCKER_HOST', 'only unix:// sockets are supported');
   }
   const listenDefault = '127.0.0.1:0';
+  const tokenDir = path.resolve(str(env, 'AGENT_TOKEN_DIR', path.join(dataDir, 'auth')));
+  if ((str(env, 'AGENT_TLS_CERT', '') === '') !== (str(env, 'AGENT_TLS_KEY', '') === '')) {
+    throw new ConfigError(str(env, 'AGENT_TLS_CERT', '') === '' ? 'AGENT_TLS_CERT' : 'AGENT_TLS_KEY', 'AGENT_TLS_CERT and AGENT_TLS_KEY go together');
+  }
+  if (str(env, 'AGENT_TLS_CLIENT_CA', '') !== '' && str(env, 'AGENT_TLS_CERT', '') === '') {
+    throw new ConfigError('AGENT_TLS_CLIENT_CA', 'needs AGENT_TLS_CERT and AGENT_TLS_KEY (mTLS is TLS with client certificates)');
+  }
   return {
     hostId: str(env, 'AGENT_HOST_ID', os.hostname()),
     dataDir,
     logLevel: oneOf(env, 'AGENT_LOG_LEVEL', 'info', LOG_LEVELS),
-    apiListen: address(env, 'AGENT_LISTEN', '127.0.0.1:50051'),
+    apiListen: str(env, 'AGENT_LISTEN', '') === 'off' ? '' : address(env, 'AGENT_LISTEN', '127.0.0.1:50051'),
+    socket: optionalPath(env, 'AGENT_SOCKET', path.join(dataDir, 'agent.sock')),
+    socketGroup: str(env, 'AGENT_SOCKET_GROUP', 'root'),
+    tokenDir,
+    internalTokenFile: optionalPath(env, 'AGENT_INTERNAL_TOKEN_FILE', path.join(tokenDir, 'internal.token')),
+    tlsCert: fileSetting(env, 'AGENT_TLS_CERT'),
+    tlsKey: fileSetting(env, 'AGENT_TLS_KEY'),
+    tlsClientCa: fileSetting(env, 'AGENT_TLS_CLIENT_CA'),
+    allowPlaintext: bool(env, 'AGENT_ALLOW_PLAINTEXT', false),
+    processUser: str(env, 'AGENT_PROCESS_USER', 'nobody'),
+    processAllow: pathList(env, 'AGENT_PROCESS_ALLOW'),
+    discoverManage: bool(env, 'AGENT_DISCOVER_MANAGE', false),
     agentcoreListen: address(env, 'AGENT_AGENTCORE_LISTEN', listenDefault),
     managerListen: address(env, 'AGENT_MANAGER_LISTEN', listenDefault),
     collectorListen: address(env, 'AGENT_COLLECTOR_LISTEN', listenDefault),

@@ -19,7 +19,9 @@ export class EmbeddedStore implements KvStore {
     readonly dir: string,
     private readonly opts: { fsync?: boolean } = {},
   ) {
-    fs.mkdirSync(dir, { recursive: true });
+    // Records hold every object's env (passwords too): the agent's alone.
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
     // Temporary files of a write that a kill interrupted.
     for (const f of fs.readdirSync(dir)) if (f.includes('.tmp-')) fs.rmSync(path.join(dir, f), { force: true });
   }
@@ -32,7 +34,7 @@ export class EmbeddedStore implements KvStore {
   async put(key: string, value: string): Promise<void> {
     const file = this.file(key);
     const tmp = `${file}.tmp-${process.pid}-${this.seq++}`;
-    const fd = fs.openSync(tmp, 'w');
+    const fd = fs.openSync(tmp, 'w', 0o600);
     try {
       fs.writeSync(fd, value);
       if (this.opts.fsync) fs.fsyncSync(fd);

@@ -4,8 +4,9 @@ import { v1 } from '@agent/proto';
 
 export type Api = Peer<v1.AgentServiceClient>;
 
-export function apiClient(address: string): Api {
-  return connect(v1.AgentServiceClient, address);
+/** A grpc-js client of the public API, with a bearer token (an agent's admin token, usually). */
+export function apiClient(address: string, token?: string): Api {
+  return connect(v1.AgentServiceClient, address, { token });
 }
 
 export interface Outcome {
@@ -26,12 +27,14 @@ const REQUEST_TYPES: Partial<Record<keyof v1.AgentServiceClient, { fromPartial(o
 };
 
 /** Calls a unary method and returns its raw gRPC status (OK or not). Unset fields take their proto defaults. */
-export function rawCall(client: v1.AgentServiceClient, method: keyof v1.AgentServiceClient, partial: object): Promise<Outcome> {
+export function rawCall(client: v1.AgentServiceClient, method: keyof v1.AgentServiceClient, partial: object, token?: string): Promise<Outcome> {
   const type = REQUEST_TYPES[method];
   if (!type) throw new Error(`no request type for ${String(method)}`);
   const req = type.fromPartial(partial);
   return new Promise((resolve) => {
     const fn = client[method] as unknown as (r: unknown, md: Metadata, o: object, cb: (e: ServiceError | null) => void) => void;
-    fn.call(client, req, new Metadata(), { deadline: Date.now() + 30_000 }, (err) => resolve(err ? { code: err.code, details: err.details } : { code: status.OK, details: '' }));
+    const md = new Metadata();
+    if (token) md.set('authorization', `Bearer ${token}`);
+    fn.call(client, req, md, { deadline: Date.now() + 30_000 }, (err) => resolve(err ? { code: err.code, details: err.details } : { code: status.OK, details: '' }));
   });
 }

@@ -33,6 +33,13 @@ export interface LogLine {
 
 export interface Agent {
   readonly address: string;
+  /** The unix socket (admin without a token). */
+  readonly socket: string;
+  /** The admin and reader tokens, read from the files the agent made, as a user would. */
+  readonly token: string;
+  readonly readerToken: string;
+  /** What the agent's services present to each other. */
+  readonly internalToken: string;
   readonly dataDir: string;
   readonly cgroupParent: string;
   readonly hostId: string;
@@ -48,10 +55,11 @@ export async function startAgent(env: Record<string, string> = {}, again?: Pick<
   const dataDir = again?.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'agent-e2e-'));
   const cgroupParent = again?.cgroupParent ?? `agent-e2e-${randomBytes(4).toString('hex')}`;
   const hostId = again?.hostId ?? `e2e-${randomBytes(3).toString('hex')}`;
+  const listen = env.AGENT_LISTEN ?? `127.0.0.1:${port}`;
   const child = spawn(process.execPath, [path.join(ROOT, 'apps/daemon/dist/main.js')], {
     env: {
       ...process.env,
-      AGENT_LISTEN: `127.0.0.1:${port}`,
+      AGENT_LISTEN: listen,
       AGENT_DATA_DIR: dataDir,
       AGENT_CGROUP_PARENT: cgroupParent,
       AGENT_HOST_ID: hostId,
@@ -82,8 +90,13 @@ export async function startAgent(env: Record<string, string> = {}, again?: Pick<
   });
   const timeout = setTimeout(() => child.kill('SIGKILL'), 20_000);
   await ready.finally(() => clearTimeout(timeout));
+  const tokenDir = env.AGENT_TOKEN_DIR ?? path.join(dataDir, 'auth');
   return {
-    address: `127.0.0.1:${port}`,
+    address: listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:'),
+    socket: env.AGENT_SOCKET ?? path.join(dataDir, 'agent.sock'),
+    token: readTokenFile(path.join(tokenDir, 'admin.token')),
+    readerToken: readTokenFile(path.join(tokenDir, 'reader.token')),
+    internalToken: readTokenFile(env.AGENT_INTERNAL_TOKEN_FILE ?? path.join(tokenDir, 'internal.token')),
     dataDir,
     cgroupParent,
     hostId,
@@ -145,6 +158,15 @@ export async function startSink(): Promise<Sink> {
   };
 }
 
+/** A token file as a user reads it: `$(cat file)`; empty when there is none. */
+export function readTokenFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 export interface CurlResult {
   readonly ok: boolean;
   readonly body: any;
@@ -158,13 +180,30 @@ export function bufTarget(address: string, urlPath = ''): string[] {
   return [`http://${address}${urlPath}`];
 }
 
+export interface CurlOpts {
+  /** Sent as -H "authorization: Bearer <token>", as the README shows. */
+  readonly token?: string;
+  /** Run buf curl as this user (an unprivileged caller). */
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/** A scratch home (buf's cache) for a test user. */
+function homeOf(uid: number, gid: number): string {
+  const dir = path.join(os.tmpdir(), `agent-e2e-home-${uid}-${gid}`);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.chownSync(dir, uid, gid);
+  return dir;
+}
+
 /** buf curl over reflection, like grpcurl: no proto files. */
-export async function bufCurl(address: string, method: string, body: unknown = {}): Promise<CurlResult> {
+export async function bufCurl(address: string, method: string, body: unknown = {}, opts: CurlOpts = {}): Promise<CurlResult> {
+  const auth = opts.token ? ['-H', `authorization: Bearer ${opts.token}`] : [];
   try {
     const { stdout } = await promisify(execFile)(
       BUF,
-      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--timeout', '60s', '-d', JSON.stringify(body), ...bufTarget(address, `/${method}`)],
-      { maxBuffer: 16 * 1024 * 1024 },
+      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--timeout', '60s', ...auth, '-d', JSON.stringify(body), ...bufTarget(address, `/${method}`)],
+      { maxBuffer: 16 * 1024 * 1024, uid: opts.uid, gid: opts.gid, env: opts.uid !== undefined ? { PATH: process.env.PATH, HOME: homeOf(opts.uid, opts.gid ?? opts.uid) } : process.env },
     );
     return { ok: true, body: stdout.trim() === '' ? {} : JSON.parse(stdout) };
   } catch (err) {
@@ -179,8 +218,9 @@ export async function bufCurl(address: string, method: string, body: unknown = {
   }
 }
 
-export const api = (agent: { address: string }, method: string, body: unknown = {}): Promise<CurlResult> =>
-  bufCurl(agent.address, `agent.v1.AgentService/${method}`, body);
+/** A call on the public API with the agent's admin token (or the one given). */
+export const api = (agent: { address: string; token?: string }, method: string, body: unknown = {}, token = agent.token): Promise<CurlResult> =>
+  bufCurl(agent.address, `agent.v1.AgentService/${method}`, body, { token });
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -269,6 +309,9 @@ export async function startSeparateAgent(
   extraEnv: Record<string, string> = {},
 ): Promise<{
   address: string;
+  /** The admin token, and the token the services present to each other. */
+  token: string;
+  internalToken: string;
   addresses: Record<'apiserver' | 'agentcore' | 'manager' | 'collector' | 'reporter', string>;
   cgroupParent: string;
   dataDir: string;
@@ -310,6 +353,8 @@ export async function startSeparateAgent(
   }
   return {
     address: a,
+    token: readTokenFile(path.join(dataDir, 'auth', 'admin.token')),
+    internalToken: readTokenFile(path.join(dataDir, 'auth', 'internal.token')),
     addresses: { apiserver: a, agentcore: c, manager: m, collector: co, reporter: r },
     cgroupParent,
     dataDir,

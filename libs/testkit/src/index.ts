@@ -6,6 +6,7 @@ export {
   startNats,
   startDockerProxy,
   startSeparateAgent,
+  readTokenFile,
   startSink,
   startOtlpReceiver,
   bufCurl,
@@ -18,6 +19,6 @@ export {
   cpuSeconds,
   removeCgroupParent,
 } from './harness';
-export type { Agent, Sink, Receiver, ReceivedSpan, CurlResult, LogLine } from './harness';
+export type { Agent, Sink, Receiver, ReceivedSpan, CurlResult, CurlOpts, LogLine } from './harness';
 export { apiClient, rawCall } from './client';
 export type { Api, Outcome } from './client';

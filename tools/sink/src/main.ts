@@ -4,7 +4,7 @@
 //
 //   npm run sink -- --listen 127.0.0.1:50070
 import { GrpcService } from '@agent/option';
-import { Logger, startGrpcServer, unary, exitOnSignal } from '@agent/grpc-kit';
+import { Logger, Role, startGrpcServer, unary, exitOnSignal } from '@agent/grpc-kit';
 import { sinkv1, v1 } from '@agent/proto';
 
 function arg(name: string, def: string): string {
@@ -30,9 +30,10 @@ async function main(): Promise<void> {
     }),
   };
   const server = await startGrpcServer({
-    address: arg('listen', '127.0.0.1:50070'),
+    // A local try-out sink: every caller may push (the agent is its client, on loopback).
+    listeners: [{ address: arg('listen', '127.0.0.1:50070'), authenticate: () => ({ role: Role.Internal, via: 'token' }) }],
     log,
-    services: [{ name: GrpcService.ReportSink, definition: sinkv1.ReportSinkService, implementation }],
+    services: [{ name: GrpcService.ReportSink, definition: sinkv1.ReportSinkService, implementation, access: { roles: [Role.Internal] } }],
   });
   server.health.setAll(true);
   out({ type: 'listening', address: server.address });

@@ -1,0 +1,111 @@
+// Who is calling, and may they? Every listener has one way to tell the
+// caller (socket, token, certificate); every service one table of who may
+// call which method. Health and reflection are not services of ours: they
+// stay open, as probes and grpcurl need them before any credentials.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+import type { Metadata } from '@grpc/grpc-js';
+import { PermissionDeniedError, UnauthenticatedError } from './errors';
+
+export const Role = {
+  /** Everything: the unix socket, the admin token, a certificate with O=admin. */
+  Admin: 'admin',
+  /** Reads (env values redacted) and PushOnce. */
+  Reader: 'reader',
+  /** The agent's own services calling each other. */
+  Internal: 'internal',
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+export interface Caller {
+  readonly role: Role;
+  /** How the caller proved it: the socket's file mode, a token, a client certificate, or being this process. */
+  readonly via: 'socket' | 'token' | 'certificate';
+  /** A certificate's subject (CN), for the audit log. */
+  readonly subject?: string;
+}
+
+/** Tells the caller of one call on one listener, or throws UnauthenticatedError. */
+export type Authenticate = (metadata: Metadata, peerCertificate: PeerCertificate | undefined) => Caller;
+
+/** Who may call a service's methods: a default, and exceptions by method name (as in the proto, e.g. "Get"). */
+export interface Access {
+  readonly roles: readonly Role[];
+  readonly methods?: Readonly<Record<string, readonly Role[]>>;
+}
+
+export const INTERNAL_ONLY: Access = { roles: [Role.Internal] };
+
+export function authorize(access: Access, method: string, caller: Caller): void {
+  const allowed = access.methods?.[method] ?? access.roles;
+  if (!allowed.includes(caller.role)) throw new PermissionDeniedError(`${method}: the ${caller.role} role may not call this method`);
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/** Tokens and the role each grants; compared in constant time (hashes of equal length, every token tried). */
+export class TokenBook {
+  private readonly entries: ReadonlyArray<{ hash: Buffer; role: Role }>;
+
+  constructor(tokens: ReadonlyArray<readonly [token: string, role: Role]>) {
+    this.entries = tokens.filter(([t]) => t !== '').map(([t, role]) => ({ hash: digest(t), role }));
+  }
+
+  match(presented: string): Role | undefined {
+    const h = digest(presented);
+    let found: Role | undefined;
+    for (const e of this.entries) if (timingSafeEqual(h, e.hash) && found === undefined) found = e.role;
+    return found;
+  }
+}
+
+export function bearerToken(metadata: Metadata): string | undefined {
+  const v = metadata.get('authorization')[0];
+  if (typeof v !== 'string') return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(v);
+  return m?.[1];
+}
+
+/** Bearer tokens only (internal listeners, and the public TCP listener without client certificates). */
+export function tokenAuth(book: TokenBook): Authenticate {
+  return (md) => {
+    const token = bearerToken(md);
+    if (token === undefined) throw new UnauthenticatedError('missing credentials: send "authorization: Bearer <token>"');
+    const role = book.match(token);
+    if (role === undefined) throw new UnauthenticatedError('invalid token');
+    return { role, via: 'token' };
+  };
+}
+
+/**
+ * A client certificate (mTLS) names its role in its subject's Organization
+ * (O=admin or O=reader), as Kubernetes reads groups from O; its CN is who it
+ * is. A bearer token is still accepted on top, for a certificate without role.
+ */
+export function certificateAuth(book: TokenBook): Authenticate {
+  const byToken = tokenAuth(book);
+  return (md, cert) => {
+    if (cert && Object.keys(cert).length > 0) {
+      const orgs = ([] as string[]).concat(cert.subject?.O ?? []);
+      const subject = ([] as string[]).concat(cert.subject?.CN ?? [])[0] ?? '';
+      if (orgs.includes(Role.Admin)) return { role: Role.Admin, via: 'certificate', subject };
+      if (orgs.includes(Role.Reader)) return { role: Role.Reader, via: 'certificate', subject };
+      if (bearerToken(md) === undefined) throw new PermissionDeniedError(`certificate ${JSON.stringify(subject)} names no role (O=admin or O=reader)`);
+    }
+    return byToken(md, cert);
+  };
+}
+
+/** The unix socket: its file mode already decided; whoever opened it is an admin, as with docker.sock. */
+export const socketAuth: Authenticate = () => ({ role: Role.Admin, via: 'socket' });
+
+const callers = new WeakMap<object, Caller>();
+
+/** The caller of a call being served (set by the server before the handler runs). */
+export function callerOf(call: object): Caller | undefined {
+  return callers.get(call);
+}
+
+export function setCaller(call: object, caller: Caller): void {
+  callers.set(call, caller);
+}

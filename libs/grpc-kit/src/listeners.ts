@@ -1,0 +1,143 @@
+// Where the services listen and how each listener tells its callers.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ServerCredentials } from '@grpc/grpc-js';
+import { type AgentConfig, ConfigError } from '@agent/option';
+import { type Authenticate, certificateAuth, Role, socketAuth, TokenBook, tokenAuth } from './auth';
+import { ensureToken, privateDir } from './private-files';
+
+export interface Listener {
+  /** host:port or unix:/path. */
+  readonly address: string;
+  /** Default: plaintext. */
+  readonly credentials?: ServerCredentials;
+  readonly authenticate: Authenticate;
+  /** Runs once bound (the socket's group and mode). */
+  readonly afterBind?: () => void;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]|::1)$/;
+
+/** A TCP listener off loopback without TLS would hand tokens to the network: refused unless asked for. */
+export function checkPlaintext(address: string, variable: string, tls: boolean, allowPlaintext: boolean): void {
+  if (tls || allowPlaintext || address.startsWith('unix:')) return;
+  const host = address.slice(0, address.lastIndexOf(':'));
+  if (LOOPBACK.test(host)) return;
+  throw new ConfigError(
+    variable,
+    `refusing to listen on ${address} without TLS: set AGENT_TLS_CERT and AGENT_TLS_KEY (and AGENT_TLS_CLIENT_CA for client certificates), ` +
+      'or listen on 127.0.0.1, or set AGENT_ALLOW_PLAINTEXT=true on a private network (tokens then cross it in clear)',
+  );
+}
+
+/** The admin and reader tokens, made at first start. */
+export function publicTokens(config: Pick<AgentConfig, 'tokenDir'>): { admin: string; reader: string } {
+  return { admin: ensureToken(path.join(config.tokenDir, 'admin.token')), reader: ensureToken(path.join(config.tokenDir, 'reader.token')) };
+}
+
+/** The token the agent's own services present to each other. */
+export function internalToken(config: Pick<AgentConfig, 'internalTokenFile'>): string {
+  if (config.internalTokenFile === '') throw new ConfigError('AGENT_INTERNAL_TOKEN_FILE', 'required: the services authenticate each other');
+  return ensureToken(config.internalTokenFile);
+}
+
+/** The apiserver's listeners: TCP (token, or certificate with mTLS) and the unix socket (admin). */
+export function publicListeners(config: AgentConfig, tcpAddress = config.apiListen): Listener[] {
+  const out: Listener[] = [];
+  const tls = config.tlsCert !== '';
+  if (tcpAddress !== '') {
+    checkPlaintext(tcpAddress, 'AGENT_LISTEN', tls, config.allowPlaintext);
+    const t = publicTokens(config);
+    const book = new TokenBook([
+      [t.admin, Role.Admin],
+      [t.reader, Role.Reader],
+    ]);
+    const mtls = config.tlsClientCa !== '';
+    out.push({
+      address: tcpAddress,
+      credentials: tls ? tlsCredentials(config) : undefined,
+      authenticate: mtls ? certificateAuth(book) : tokenAuth(book),
+    });
+  }
+  if (config.socket !== '') {
+    const gid = groupId(config.socketGroup);
+    prepareSocket(config.socket, gid);
+    out.push({
+      address: `unix:${config.socket}`,
+      authenticate: socketAuth,
+      afterBind: () => {
+        fs.chownSync(config.socket, 0, gid);
+        fs.chmodSync(config.socket, 0o660);
+      },
+    });
+  }
+  if (out.length === 0) throw new ConfigError('AGENT_LISTEN', 'both AGENT_LISTEN and AGENT_SOCKET are off: the API would be unreachable');
+  return out;
+}
+
+/** An internal service's one listener: only the internal token gets in. */
+export function internalListener(config: Pick<AgentConfig, 'internalTokenFile' | 'allowPlaintext'>, address: string, variable: string): Listener {
+  checkPlaintext(address, variable, false, config.allowPlaintext);
+  return { address, authenticate: tokenAuth(new TokenBook([[internalToken(config), Role.Internal]])) };
+}
+
+function tlsCredentials(config: AgentConfig): ServerCredentials {
+  const read = (file: string, variable: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(variable, `cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  const ca = config.tlsClientCa !== '' ? read(config.tlsClientCa, 'AGENT_TLS_CLIENT_CA') : null;
+  return ServerCredentials.createSsl(ca, [{ cert_chain: read(config.tlsCert, 'AGENT_TLS_CERT'), private_key: read(config.tlsKey, 'AGENT_TLS_KEY') }], ca !== null);
+}
+
+/**
+ * The socket's directory exists, with safe modes, before the bind: made here
+ * 0700 (0710 with the socket's group, so that its members can reach it and
+ * list nothing). A stale socket of a previous run goes; anything else in its
+ * place is an error.
+ */
+function prepareSocket(socket: string, gid: number): void {
+  const dir = path.dirname(socket);
+  if (!fs.existsSync(dir)) {
+    privateDir(dir, gid === 0 ? 0o700 : 0o710);
+    fs.chownSync(dir, 0, gid);
+  }
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(socket);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new ConfigError('AGENT_SOCKET', `${socket} exists and is not a socket`);
+  fs.rmSync(socket);
+}
+
+/** A group name or number -> gid. */
+export function groupId(group: string, groupFile = '/etc/group'): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let text = '';
+  try {
+    text = fs.readFileSync(groupFile, 'utf8');
+  } catch {
+    /* no group file: only numbers work */
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new ConfigError('AGENT_SOCKET_GROUP', `no group ${JSON.stringify(group)} in ${groupFile}`);
+}
+
+/**
+ * The data directory: 0700, or 0710 to the socket's group when the socket
+ * lives in it (its members must reach the socket; they still list and read
+ * nothing).
+ */
+export function prepareDataDir(config: Pick<AgentConfig, 'dataDir' | 'socket' | 'socketGroup'>): void {
+  const gid = config.socket !== '' && path.dirname(config.socket) === config.dataDir ? groupId(config.socketGroup) : 0;
+  privateDir(config.dataDir, gid === 0 ? 0o700 : 0o710);
+  if (gid !== 0) fs.chownSync(config.dataDir, 0, gid);
+}
