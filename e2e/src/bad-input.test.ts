@@ -190,7 +190,7 @@ describe('bad input', () => {
   it('Watch streams state changes and reports until the object is deleted', async () => {
     const made = await client.call('create', { spec: processSpec({}, { name: 'watched' }), requestId: '', wait: true });
     const events: v1.WatchEvent[] = [];
-    const stream = client.client.watch({ objectId: made.objectId });
+    const stream = client.client.watch({ objectId: made.objectId }, client.traceMetadata());
     const ended = new Promise<void>((resolve, reject) => {
       stream.on('data', (e: v1.WatchEvent) => events.push(e));
       stream.on('end', resolve);
@@ -208,7 +208,7 @@ describe('bad input', () => {
   });
 
   it('Watch of an unknown object -> NOT_FOUND', async () => {
-    const stream = client.client.watch({ objectId: 'obj-nope' });
+    const stream = client.client.watch({ objectId: 'obj-nope' }, client.traceMetadata());
     const err = await new Promise<{ code: number; details: string }>((resolve) => {
       stream.on('error', (e: { code: number; details: string }) => resolve(e));
       stream.on('data', () => undefined);

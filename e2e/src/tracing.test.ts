@@ -9,12 +9,16 @@ import { BUSYBOX, startAgent, startOtlpReceiver, startSink, waitFor, type Agent,
 const SERVICES = ['agent-apiserver', 'agent-agentcore', 'agent-manager', 'agent-collector', 'agent-reporter'];
 
 /** A unary call that also returns the response metadata. */
+/** The agent's admin token, sent along by callWithMetadata. */
+let bearer = '';
+
 function callWithMetadata<Res>(
   start: (md: Metadata, cb: (err: ServiceError | null, res: Res) => void) => { on(ev: 'metadata', f: (md: Metadata) => void): void },
   md = new Metadata(),
 ): Promise<{ res: Res; traceId: string }> {
   return new Promise((resolve, reject) => {
     let traceId = '';
+    if (bearer) md.set('authorization', `Bearer ${bearer}`);
     const call = start(md, (err, res) => (err ? reject(err) : resolve({ res, traceId })));
     call.on('metadata', (m) => (traceId = String(m.get('trace-id')[0] ?? '')));
   });
@@ -31,6 +35,7 @@ describe('tracing (OTLP receiver standing in for Jaeger)', () => {
     sink = await startSink();
     agent = await startAgent({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', AGENT_UPSTREAM: sink.address });
     client = apiClient(agent.address, agent.token);
+    bearer = agent.token;
   });
   after(async () => {
     client?.close();

@@ -185,8 +185,10 @@ export class ProcessDriver extends BaseDriver {
   ): Promise<void> {
     const deadline = Date.now() + 2_000;
     while (Date.now() < deadline) {
-      // Joined every hierarchy, and the launcher has become the command (its argv is gone).
-      if (this.cgroups.fs.joinedAll(ref, pid) && !safeRead(`/proc/${pid}/cmdline`).includes(`\0${LAUNCH_MARK}\0`)) return;
+      // Joined every hierarchy, and the launcher has become the command (its argv is gone; an
+      // exiting launcher has an empty cmdline while it is still in the cgroup: that is not success).
+      const cmdline = safeRead(`/proc/${pid}/cmdline`);
+      if (this.cgroups.fs.joinedAll(ref, pid) && cmdline !== '' && !cmdline.includes(`\0${LAUNCH_MARK}\0`)) return;
       const code = exitCode();
       if (code !== null) {
         if (code === EXIT_NO_CWD) throw new DriverError(this.name, `working directory ${ctx.cwd} not accessible to user ${ctx.user}`);

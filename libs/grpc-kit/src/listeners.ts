@@ -66,7 +66,7 @@ export function publicListeners(config: AgentConfig, tcpAddress = config.apiList
       address: `unix:${config.socket}`,
       authenticate: socketAuth,
       afterBind: () => {
-        fs.chownSync(config.socket, 0, gid);
+        setGroup(config.socket, gid);
         fs.chmodSync(config.socket, 0o660);
       },
     });
@@ -102,8 +102,8 @@ function tlsCredentials(config: AgentConfig): ServerCredentials {
 function prepareSocket(socket: string, gid: number): void {
   const dir = path.dirname(socket);
   if (!fs.existsSync(dir)) {
-    privateDir(dir, gid === 0 ? 0o700 : 0o710);
-    fs.chownSync(dir, 0, gid);
+    privateDir(dir, gid === ownGid() ? 0o700 : 0o710);
+    setGroup(dir, gid);
   }
   let st: fs.Stats | undefined;
   try {
@@ -115,8 +115,22 @@ function prepareSocket(socket: string, gid: number): void {
   fs.rmSync(socket);
 }
 
-/** A group name or number -> gid. */
+const ownGid = (): number => process.getgid?.() ?? 0;
+
+/** Gives path to group gid, keeping its owner; a group the agent may not give is a configuration error. */
+function setGroup(file: string, gid: number): void {
+  const st = fs.statSync(file);
+  if (st.gid === gid) return;
+  try {
+    fs.chownSync(file, st.uid, gid);
+  } catch (err) {
+    throw new ConfigError('AGENT_SOCKET_GROUP', `cannot give ${file} to group ${gid}: ${(err as Error).message}`);
+  }
+}
+
+/** A group name or number -> gid; empty: the agent's own group (root's when it runs as root). */
 export function groupId(group: string, groupFile = '/etc/group'): number {
+  if (group === '') return ownGid();
   if (/^\d+$/.test(group)) return Number(group);
   let text = '';
   try {
@@ -137,7 +151,7 @@ export function groupId(group: string, groupFile = '/etc/group'): number {
  * nothing).
  */
 export function prepareDataDir(config: Pick<AgentConfig, 'dataDir' | 'socket' | 'socketGroup'>): void {
-  const gid = config.socket !== '' && path.dirname(config.socket) === config.dataDir ? groupId(config.socketGroup) : 0;
-  privateDir(config.dataDir, gid === 0 ? 0o700 : 0o710);
-  if (gid !== 0) fs.chownSync(config.dataDir, 0, gid);
+  const gid = config.socket !== '' && path.dirname(config.socket) === config.dataDir ? groupId(config.socketGroup) : ownGid();
+  privateDir(config.dataDir, gid === ownGid() ? 0o700 : 0o710);
+  setGroup(config.dataDir, gid);
 }

@@ -87,7 +87,7 @@ export interface AgentConfig {
   readonly apiListen: string;
   /** AGENT_SOCKET: the apiserver's unix socket (whoever can open it is an admin); "off" (empty here) disables it. Default: <dataDir>/agent.sock */
   readonly socket: string;
-  /** AGENT_SOCKET_GROUP: group (name or gid) of the unix socket, mode 0660. Default: root. */
+  /** AGENT_SOCKET_GROUP: group (name or gid) of the unix socket, mode 0660. Default: the agent's own group (root when it runs as root). */
   readonly socketGroup: string;
   /** AGENT_TOKEN_DIR: admin.token and reader.token, made at first start (0600). Default: <dataDir>/auth */
   readonly tokenDir: string;
@@ -196,7 +196,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     logLevel: oneOf(env, 'AGENT_LOG_LEVEL', 'info', LOG_LEVELS),
     apiListen: str(env, 'AGENT_LISTEN', '') === 'off' ? '' : address(env, 'AGENT_LISTEN', '127.0.0.1:50051'),
     socket: optionalPath(env, 'AGENT_SOCKET', path.join(dataDir, 'agent.sock')),
-    socketGroup: str(env, 'AGENT_SOCKET_GROUP', 'root'),
+    socketGroup: str(env, 'AGENT_SOCKET_GROUP', ''),
     tokenDir,
     internalTokenFile: optionalPath(env, 'AGENT_INTERNAL_TOKEN_FILE', path.join(tokenDir, 'internal.token')),
     tlsCert: fileSetting(env, 'AGENT_TLS_CERT'),
