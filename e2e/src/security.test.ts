@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@agent/proto';
-import { api, bufCurl, freePort, ROOT, sh, startAgent, waitFor, type Agent } from '@agent/testkit';
+import { api, bufCurl, freePort, ROOT, sh, startAgent, startSink, waitFor, type Agent } from '@agent/testkit';
 
 const INTRUDER = 'agent-e2e-intruder';
 const MEMBER = 'agent-e2e-member';
@@ -302,6 +302,43 @@ describe('listeners that would expose the agent', () => {
     } finally {
       await agent.stop();
       fs.rmSync(certs, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('policies of a whole agent', () => {
+  it('AGENT_PROCESS_ALLOW: an executable outside it is PERMISSION_DENIED, one inside runs', async () => {
+    const agent = await startAgent({ AGENT_PROCESS_ALLOW: '/bin/sleep' });
+    try {
+      const denied = await api(agent, 'Create', spec('env-runner', { command: ['/usr/bin/env'] }));
+      assert.equal(denied.error?.code, 'permission_denied', JSON.stringify(denied));
+      assert.match(denied.error?.message ?? '', /spec\.process\.command\[0\]/);
+      const shell = await api(agent, 'Create', spec('shell', { command: ['sh', '-c', 'sleep 60'] }));
+      assert.equal(shell.error?.code, 'permission_denied', JSON.stringify(shell));
+      const ok = await api(agent, 'Create', spec('sleeper', { command: ['sleep', '60'] }));
+      assert.equal(ok.body?.state, 'STATE_RUNNING', JSON.stringify(ok));
+      await api(agent, 'Delete', { object_id: ok.body.objectId, wait: true });
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it('Bus Out: a sink with a token file takes pushes only from an agent that presents it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-e2e-sink-'));
+    const tokenFile = path.join(dir, 'sink.token');
+    const sink = await startSink({ tokenFile });
+    assert.equal(fs.statSync(tokenFile).mode & 0o777, 0o600);
+    const anonymous = await bufCurl(sink.address, 'agent.v1.ReportSink/RegisterHost', { host_id: 'intruder' });
+    assert.equal(anonymous.error?.code, 'unauthenticated', JSON.stringify(anonymous));
+    const agent = await startAgent({ AGENT_UPSTREAM: sink.address, AGENT_UPSTREAM_TOKEN_FILE: tokenFile, AGENT_HEARTBEAT_MS: '200' });
+    try {
+      await waitFor('host registered', () => sink.lines.find((l) => l.type === 'host' && l.host?.hostId === agent.hostId));
+      await waitFor('heartbeat reports', () => sink.lines.find((l) => l.type === 'report'));
+      assert.equal(sink.lines.filter((l) => l.hostId === 'intruder' || l.host?.hostId === 'intruder').length, 0);
+    } finally {
+      await agent.stop();
+      await sink.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,6 +1,6 @@
 import * as os from 'node:os';
-import { AGENT_VERSION, Driver as DriverNames, type AgentConfig, type DriverName } from '@agent/option';
-import { connect, errorMessage, UnavailableError, type Logger, type Peer } from '@agent/grpc-kit';
+import { AGENT_VERSION, ConfigError, Driver as DriverNames, type AgentConfig, type DriverName } from '@agent/option';
+import { connect, errorMessage, readToken, UnavailableError, type Logger, type Peer } from '@agent/grpc-kit';
 import { sinkv1, type v1 } from '@agent/proto';
 import { BaseDriver, NO_CAPABILITIES, type Capabilities, type ReportPayload } from './driver';
 
@@ -16,9 +16,10 @@ export class RpcDriver extends BaseDriver {
   constructor(
     readonly address: string,
     private readonly timeoutMs = 5_000,
+    token?: string,
   ) {
     super();
-    this.peer = connect(sinkv1.ReportSinkClient, address);
+    this.peer = connect(sinkv1.ReportSinkClient, address, { token });
   }
 
   async health(): Promise<void> {
@@ -53,6 +54,13 @@ export class RpcDriver extends BaseDriver {
   }
 }
 
+function upstreamToken(file: string): string | undefined {
+  if (file === '') return undefined;
+  const token = readToken(file);
+  if (token === undefined) throw new ConfigError('AGENT_UPSTREAM_TOKEN_FILE', `${file} does not exist`);
+  return token;
+}
+
 /**
  * Startup's first step: the RPC driver for AGENT_UPSTREAM (none without one),
  * with this host registered. An upstream that is down is no reason not to
@@ -60,7 +68,7 @@ export class RpcDriver extends BaseDriver {
  */
 export async function connectUpstream(config: AgentConfig, log: Logger): Promise<RpcDriver | undefined> {
   if (config.upstream === '') return undefined;
-  const rpc = new RpcDriver(config.upstream);
+  const rpc = new RpcDriver(config.upstream, undefined, upstreamToken(config.upstreamTokenFile));
   await rpc.registerHost(config.hostId).then(
     () => log.info('host registered upstream', { upstream: config.upstream, hostId: config.hostId }),
     (err: unknown) => log.warn('upstream not reachable; reports will be retried', { upstream: config.upstream, reason: errorMessage(err) }),

@@ -122,6 +122,8 @@ export interface AgentConfig {
   readonly reporterAddr: string;
   /** AGENT_UPSTREAM: the ReportSink (Bus Out) address; empty: none, reports go to the JSONL file. */
   readonly upstream: string;
+  /** AGENT_UPSTREAM_TOKEN_FILE: a token sent to the upstream as "authorization: Bearer"; empty: none. */
+  readonly upstreamTokenFile: string;
   /** AGENT_REPORT_FILE: JSON Lines of every report sent; "off" disables. Default: <dataDir>/reports.jsonl */
   readonly reportFile: string;
   /** AGENT_CGROUP_PARENT: the agent's own cgroup root, under each hierarchy. Default: agent. */
@@ -215,6 +217,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     collectorAddr: address(env, 'AGENT_COLLECTOR_ADDR', ''),
     reporterAddr: address(env, 'AGENT_REPORTER_ADDR', ''),
     upstream: address(env, 'AGENT_UPSTREAM', ''),
+    upstreamTokenFile: fileSetting(env, 'AGENT_UPSTREAM_TOKEN_FILE'),
     reportFile: str(env, 'AGENT_REPORT_FILE', path.join(dataDir, 'reports.jsonl')),
     cgroupParent: str(env, 'AGENT_CGROUP_PARENT', 'agent'),
     cgroupMount: str(env, 'AGENT_CGROUP_MOUNT', '/sys/fs/cgroup'),

@@ -133,9 +133,10 @@ export interface Sink {
 }
 
 /** Starts tools/sink, the upstream ReportSink a user would run. */
-export async function startSink(): Promise<Sink> {
+export async function startSink(opts: { tokenFile?: string } = {}): Promise<Sink> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'tools/sink/dist/main.js'), '--listen', `127.0.0.1:${port}`], {
+  const auth = opts.tokenFile !== undefined ? ['--token-file', opts.tokenFile] : [];
+  const child = spawn(process.execPath, [path.join(ROOT, 'tools/sink/dist/main.js'), '--listen', `127.0.0.1:${port}`, ...auth], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines: Sink['lines'] = [];

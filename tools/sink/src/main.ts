@@ -2,14 +2,25 @@
 // prints every host registration and report it receives as JSON Lines on
 // stdout. Run it, then start the agent with AGENT_UPSTREAM=<its address>.
 //
-//   npm run sink -- --listen 127.0.0.1:50070
+//   npm run sink -- --listen 127.0.0.1:50070 [--token-file sink.token]
+//
+// With --token-file (made if absent, 0600) only callers that present it get
+// in: give the same file to the agent as AGENT_UPSTREAM_TOKEN_FILE.
 import { GrpcService } from '@agent/option';
-import { Logger, Role, startGrpcServer, unary, exitOnSignal } from '@agent/grpc-kit';
+import { Logger, Role, TokenBook, ensureToken, startGrpcServer, tokenAuth, unary, exitOnSignal, type Authenticate } from '@agent/grpc-kit';
 import { sinkv1, v1 } from '@agent/proto';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? (process.argv[i + 1] as string) : def;
+}
+
+/** The token file's holders, or (without one, for a local try-out) anyone. */
+function sinkAuth(log: Logger): Authenticate {
+  const file = arg('token-file', '');
+  if (file !== '') return tokenAuth(new TokenBook([[ensureToken(file), Role.Internal]]));
+  log.warn('no --token-file: any caller may push');
+  return () => ({ role: Role.Internal, via: 'token' });
 }
 
 async function main(): Promise<void> {
@@ -30,8 +41,7 @@ async function main(): Promise<void> {
     }),
   };
   const server = await startGrpcServer({
-    // A local try-out sink: every caller may push (the agent is its client, on loopback).
-    listeners: [{ address: arg('listen', '127.0.0.1:50070'), authenticate: () => ({ role: Role.Internal, via: 'token' }) }],
+    listeners: [{ address: arg('listen', '127.0.0.1:50070'), authenticate: sinkAuth(log) }],
     log,
     services: [{ name: GrpcService.ReportSink, definition: sinkv1.ReportSinkService, implementation, access: { roles: [Role.Internal] } }],
   });
