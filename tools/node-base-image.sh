@@ -24,8 +24,10 @@ for applet in sh ls cat echo mkdir rm cp mv ln env sleep grep sed wget nc id; do
 cat > "$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
 node:x:1000:1000:node:/home/node:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 PASSWD
-printf 'root:x:0:\nnode:x:1000:\n' > "$root/etc/group"
+# nobody: what process objects run as by default (AGENT_PROCESS_USER).
+printf 'root:x:0:\nnode:x:1000:\nnogroup:x:65534:\n' > "$root/etc/group"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ca-certificates.crt" 2>/dev/null || true
 chmod 1777 "$root/tmp"
 chown 1000:1000 "$root/home/node"

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { api, BUSYBOX, freePort, ROOT, sh, waitFor, type ReceivedSpan } from '@agent/testkit';
@@ -91,6 +92,17 @@ describe('docker-compose cluster (OTLP receiver standing in for Jaeger)', () => 
     assert.ok(list.ok, JSON.stringify(list));
   });
 
+  it('runs a process object as nobody, from the manager container', async () => {
+    const made = await api({ address, token }, 'Create', { spec: { name: 'compose-nap', kind: 'KIND_PROCESS', process: { command: ['sleep', '600'] } }, wait: true });
+    assert.equal(made.body?.state, 'STATE_RUNNING', JSON.stringify(made));
+    const o = (await api({ address, token }, 'Get', { object_id: made.body.objectId })).body as { pid: number; spec: { process: { user: string } } };
+    assert.equal(o.spec.process.user, 'nobody');
+    const uid = fs.readFileSync(`/proc/${o.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Uid:'));
+    assert.equal(uid, 'Uid:\t65534\t65534\t65534\t65534');
+    const del = await api({ address, token }, 'Delete', { object_id: made.body.objectId, wait: true });
+    assert.equal(del.body.state, 'STATE_DELETED');
+  });
+
   it('creates, pushes, reports once and deletes a container through the published port, in traces spanning all five', async () => {
     const created = await api({ address, token }, 'Create', {
       spec: { name: 'compose-web', kind: 'KIND_CONTAINER', resources: { memory_bytes: 64 << 20 }, container: { image: BUSYBOX, command: ['sleep', '600'] } },
@@ -111,7 +123,9 @@ describe('docker-compose cluster (OTLP receiver standing in for Jaeger)', () => 
       const all = stdout.split('\n').filter((l) => l.startsWith('{"traceId"')).map((l) => JSON.parse(l) as ReceivedSpan);
       const byTrace = new Map<string, Set<string>>();
       for (const s of all) (byTrace.get(s.traceId) ?? byTrace.set(s.traceId, new Set()).get(s.traceId)!).add(s.service);
-      const full = [...byTrace.entries()].find(([, svcs]) => SERVICES.every((s) => svcs.has(`agent-${s}`)));
+      // The container's trace (the process object before it has no Docker spans).
+      const docker = new Set(all.filter((s) => s.name.startsWith('docker ')).map((s) => s.traceId));
+      const full = [...byTrace.entries()].find(([id, svcs]) => docker.has(id) && SERVICES.every((s) => svcs.has(`agent-${s}`)));
       return full ? all.filter((s) => s.traceId === full[0]) : undefined;
     }, 20_000, 500);
     assert.ok(spans.some((s) => s.name.startsWith('docker ')));
