@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { Module } from '@agent/option';
-import { connect, Logger } from '@agent/grpc-kit';
+import { Metadata } from '@grpc/grpc-js';
+import { connect, Logger, Role, TokenBook, tokenAuth } from '@agent/grpc-kit';
 import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
@@ -285,6 +286,18 @@ async function throughput(fn: () => Promise<unknown>, concurrency: number, secon
   return count / seconds;
 }
 
+/** What checking a bearer token adds to every call: the check alone, in this process. */
+function authCostUs(token: string): number {
+  const check = tokenAuth(new TokenBook([[token, Role.Admin], [`${token}-reader`, Role.Reader]]));
+  const md = new Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  for (let i = 0; i < 20_000; i++) check(md, undefined);
+  const n = 200_000;
+  const t0 = nowMs();
+  for (let i = 0; i < n; i++) check(md, undefined);
+  return ((nowMs() - t0) * 1000) / n;
+}
+
 async function throughputCase(address: string, token: string, obj: v1.Object, layout: string): Promise<void> {
   log(`throughput: Get and PushOnce (${layout})`);
   for (const c of [1, 16]) {
@@ -298,6 +311,7 @@ async function throughputCase(address: string, token: string, obj: v1.Object, la
     const inspect = await throughput(() => container.inspect(), c, P.tputS);
     const stats = await throughput(() => oneShotStats(container), c, Math.max(P.tputS, 2));
     record({ case: `api_get_c${c}`, metric: 'calls_per_second', unit: '1/s', agent: get, peer: inspect, peer_name: 'docker inspect (API)', note: layout }, 'higher');
+    if (c === 1) record({ case: 'auth_token_check', metric: 'us_per_call', unit: 'us', agent: authCostUs(token), peer: 1e6 / get, peer_name: 'a whole Get, c1', note: layout }, 'lower');
     record({ case: `api_pushonce_c${c}`, metric: 'calls_per_second', unit: '1/s', agent: once, peer: stats, peer_name: 'docker stats one-shot (API)', note: layout }, 'higher');
   }
 }

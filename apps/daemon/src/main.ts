@@ -50,6 +50,7 @@ runMain(Module.Daemon, async (log, telemetry) => {
   const api = await startApiServer(config, core.server.localPeer(internalv1.AgentCoreClient, token));
   log.info('agent ready', {
     apiserver: api.addresses,
+    tokens: config.apiListen !== '' ? config.tokenDir : null,
     hostId: config.hostId,
     dataDir: config.dataDir,
     reportFile: config.reportFile,
