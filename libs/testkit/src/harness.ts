@@ -189,6 +189,26 @@ export interface CurlOpts {
   readonly gid?: number;
 }
 
+/**
+ * buf's native binary, copied where any user may run it: the checkout may sit
+ * under a directory only root can enter, and a test user must still call in.
+ */
+function bufForAnyone(): string {
+  const scope = path.join(ROOT, 'node_modules/@bufbuild');
+  const pkg = fs.readdirSync(scope).find((d) => d.startsWith(`buf-${process.platform}-`) && fs.existsSync(path.join(scope, d, 'bin/buf')));
+  if (!pkg) throw new Error(`no native buf under ${scope}`);
+  const dir = path.join(os.tmpdir(), 'agent-e2e-buf');
+  const copy = path.join(dir, 'buf');
+  if (!fs.existsSync(copy)) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    fs.copyFileSync(path.join(scope, pkg, 'bin/buf'), `${copy}.${process.pid}`);
+    fs.chmodSync(`${copy}.${process.pid}`, 0o755);
+    fs.renameSync(`${copy}.${process.pid}`, copy);
+  }
+  fs.chmodSync(dir, 0o755);
+  return copy;
+}
+
 /** A scratch home (buf's cache) for a test user. */
 function homeOf(uid: number, gid: number): string {
   const dir = path.join(os.tmpdir(), `agent-e2e-home-${uid}-${gid}`);
@@ -202,7 +222,7 @@ export async function bufCurl(address: string, method: string, body: unknown = {
   const auth = opts.token ? ['-H', `authorization: Bearer ${opts.token}`] : [];
   try {
     const { stdout } = await promisify(execFile)(
-      BUF,
+      opts.uid !== undefined ? bufForAnyone() : BUF,
       ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--timeout', '60s', ...auth, '-d', JSON.stringify(body), ...bufTarget(address, `/${method}`)],
       { maxBuffer: 16 * 1024 * 1024, uid: opts.uid, gid: opts.gid, env: opts.uid !== undefined ? { PATH: process.env.PATH, HOME: homeOf(opts.uid, opts.gid ?? opts.uid) } : process.env },
     );
