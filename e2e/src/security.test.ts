@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { v1 } from '@agent/proto';
-import { api, bufCurl, freePort, ROOT, sh, startAgent, startSink, waitFor, type Agent } from '@agent/testkit';
+import { api, bufCurl, freePort, ROOT, sh, startAgent, startSink, waitFor, type Agent, type LogLine } from '@agent/testkit';
 
 const INTRUDER = 'agent-e2e-intruder';
 const MEMBER = 'agent-e2e-member';
@@ -40,6 +40,13 @@ function connectAs(uid: number, gid: number, socket: string): string {
 function procStatus(pid: number, field: string): string {
   const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
   return (line ?? '').slice(field.length + 1).trim();
+}
+
+/** Waits for a log line of the agent's; fails with the last lines if it never comes. */
+async function logged(agent: Agent, match: (l: LogLine) => boolean): Promise<void> {
+  await waitFor('log line', () => agent.logs.some(match) || undefined, 5_000).catch(() => {
+    throw new Error(`no such log line; last: ${JSON.stringify(agent.logs.slice(-5))}`);
+  });
 }
 
 interface Obj {
@@ -152,11 +159,9 @@ describe('authentication and least privilege', () => {
     client.close();
     assert.deepEqual(first.object?.spec?.process?.env, ['DB_PASSWORD=<redacted>', 'MODE=<redacted>']);
 
-    // Every mutating call is in the log with its caller.
-    const audit = agent.logs.filter((l) => l.msg === 'mutating call');
-    assert.ok(audit.some((l) => l.method === 'Create' && l.role === 'admin' && l.via === 'token'), JSON.stringify(audit.slice(-3)));
-    const refused = agent.logs.filter((l) => l.msg === 'call refused');
-    assert.ok(refused.some((l) => l.method === '/agent.v1.AgentService/Delete' && l.role === 'reader'), JSON.stringify(refused.slice(-3)));
+    // Every mutating call is in the log with its caller (read from the agent's stderr, so it may trail the answer).
+    await logged(agent, (l) => l.msg === 'mutating call' && l.method === 'Create' && l.role === 'admin' && l.via === 'token');
+    await logged(agent, (l) => l.msg === 'call refused' && l.method === '/agent.v1.AgentService/Delete' && l.role === 'reader');
   });
 
   it('a process runs as nobody by default, as the user it names otherwise; an unknown user is refused', async () => {
@@ -293,12 +298,10 @@ describe('listeners that would expose the agent', () => {
       assert.notEqual(await call(credentials.createSsl(ca, fs.readFileSync(path.join(other, 'admin.key')), fs.readFileSync(path.join(other, 'admin.crt'))), 'list', v1.ListRequest.fromPartial({})), status.OK);
       fs.rmSync(other, { recursive: true, force: true });
       // Both show in the log with the certificate's subject: a refused attempt, an admin's call.
-      const refused = agent.logs.filter((l) => l.msg === 'call refused');
-      assert.ok(refused.some((l) => l.via === 'certificate' && l.subject === 'reader' && l.role === 'reader'), JSON.stringify(refused));
+      await logged(agent, (l) => l.msg === 'call refused' && l.via === 'certificate' && l.subject === 'reader' && l.role === 'reader');
       const admin = credentials.createSsl(ca, read('admin.key'), read('admin.crt'));
       assert.equal(await call(admin, 'pushOff', v1.PushOffRequest.fromPartial({ objectId: 'obj-none' })), status.NOT_FOUND);
-      const audit = agent.logs.filter((l) => l.msg === 'mutating call');
-      assert.ok(audit.some((l) => l.via === 'certificate' && l.subject === 'admin' && l.role === 'admin' && l.method === 'PushOff'), JSON.stringify(audit));
+      await logged(agent, (l) => l.msg === 'mutating call' && l.via === 'certificate' && l.subject === 'admin' && l.role === 'admin' && l.method === 'PushOff');
     } finally {
       await agent.stop();
       fs.rmSync(certs, { recursive: true, force: true });
