@@ -15,7 +15,7 @@ runMain(Module.AgentCore, async (log, telemetry) => {
       collector: connect(internalv1.CollectorClient, requireAddr(config.collectorAddr, 'AGENT_COLLECTOR_ADDR'), { token }),
       reporter: connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'), { token }),
     },
-    internalListener(config, requireListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN'), 'AGENT_AGENTCORE_LISTEN'),
+    internalListener(config, requireListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN'), 'AGENT_AGENTCORE_LISTEN', token),
   );
   exitOnSignal(log, [
     ['finish queued events', () => core.drain(5_000)],

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@agent/grpc-kit';
-import { checkAllowedExecutable, checkRelativeCgroupPath, resolveExecutable, resolveUser } from '@agent/drivers';
+import { checkAllowedExecutable, checkRelativeCgroupPath, resolveExecutable, resolveUser, searchPathOf } from '@agent/drivers';
 import { v1 } from '@agent/proto';
 
 // Syntax checks of the public API. Each failure names the field, so that a
@@ -142,8 +142,7 @@ export function checkProcessPolicy(p: v1.ProcessSpec, policy: ProcessPolicy): v1
   const user = p.user === '' ? policy.defaultUser : p.user;
   maxLen('spec.process.user', user, LIMITS.nameLength);
   resolveUser(user);
-  const envPath = p.env.find((kv) => kv.startsWith('PATH='))?.slice(5) ?? process.env.PATH ?? '';
-  const exe = resolveExecutable(p.command[0] ?? '', envPath);
+  const exe = resolveExecutable(p.command[0] ?? '', searchPathOf(p.env));
   if (exe !== undefined) checkAllowedExecutable(policy.allow, exe);
   return { ...p, user };
 }

@@ -8,8 +8,9 @@ import { startCollector } from './collector';
 runMain(Module.Collector, async (log, telemetry) => {
   const config = loadConfig();
   prepareDataDir(config);
-  const reporter = connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'), { token: internalToken(config) });
-  const { server, service } = await startCollector(config, createHostDrivers(config).cgroup, reporter, internalListener(config, requireListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN'), 'AGENT_COLLECTOR_LISTEN'));
+  const token = internalToken(config);
+  const reporter = connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'), { token });
+  const { server, service } = await startCollector(config, createHostDrivers(config).cgroup, reporter, internalListener(config, requireListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN'), 'AGENT_COLLECTOR_LISTEN', token));
   exitOnSignal(log, [
     ['stop sampling', () => service.close()],
     ['stop serving', () => server.shutdown(2_000)],

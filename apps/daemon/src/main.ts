@@ -20,14 +20,14 @@ runMain(Module.Daemon, async (log, telemetry) => {
    * The configured address, or (left at its default) a unix socket in a 0700
    * directory under the data directory. Either way only the internal token gets in.
    */
+  const token = internalToken(config);
   const internalListen = (configured: string, variable: string, module: string): Listener => {
     const sock = path.join(config.dataDir, 'run', `${module}.sock`);
-    if (configured !== '127.0.0.1:0' || sock.length > 100) return internalListener(config, configured, variable); // sun_path is 108 bytes
+    if (configured !== '127.0.0.1:0' || sock.length > 100) return internalListener(config, configured, variable, token); // sun_path is 108 bytes
     privateDir(path.dirname(sock));
     fs.rmSync(sock, { force: true }); // left by a previous run
-    return internalListener(config, `unix:${sock}`, variable);
+    return internalListener(config, `unix:${sock}`, variable, token);
   };
-  const token = internalToken(config);
 
   // 1. The RPC driver connects to the upstream sink and registers the host.
   const rpc = await connectUpstream(config, log);

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { context, trace, type Context, type Link } from '@opentelemetry/api';
-import { Logger, serverStream, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
+import { Logger, openPrivateFile, serverStream, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
 import { internalv1, type sinkv1, v1 } from '@agent/proto';
 
@@ -34,8 +34,7 @@ export class ReporterService {
     if (opts.reportFile !== 'off') {
       // Reports name every workload: the file is the agent's alone.
       fs.mkdirSync(path.dirname(opts.reportFile), { recursive: true, mode: 0o700 });
-      this.fileFd = fs.openSync(opts.reportFile, 'a', 0o600);
-      fs.fchmodSync(this.fileFd, 0o600);
+      this.fileFd = openPrivateFile(opts.reportFile);
     }
   }
 

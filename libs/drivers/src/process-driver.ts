@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { trace } from '@opentelemetry/api';
-import { DriverError, InvalidArgumentError, NotFoundError } from '@agent/grpc-kit';
+import { DriverError, InvalidArgumentError, NotFoundError, openPrivateFile, privateDir } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
@@ -81,16 +81,13 @@ export class ProcessDriver extends BaseDriver {
     const proc = spec.process;
     if (!proc) throw new DriverError(this.name, 'spec has no process');
     const user = this.user(proc.user);
-    const basePath = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
-    let searchPath = basePath;
     for (const kv of proc.env) {
       const i = kv.indexOf('=');
       if (i < 0 || !ENV_NAME.test(kv.slice(0, i))) throw new InvalidArgumentError('spec.process.env', `expected NAME=value, got ${JSON.stringify(kv.slice(0, 64))}`);
-      if (kv.slice(0, i) === 'PATH') searchPath = kv.slice(i + 1);
     }
     const [name, ...args] = proc.command;
     if (name === undefined) throw new DriverError(this.name, 'empty command');
-    const resolved = resolveExecutable(name, searchPath);
+    const resolved = resolveExecutable(name, searchPathOf(proc.env));
     if (resolved === undefined) throw new DriverError(this.name, `executable not found: ${name}`);
     // Under an allowlist the real path that was checked is what runs: a symlink swapped after the check changes nothing.
     const exe = this.opts.allow.length > 0 ? realExecutable(resolved) : resolved;
@@ -108,7 +105,7 @@ export class ProcessDriver extends BaseDriver {
       logFd = this.openLog(spec.objectId);
       const child = spawn('/bin/sh', ['-c', LAUNCHER, LAUNCH_MARK, cwd, ...proc.env, '--', exe, ...args], {
         cwd: '/', // the launcher enters the real one as the user
-        env: { PATH: basePath }, // nothing of the caller's reaches /bin/sh
+        env: { PATH: AGENT_PATH }, // nothing of the caller's reaches /bin/sh
         uid: user.uid,
         gid: user.gid, // libuv also drops the supplementary groups
         detached: true, // own process group; survives the agent
@@ -164,16 +161,8 @@ export class ProcessDriver extends BaseDriver {
    * through the descriptor it is given, whoever it runs as.
    */
   private openLog(objectId: string): number {
-    fs.mkdirSync(this.opts.logDir, { recursive: true, mode: 0o700 });
-    fs.chmodSync(this.opts.logDir, 0o700);
-    const fd = fs.openSync(path.join(this.opts.logDir, `${objectId}.log`), 'a', 0o600);
-    try {
-      fs.fchmodSync(fd, 0o600);
-    } catch (err) {
-      fs.closeSync(fd);
-      throw err;
-    }
-    return fd;
+    privateDir(this.opts.logDir);
+    return openPrivateFile(path.join(this.opts.logDir, `${objectId}.log`));
   }
 
   /** The agent has moved the launcher into the cgroup and said "go"; wait until it has become the command, or failed. */
@@ -301,6 +290,16 @@ function realExecutable(p: string): string {
   } catch (err) {
     throw new DriverError(DriverNames.Process, `executable not found: ${p}`, { cause: err });
   }
+}
+
+/** The agent's own PATH: the launcher's, and the search path when the caller's env sets none. */
+const AGENT_PATH = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
+
+/** Where a process's executable is looked for: its env's PATH (the last one wins, as the launcher exports them in order), else the agent's. */
+export function searchPathOf(env: readonly string[]): string {
+  let found = AGENT_PATH;
+  for (const kv of env) if (kv.startsWith('PATH=')) found = kv.slice('PATH='.length);
+  return found;
 }
 
 /** Like execvp's search, done up front so that a missing binary fails the create, not later. */

@@ -1,5 +1,4 @@
-import * as fs from 'node:fs';
-import { DriverError, InvalidArgumentError } from '@agent/grpc-kit';
+import { accountEntries, DriverError, InvalidArgumentError } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
 
 const FIELD = 'spec.process.user';
@@ -77,16 +76,10 @@ function parseId(text: string, what: string): number {
   return n;
 }
 
-/** The colon-separated fields of each entry line; NIS "+"/"-" lines and comments are not entries. */
 function readEntries(file: string): string[][] {
-  let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return accountEntries(file);
   } catch (err) {
     throw new DriverError(DriverNames.Process, `cannot read ${file} to resolve ${FIELD}: ${(err as Error).message}`, { cause: err });
   }
-  return text
-    .split('\n')
-    .filter((l) => l !== '' && !l.startsWith('#') && !l.startsWith('+') && !l.startsWith('-'))
-    .map((l) => l.split(':'));
 }

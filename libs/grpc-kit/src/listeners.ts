@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { type AgentConfig, ConfigError } from '@agent/option';
 import { type Authenticate, certificateAuth, Role, socketAuth, TokenBook, tokenAuth } from './auth';
+import { accountEntries } from './accounts';
 import { ensureToken, privateDir } from './private-files';
 
 export interface Listener {
@@ -75,10 +76,10 @@ export function publicListeners(config: AgentConfig, tcpAddress = config.apiList
   return out;
 }
 
-/** An internal service's one listener: only the internal token gets in. */
-export function internalListener(config: Pick<AgentConfig, 'internalTokenFile' | 'allowPlaintext'>, address: string, variable: string): Listener {
+/** An internal service's one listener: only the internal token (read once by whoever wires the services) gets in. */
+export function internalListener(config: Pick<AgentConfig, 'internalTokenFile' | 'allowPlaintext'>, address: string, variable: string, token = internalToken(config)): Listener {
   checkPlaintext(address, variable, false, config.allowPlaintext);
-  return { address, authenticate: tokenAuth(new TokenBook([[internalToken(config), Role.Internal]])) };
+  return { address, authenticate: tokenAuth(new TokenBook([[token, Role.Internal]])) };
 }
 
 function tlsCredentials(config: AgentConfig): ServerCredentials {
@@ -132,16 +133,14 @@ function setGroup(file: string, gid: number): void {
 export function groupId(group: string, groupFile = '/etc/group'): number {
   if (group === '') return ownGid();
   if (/^\d+$/.test(group)) return Number(group);
-  let text = '';
+  let entries: string[][] = [];
   try {
-    text = fs.readFileSync(groupFile, 'utf8');
+    entries = accountEntries(groupFile);
   } catch {
     /* no group file: only numbers work */
   }
-  for (const line of text.split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
-  }
+  const gid = entries.find((e) => e[0] === group)?.[2];
+  if (gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
   throw new ConfigError('AGENT_SOCKET_GROUP', `no group ${JSON.stringify(group)} in ${groupFile}`);
 }
 

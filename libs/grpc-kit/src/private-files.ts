@@ -10,6 +10,18 @@ export function privateDir(dir: string, mode = 0o700): void {
   fs.chmodSync(dir, mode);
 }
 
+/** Opens file for appending, 0600 (one made looser before is tightened), for the agent's own logs and reports. */
+export function openPrivateFile(file: string): number {
+  const fd = fs.openSync(file, 'a', 0o600);
+  try {
+    fs.fchmodSync(fd, 0o600);
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+  return fd;
+}
+
 /**
  * The token in file, made (random, 0600, in a 0700 directory) if absent.
  * Several processes starting at once agree on one token: each writes its own

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { promisify } from 'node:util';
+import { readToken } from '@agent/grpc-kit';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const BUSYBOX = 'local/busybox:latest';
@@ -161,11 +162,7 @@ export async function startSink(opts: { tokenFile?: string } = {}): Promise<Sink
 
 /** A token file as a user reads it: `$(cat file)`; empty when there is none. */
 export function readTokenFile(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trim();
-  } catch {
-    return '';
-  }
+  return readToken(file) ?? '';
 }
 
 export interface CurlResult {
