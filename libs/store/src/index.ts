@@ -1,5 +1,6 @@
-export { Keys } from './store';
+export { Keys, StoreWriteError } from './store';
 export type { KvStore, StoreChange } from './store';
-export { EmbeddedStore } from './embedded';
+export { LmdbStore } from './lmdb-store';
+export { FileStore } from './file-store';
 export { NatsStore } from './nats';
 export { openStore } from './open';

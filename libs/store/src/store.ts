@@ -37,3 +37,23 @@ export const Keys = {
   nodeRules: (host: string): string => `config.nodes.${host}.rules`,
   stats: (host: string): string => `stats.${host}`,
 } as const;
+
+/** Errno names that mean "no room": the caller may retry once space is freed. */
+const EXHAUSTED = new Set(['ENOSPC', 'EDQUOT', 'ENOMEM', 'EFBIG', 'MDB_MAP_FULL']);
+
+/**
+ * A write the store could not make. code is the cause's errno name (ENOSPC,
+ * EROFS, EIO…); exhausted says whether it is a lack of room.
+ */
+export class StoreWriteError extends Error {
+  readonly exhausted: boolean;
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StoreWriteError';
+    this.exhausted = EXHAUSTED.has(code);
+  }
+}

@@ -1,18 +1,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { LocalWatchers } from './local-watch';
 import type { KvStore, StoreChange } from './store';
 
 const KEY_RE = /^[A-Za-z0-9_.-]{1,250}$/;
 
 /**
- * Local, single-node store: one file per key under a directory. A put writes
- * a temporary file and renames it over the old one, so a reader (or the next
- * start after SIGKILL) sees the old value or the new one, never half of one.
- * Writes to one key are applied in the order they were made. With fsync set,
- * each write also survives a power loss, at a few milliseconds each.
+ * The first embedded store's format: one file per key under a directory. A
+ * put writes a temporary file and renames it over the old one. Kept to read a
+ * data directory of that format once (LmdbStore migrates it at first start)
+ * and as the peer the store benchmark measures the database against.
  */
-export class EmbeddedStore implements KvStore {
-  private readonly watchers = new Set<{ prefix: string; fn: (c: StoreChange) => void }>();
+export class FileStore implements KvStore {
+  private readonly watchers = new LocalWatchers();
   private seq = 0;
 
   constructor(
@@ -70,14 +70,7 @@ export class EmbeddedStore implements KvStore {
   }
 
   watch(prefix: string, fn: (c: StoreChange) => void): () => void {
-    const w = { prefix, fn };
-    this.watchers.add(w);
-    // Current values first, as the cluster store does.
-    const current = prefix.endsWith('.') ? this.list(prefix) : this.get(prefix).then((v): Array<[string, string]> => (v === undefined ? [] : [[prefix, v]]));
-    void current.then((all) => {
-      for (const [key, value] of all) if (this.watchers.has(w)) fn({ key, value });
-    });
-    return () => this.watchers.delete(w);
+    return this.watchers.add(prefix, fn, this);
   }
 
   async ping(): Promise<void> {
@@ -89,6 +82,6 @@ export class EmbeddedStore implements KvStore {
   }
 
   private notify(key: string, value: string | undefined): void {
-    for (const w of this.watchers) if (w.prefix.endsWith('.') ? key.startsWith(w.prefix) : key === w.prefix) w.fn({ key, value });
+    this.watchers.notify(key, value);
   }
 }
