@@ -23,8 +23,10 @@ import {
   INTERNAL_ONLY,
 } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
-import { Keys, openStore, type KvStore } from '@agent/store';
-import { ClusterSync } from './cluster';
+import { openStore, type KvStore } from '@agent/store';
+import { ClusterSync, HealthComponent } from './cluster';
+import { EventLog } from './events';
+import { Records, type DamagedRecord } from './records';
 
 const { State, EventStatus, EventType } = v1;
 
@@ -56,30 +58,32 @@ const PEER_TIMEOUT_MS = 10_000;
 export class AgentCore {
   private readonly objects = new Map<string, ObjectRecord>();
   private readonly names = new Map<string, string>();
-  private readonly requests = new Map<string, v1.EventAck>();
-  private readonly events = new Map<string, v1.Event>();
+  private readonly records: Records;
+  private readonly events: EventLog;
   private readonly done = new Map<string, Promise<void>>();
   private readonly changes = new EventEmitter();
   private accepting = true;
 
   constructor(
     private readonly peers: Peers,
-    private readonly store: KvStore,
-    private readonly opts: { hostId: string; heartbeatMs: number; waitTimeoutMs: number; eventRetention: number; discoverManage: boolean },
+    store: KvStore,
+    private readonly opts: { hostId: string; heartbeatMs: number; waitTimeoutMs: number; eventRetention: number; eventRetentionMs: number; discoverManage: boolean },
     private readonly log: Logger,
+    /** Told of every write the store refuses. */
+    onStoreRefused?: (err: Error) => void,
   ) {
     this.changes.setMaxListeners(0);
+    this.records = new Records(store, opts.hostId, log, onStoreRefused);
+    this.events = new EventLog(this.records, { count: opts.eventRetention, ageMs: opts.eventRetentionMs }, log);
   }
 
-  /** Every change of an object goes to the store: what a restart, even after SIGKILL, starts from. */
-  private persist(rec: ObjectRecord): void {
-    const key = Keys.workload(this.opts.hostId, rec.object.objectId);
-    // A deleted workload's record goes (the object stays visible here until cleanup).
-    const write =
-      rec.object.state === State.STATE_DELETED
-        ? this.store.delete(key)
-        : this.store.put(key, JSON.stringify({ object: v1.Object.toJSON(rec.object), runtime: rec.runtime ? internalv1.RuntimeInfo.toJSON(rec.runtime) : null }));
-    write.catch((err: unknown) => this.log.error('cannot persist object', { objectId: rec.object.objectId, err }));
+  /**
+   * Every change of an object goes to the store before anyone is told of it:
+   * what a restart, even after SIGKILL, starts from. A deleted workload's
+   * record goes (the object stays visible here until cleanup).
+   */
+  private record(rec: ObjectRecord): Promise<void> {
+    return rec.object.state === State.STATE_DELETED ? this.records.deleteObject(rec.object.objectId) : this.records.putObject(rec.object, rec.runtime);
   }
 
   // ---- the one task worker's system queue, and what the cluster sync reads
@@ -150,29 +154,48 @@ export class AgentCore {
    * its pushing resumed. One whose workload vanished meanwhile becomes DELETED
    * (container, cgroup) or STOPPED (process). Nothing is created anew.
    */
-  async recover(): Promise<void> {
-    const records = await this.store.list(Keys.workloads(this.opts.hostId));
+  async recover(): Promise<DamagedRecord[]> {
+    const { records, damaged } = await this.records.loadObjects();
+    for (const d of damaged) this.log.error('damaged store record skipped', { key: d.key, reason: d.reason });
     let adopted = 0;
-    for (const [, value] of records) {
-      const saved = JSON.parse(value) as { object: unknown; runtime: unknown };
-      const object = v1.Object.fromJSON(saved.object);
-      const rec: ObjectRecord = {
-        object,
-        runtime: saved.runtime ? internalv1.RuntimeInfo.fromJSON(saved.runtime) : undefined,
-        hasCollectTask: false,
-        deleteRequested: false,
-        queue: Promise.resolve(),
-      };
+    for (const saved of records) {
+      const object = saved.object;
+      const rec: ObjectRecord = { object, runtime: saved.runtime, hasCollectTask: false, deleteRequested: false, queue: Promise.resolve() };
       this.objects.set(object.objectId, rec);
       if (object.state === State.STATE_DELETED || object.state === State.STATE_FAILED) {
         if (object.state === State.STATE_FAILED) this.names.set(object.spec?.name ?? '', object.objectId);
         continue;
       }
       this.names.set(object.spec?.name ?? '', object.objectId);
-      await this.readopt(rec);
+      await this.readopt(rec).catch((err: unknown) => this.log.error('object not recovered', { objectId: object.objectId, reason: errorMessage(err) }));
       adopted++;
     }
-    if (records.length > 0) this.log.info('recovered objects', { recorded: records.length, adopted });
+    if (records.length > 0 || damaged.length > 0) this.log.info('recovered objects', { recorded: records.length, adopted, damaged: damaged.length });
+    await this.resumeEvents();
+    return damaged;
+  }
+
+  /** Events a kill interrupted: a create is settled by what recovery found; the others run again, in their order. */
+  private async resumeEvents(): Promise<void> {
+    const { interrupted } = await this.events.load();
+    let resumed = 0;
+    for (const { event, request } of interrupted) {
+      const rec = this.objects.get(event.objectId);
+      try {
+        if (event.type === EventType.EVENT_TYPE_CREATE || !request || !rec) {
+          const made = event.type === EventType.EVENT_TYPE_CREATE && (rec?.object.state === State.STATE_RUNNING || rec?.object.state === State.STATE_STOPPED);
+          const why = rec?.object.lastError ? `: ${rec.object.lastError}` : '';
+          await this.events.finish(event, made ? EventStatus.EVENT_STATUS_SUCCEEDED : EventStatus.EVENT_STATUS_FAILED, made ? '' : `interrupted by an agent restart${why}`);
+          continue;
+        }
+        const plan = this.plan(request);
+        this.schedule(plan.rec, event, plan.run);
+        resumed++;
+      } catch (err) {
+        await this.events.finish(event, EventStatus.EVENT_STATUS_FAILED, `not resumed after an agent restart: ${errorMessage(err)}`).catch(() => undefined);
+      }
+    }
+    if (interrupted.length > 0) this.log.info('events interrupted by the restart', { interrupted: interrupted.length, resumed });
   }
 
   private async readopt(rec: ObjectRecord): Promise<void> {
@@ -184,7 +207,7 @@ export class AgentCore {
       this.setRuntime(rec, rt);
     } catch (err) {
       if (!(err instanceof NotFoundError)) {
-        this.setState(rec, State.STATE_FAILED, `recovery: ${errorMessage(err)}`);
+        await this.setState(rec, State.STATE_FAILED, `recovery: ${errorMessage(err)}`);
         return;
       }
       if (wasPending) return this.setState(rec, State.STATE_FAILED, 'create interrupted by an agent restart');
@@ -200,7 +223,7 @@ export class AgentCore {
     if (rec.object.pushing) await reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
     const running = rec.runtime?.running !== false;
     const lastError = running ? '' : rec.object.state === State.STATE_STOPPED ? rec.object.lastError : 'exited while the agent was down';
-    this.setState(rec, running ? State.STATE_RUNNING : State.STATE_STOPPED, lastError);
+    await this.setState(rec, running ? State.STATE_RUNNING : State.STATE_STOPPED, lastError);
   }
 
   /** Heartbeat: a host collect task plus a host report task. */
@@ -273,7 +296,7 @@ export class AgentCore {
       else if (r.runtime) r.runtime.running = e.running;
       if (e.spec && e.running) await this.giveCollectTask(r, true);
       const failed = !e.running && e.reason !== 'exited with code 0' && e.reason !== 'found';
-      this.setState(r, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
+      await this.setState(r, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
       await this.announce(r);
     }).catch((err: unknown) => this.log.warn('runtime event failed', { objectId: e.objectId, err }));
   }
@@ -327,7 +350,7 @@ export class AgentCore {
     rec.runtime = undefined;
     rec.object.pid = 0;
     this.names.delete(rec.object.spec?.name ?? '');
-    this.setState(rec, State.STATE_DELETED, reason === 'removed' ? '' : reason);
+    await this.setState(rec, State.STATE_DELETED, reason === 'removed' ? '' : reason);
     await this.announce(rec);
   }
 
@@ -344,38 +367,66 @@ export class AgentCore {
   async publish(req: internalv1.PublishRequest): Promise<v1.EventAck> {
     if (!this.accepting) throw new UnavailableError('agent is shutting down');
     if (req.create) return this.publishCreate(req.create);
+    const p = this.plan(req);
+    const ack = await this.enqueue(p.rec, p.type, '', req, p.run, p.undo);
+    return p.wait ? this.awaitAck(ack.eventId) : ack;
+  }
+
+  /** What an event other than a create does, to which object; throws when the object cannot take it now. */
+  private plan(req: internalv1.PublishRequest): { rec: ObjectRecord; type: v1.EventType; wait: boolean; run: () => Promise<void>; undo?: () => void } {
     if (req.update) {
       const u = req.update;
       const rec = this.live(u.objectId, 'update');
       this.requireManaged(rec, 'update');
-      return this.enqueue(rec, EventType.EVENT_TYPE_UPDATE, u.wait, '', () => this.runUpdate(rec, u));
+      return { rec, type: EventType.EVENT_TYPE_UPDATE, wait: u.wait, run: () => this.runUpdate(rec, u) };
     }
     if (req.delete) {
       const rec = this.existing(req.delete.objectId);
       if (rec.object.state === State.STATE_DELETED || rec.deleteRequested) throw new FailedPreconditionError(`object ${rec.object.objectId} is already deleted`);
       this.requireManaged(rec, 'delete');
       rec.deleteRequested = true;
-      return this.enqueue(rec, EventType.EVENT_TYPE_DELETE, req.delete.wait, '', () => this.runDelete(rec));
+      return { rec, type: EventType.EVENT_TYPE_DELETE, wait: req.delete.wait, run: () => this.runDelete(rec), undo: () => (rec.deleteRequested = false) };
     }
     if (req.pushOn) {
       const p = req.pushOn;
       const rec = this.live(p.objectId, 'push');
-      return this.enqueue(rec, EventType.EVENT_TYPE_PUSH_ON, p.wait, '', () => this.runPushOn(rec, p.intervalMs));
+      return { rec, type: EventType.EVENT_TYPE_PUSH_ON, wait: p.wait, run: () => this.runPushOn(rec, p.intervalMs) };
     }
     if (req.pushOff) {
       const rec = this.live(req.pushOff.objectId, 'push off');
-      return this.enqueue(rec, EventType.EVENT_TYPE_PUSH_OFF, req.pushOff.wait, '', () => this.runPushOff(rec));
+      return { rec, type: EventType.EVENT_TYPE_PUSH_OFF, wait: req.pushOff.wait, run: () => this.runPushOff(rec) };
     }
     throw new InvalidArgumentError('event', 'one of create, update, delete, push_on, push_off is required');
   }
 
+  /** Creates in flight by request_id: a repeat that arrives before the first is recorded waits for it. */
+  private readonly creating = new Map<string, Promise<v1.EventAck>>();
+
   private async publishCreate(c: v1.CreateRequest): Promise<v1.EventAck> {
-    const spec = c.spec;
-    if (!spec) throw new InvalidArgumentError('spec', 'required');
+    if (!c.spec) throw new InvalidArgumentError('spec', 'required');
     if (c.requestId !== '') {
-      const seen = this.requests.get(c.requestId);
+      const seen = this.events.forRequest(c.requestId);
       if (seen) return c.wait ? this.awaitAck(seen.eventId) : this.ack(seen.eventId);
+      const inFlight = this.creating.get(c.requestId);
+      if (inFlight) {
+        const first = await inFlight;
+        return c.wait ? this.awaitAck(first.eventId) : this.ack(first.eventId);
+      }
     }
+    const made = this.create(c.spec, c.requestId);
+    if (c.requestId !== '') {
+      this.creating.set(c.requestId, made);
+      void made.then(
+        () => this.creating.delete(c.requestId),
+        () => this.creating.delete(c.requestId),
+      );
+    }
+    const ack = await made;
+    return c.wait ? this.awaitAck(ack.eventId) : ack;
+  }
+
+  /** The object's record (PENDING), then the event, both in the store before the ack; nothing runs unless both are. */
+  private async create(spec: v1.ObjectSpec, requestId: string): Promise<v1.EventAck> {
     const name = spec.name;
     const holder = this.names.get(name);
     if (holder !== undefined) throw new AlreadyExistsError(`name ${JSON.stringify(name)} is in use by ${holder}`);
@@ -402,10 +453,24 @@ export class AgentCore {
     };
     this.objects.set(objectId, rec);
     this.names.set(name, objectId);
-    this.persist(rec);
-    const ack = await this.enqueue(rec, EventType.EVENT_TYPE_CREATE, false, c.requestId, () => this.runCreate(rec));
-    if (c.requestId !== '') this.requests.set(c.requestId, ack);
-    return c.wait ? this.awaitAck(ack.eventId) : ack;
+    const unmake = (): void => {
+      this.objects.delete(objectId);
+      this.names.delete(name);
+    };
+    try {
+      await this.record(rec);
+    } catch (err) {
+      unmake();
+      throw err;
+    }
+    try {
+      return await this.enqueue(rec, EventType.EVENT_TYPE_CREATE, requestId, undefined, () => this.runCreate(rec));
+    } catch (err) {
+      unmake();
+      // If this fails too, the PENDING record comes back after a restart as a FAILED object, to be deleted.
+      await this.records.deleteObject(objectId).catch(() => undefined);
+      throw err;
+    }
   }
 
   private existing(objectId: string): ObjectRecord {
@@ -428,11 +493,23 @@ export class AgentCore {
     throw new FailedPreconditionError(`cannot ${what} object ${rec.object.objectId}: not managed by this agent (a discovered container; AGENT_DISCOVER_MANAGE=true allows it)`);
   }
 
-  private async enqueue(rec: ObjectRecord, type: v1.EventType, wait: boolean, requestId: string, run: () => Promise<void>): Promise<v1.EventAck> {
+  /** A new event: recorded in the store, then queued; the ack answers only what is recorded. */
+  private async enqueue(rec: ObjectRecord, type: v1.EventType, requestId: string, request: internalv1.PublishRequest | undefined, run: () => Promise<void>, undo?: () => void): Promise<v1.EventAck> {
     const eventId = newId('evt');
     const event: v1.Event = { eventId, objectId: rec.object.objectId, type, status: EventStatus.EVENT_STATUS_QUEUED, error: '', requestId, createdAt: new Date(), finishedAt: undefined };
-    this.events.set(eventId, event);
-    this.trimEvents();
+    try {
+      await this.events.add(event, request);
+    } catch (err) {
+      undo?.();
+      throw err;
+    }
+    this.schedule(rec, event, run);
+    return this.ack(eventId);
+  }
+
+  /** Runs a recorded event on its object's queue, in order with the object's other events. */
+  private schedule(rec: ObjectRecord, event: v1.Event, run: () => Promise<void>): void {
+    const { eventId, type } = event;
     // The event carries the caller's trace across the asynchronous hop.
     const caller = context.active();
     const token = Symbol(eventId);
@@ -443,24 +520,22 @@ export class AgentCore {
         traced(`agentcore ${EventType[type]}`, attributes, async () => {
           this.waiting.delete(token);
           event.status = EventStatus.EVENT_STATUS_RUNNING;
+          let failure: unknown;
           try {
             await run();
-            event.status = EventStatus.EVENT_STATUS_SUCCEEDED;
           } catch (err) {
-            event.status = EventStatus.EVENT_STATUS_FAILED;
-            event.error = errorMessage(err);
-            this.log.warn('event failed', { eventId, objectId: rec.object.objectId, type: EventType[type], error: event.error });
-            throw err;
-          } finally {
-            event.finishedAt = new Date();
+            failure = err;
+            this.log.warn('event failed', { eventId, objectId: rec.object.objectId, type: EventType[type], error: errorMessage(err) });
           }
+          const outcome = failure === undefined ? EventStatus.EVENT_STATUS_SUCCEEDED : EventStatus.EVENT_STATUS_FAILED;
+          await this.events.finish(event, outcome, failure === undefined ? '' : errorMessage(failure)).catch((err: unknown) => this.log.error('event outcome not recorded', { eventId, reason: errorMessage(err) }));
+          if (failure !== undefined) throw failure;
         }).catch(() => undefined),
       ),
     );
     rec.queue = finished;
     this.done.set(eventId, finished);
     void finished.then(() => this.done.delete(eventId));
-    return wait ? this.awaitAck(eventId) : this.ack(eventId);
   }
 
   private ack(eventId: string): v1.EventAck {
@@ -487,13 +562,6 @@ export class AgentCore {
     return this.ack(eventId);
   }
 
-  private trimEvents(): void {
-    for (const [id, e] of this.events) {
-      if (this.events.size <= this.opts.eventRetention) break;
-      if (e.finishedAt) this.events.delete(id);
-    }
-  }
-
   // ---- flows
 
   private async runCreate(rec: ObjectRecord): Promise<void> {
@@ -503,7 +571,7 @@ export class AgentCore {
       const rt = await manager.call('createObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs });
       this.setRuntime(rec, rt);
     } catch (err) {
-      this.setState(rec, State.STATE_FAILED, errorMessage(err));
+      await this.setState(rec, State.STATE_FAILED, errorMessage(err));
       await this.announce(rec);
       throw err;
     }
@@ -512,11 +580,11 @@ export class AgentCore {
     } catch (err) {
       // No half-made object: undo the create.
       await manager.call('deleteObject', { objectId }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
-      this.setState(rec, State.STATE_FAILED, `collect task: ${errorMessage(err)}`);
+      await this.setState(rec, State.STATE_FAILED, `collect task: ${errorMessage(err)}`);
       await this.announce(rec);
       throw err;
     }
-    this.setState(rec, rec.runtime?.running === false ? State.STATE_STOPPED : State.STATE_RUNNING, '');
+    await this.setState(rec, rec.runtime?.running === false ? State.STATE_STOPPED : State.STATE_RUNNING, '');
     await this.announce(rec);
   }
 
@@ -542,7 +610,7 @@ export class AgentCore {
         this.setRuntime(rec, rt);
       } catch (err) {
         rec.object.lastError = `update: ${errorMessage(err)}`;
-        this.touch(rec);
+        await this.commit(rec).catch(() => undefined); // the failure reported is the one above
         throw err;
       }
       const res = spec.resources ?? { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
@@ -551,7 +619,7 @@ export class AgentCore {
     }
     if (labelsChanged) spec.labels = { ...u.labels };
     rec.object.lastError = '';
-    this.touch(rec);
+    await this.commit(rec);
   }
 
   private async runDelete(rec: ObjectRecord): Promise<void> {
@@ -570,13 +638,13 @@ export class AgentCore {
     } catch (err) {
       rec.deleteRequested = false; // the user may try again
       rec.object.lastError = `delete: ${errorMessage(err)}`;
-      this.touch(rec);
+      await this.commit(rec).catch(() => undefined); // the failure reported is the one above
       throw err;
     }
     rec.runtime = undefined;
     rec.object.pid = 0;
     this.names.delete(rec.object.spec?.name ?? '');
-    this.setState(rec, State.STATE_DELETED, '');
+    await this.setState(rec, State.STATE_DELETED, '');
     await this.announce(rec);
   }
 
@@ -587,7 +655,7 @@ export class AgentCore {
     await this.peers.reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
     rec.object.pushing = true;
     rec.object.pushIntervalMs = intervalMs;
-    this.touch(rec);
+    await this.commit(rec);
   }
 
   private async runPushOff(rec: ObjectRecord): Promise<void> {
@@ -597,7 +665,7 @@ export class AgentCore {
     if (rec.hasCollectTask) await this.peers.collector.call('setPush', { objectId, intervalMs: 0 }, { timeoutMs: PEER_TIMEOUT_MS });
     rec.object.pushing = false;
     rec.object.pushIntervalMs = 0;
-    this.touch(rec);
+    await this.commit(rec);
   }
 
   async pushOnce(objectId: string): Promise<v1.Report> {
@@ -621,15 +689,16 @@ export class AgentCore {
     rec.object.appliedResources = rt.applied;
   }
 
-  private setState(rec: ObjectRecord, state: v1.State, lastError: string): void {
+  private setState(rec: ObjectRecord, state: v1.State, lastError: string): Promise<void> {
     rec.object.state = state;
     rec.object.lastError = lastError;
-    this.touch(rec);
+    return this.commit(rec);
   }
 
-  private touch(rec: ObjectRecord): void {
+  /** Records the object's change, then tells watchers: nobody hears of a state the store does not have. */
+  private async commit(rec: ObjectRecord): Promise<void> {
     rec.object.updatedAt = new Date();
-    this.persist(rec);
+    await this.record(rec);
     this.changes.emit(rec.object.objectId, v1.Object.fromPartial(rec.object));
   }
 
@@ -652,9 +721,7 @@ export class AgentCore {
   }
 
   getEvent(eventId: string): v1.Event {
-    const e = this.events.get(eventId);
-    if (!e) throw new NotFoundError(`no event ${eventId}`);
-    return { ...e };
+    return { ...this.events.mustGet(eventId) };
   }
 
   /** State changes from here, reports from the reporter, until cancelled or deleted. */
@@ -705,8 +772,16 @@ export async function startAgentCore(
 ): Promise<{ server: RunningServer; core: AgentCore; cluster: ClusterSync; store: KvStore }> {
   const log = new Logger(Module.AgentCore, config.logLevel);
   const store = await retry(log, 'cluster store connect', () => openStore({ clusterUrl: config.clusterUrl, dataDir: config.dataDir, hostId: config.hostId }), 10);
-  const core = new AgentCore(peers, store, { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention, discoverManage: config.discoverManage }, log);
-  const server = await startGrpcServer({
+  let server: RunningServer | undefined;
+  const core = new AgentCore(
+    peers,
+    store,
+    { hostId: config.hostId, heartbeatMs: config.heartbeatMs, waitTimeoutMs: config.waitTimeoutMs, eventRetention: config.eventRetention, eventRetentionMs: config.eventRetentionMs, discoverManage: config.discoverManage },
+    log,
+    () => server?.health.set(HealthComponent.Store, false),
+  );
+  if (store.migrated) log.info('store migrated from the one-file-per-key format', { records: store.migrated });
+  server = await startGrpcServer({
     listeners: [listener],
     log,
     services: [{ name: GrpcService.AgentCore, definition: internalv1.AgentCoreService, implementation: core.implementation(), access: INTERNAL_ONLY }],
@@ -715,10 +790,12 @@ export async function startAgentCore(
   await retry(log, 'heartbeat start', () => core.start());
   // As the seed's clusterLoop: records of vanished workloads go, the others are
   // taken back and uploaded, then the watchers are registered.
-  await core.recover();
+  const damaged = await core.recover();
   core.follow();
   const cluster = new ClusterSync(store, core, peers.collector, server.health, { hostId: config.hostId, version: AGENT_VERSION, heartbeatMs: config.heartbeatMs, policyPullMs: config.policyPullMs, statsUploadMs: config.statsUploadMs, healthMs: config.healthMs, cleanupMs: config.cleanupMs }, log);
   server.health.setAll(true);
+  // Each record that could not be read stays NOT_SERVING under its own name (grpc.health.v1 List shows them).
+  for (const d of damaged) server.health.set(`${HealthComponent.DamagedRecord}${d.key}`, false);
   await cluster.start();
   return { server, core, cluster, store };
 }

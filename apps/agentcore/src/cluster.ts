@@ -38,7 +38,12 @@ interface HostRecord {
 }
 
 /** Health entries besides the services themselves (grpc.health.v1 Check with these names). */
-export const HealthComponent = { Store: 'agent.store', Worker: 'agent.worker' } as const;
+export const HealthComponent = {
+  Store: 'agent.store',
+  Worker: 'agent.worker',
+  /** Prefix: one entry per store record recovery could not read, e.g. agent.store.damaged/workloads.<host>.<id>. */
+  DamagedRecord: 'agent.store.damaged/',
+} as const;
 
 /**
  * The control plane's cluster half, as in the seed's clusterLoop and
@@ -65,7 +70,8 @@ export class ClusterSync {
   ) {}
 
   async start(): Promise<void> {
-    await this.beat();
+    // A store that cannot write (a full disk) must not keep the agent from starting: health says so.
+    await this.beat().catch((err: unknown) => this.log.warn('host record not written', { reason: errorMessage(err) }));
     this.unwatch.push(this.store.watch(Keys.agentConfig(this.opts.hostId), (c) => void this.core.system('config agent', () => this.applyAgentConfig(c.value))));
     this.unwatch.push(this.store.watch(Keys.network, (c) => void this.core.system('config network', () => this.applyNetwork(c.value))));
     this.unwatch.push(this.store.watch(Keys.nodeRules(this.opts.hostId), (c) => void this.core.system('config rules', () => this.applyRules(c.value))));

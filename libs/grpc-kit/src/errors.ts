@@ -28,6 +28,8 @@ export class NotSupportedError extends AgentError {}
 /** A dependency (Docker, a peer service, the upstream) cannot be reached. */
 export class UnavailableError extends AgentError {}
 export class DeadlineExceededError extends AgentError {}
+/** A bounded resource (disk for the store, a queue) is full: the call may succeed once room is made. */
+export class ResourceExhaustedError extends AgentError {}
 /** The caller presented no credentials, or wrong ones. */
 export class UnauthenticatedError extends AgentError {}
 /** The caller is known but its role may not do this. */

@@ -7,6 +7,7 @@ export {
   NotSupportedError,
   UnavailableError,
   DeadlineExceededError,
+  ResourceExhaustedError,
   UnauthenticatedError,
   PermissionDeniedError,
   DriverError,

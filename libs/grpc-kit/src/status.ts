@@ -9,6 +9,7 @@ import {
   NotFoundError,
   NotSupportedError,
   PermissionDeniedError,
+  ResourceExhaustedError,
   UnauthenticatedError,
   UnavailableError,
 } from './errors';
@@ -27,6 +28,7 @@ const TABLE: ReadonlyArray<{ kind: string; cls: abstract new (...a: never[]) => 
   { kind: 'failed-precondition', cls: FailedPreconditionError, code: status.FAILED_PRECONDITION, rebuild: (m) => new FailedPreconditionError(m) },
   { kind: 'not-supported', cls: NotSupportedError, code: status.UNIMPLEMENTED, rebuild: (m) => new NotSupportedError(m) },
   { kind: 'unavailable', cls: UnavailableError, code: status.UNAVAILABLE, rebuild: (m) => new UnavailableError(m) },
+  { kind: 'resource-exhausted', cls: ResourceExhaustedError, code: status.RESOURCE_EXHAUSTED, rebuild: (m) => new ResourceExhaustedError(m) },
   { kind: 'deadline', cls: DeadlineExceededError, code: status.DEADLINE_EXCEEDED, rebuild: (m) => new DeadlineExceededError(m) },
   { kind: 'unauthenticated', cls: UnauthenticatedError, code: status.UNAUTHENTICATED, rebuild: (m) => new UnauthenticatedError(m) },
   { kind: 'permission-denied', cls: PermissionDeniedError, code: status.PERMISSION_DENIED, rebuild: (m) => new PermissionDeniedError(m) },

@@ -142,8 +142,13 @@ export interface AgentConfig {
   readonly stopGraceMs: number;
   /** AGENT_WAIT_TIMEOUT_MS: the longest a wait=true call waits. Default: 120000. */
   readonly waitTimeoutMs: number;
-  /** AGENT_EVENT_RETENTION: how many finished events are kept for GetEvent. Default: 10000. */
+  /**
+   * AGENT_EVENT_RETENTION: how many finished events (and their request_ids)
+   * are kept, in the store, for GetEvent and idempotent Create. Default: 10000.
+   */
   readonly eventRetention: number;
+  /** AGENT_EVENT_RETENTION_MS: the longest a finished event is kept. Default: 86400000 (a day). */
+  readonly eventRetentionMs: number;
   /**
    * AGENT_DISCOVER: which containers the agent did not create it adopts as
    * objects: "*" (all, the default), "off", or label selectors that must all
@@ -228,6 +233,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     stopGraceMs: int(env, 'AGENT_STOP_GRACE_MS', 3_000, 0, 600_000),
     waitTimeoutMs: int(env, 'AGENT_WAIT_TIMEOUT_MS', 120_000, 1_000, 3_600_000),
     eventRetention: int(env, 'AGENT_EVENT_RETENTION', 10_000, 100, 10_000_000),
+    eventRetentionMs: int(env, 'AGENT_EVENT_RETENTION_MS', 86_400_000, 1_000, 31_536_000_000),
     discover: discoverSpec(env),
     clusterUrl: clusterUrl(env),
     policyPullMs: int(env, 'AGENT_POLICY_PULL_MS', 10_000, 100, 86_400_000),

@@ -6,8 +6,8 @@ import { StoreWriteError } from './store';
 const MiB = 1024 * 1024;
 /** Room only deletes may use: a full disk never stops the agent from forgetting. */
 const RESERVE = 1 * MiB;
-/** The file's allocation grows by at least this much, or an eighth of its size. */
-const MIN_GROWTH = 4 * MiB;
+/** The file's allocation grows by at least this much, or a 32nd of its size. */
+const MIN_GROWTH = 2 * MiB;
 /** Worst case of pages a write of n bytes takes: copy-on-write of the leaf and branch pages, plus overflow pages. */
 const pagesFor = (bytes: number): number => 2 * bytes + 16 * 4096;
 
@@ -54,7 +54,7 @@ export class DiskRoom {
   /** Allocates (without changing the file's size) up to size + wanted and some, or throws ENOSPC. */
   private grow(size: number, wanted: number, needNow: number): void {
     if (this.canAllocate) {
-      const target = size + wanted + Math.max(MIN_GROWTH, Math.floor(size / 8));
+      const target = size + wanted + Math.max(MIN_GROWTH, Math.floor(size / 32));
       const r = spawnSync('fallocate', ['--keep-size', '--offset', '0', '--length', String(target), this.file], { encoding: 'utf8' });
       if (r.status === 0) return;
       const words = `${r.stderr ?? ''} ${r.error?.message ?? ''}`;

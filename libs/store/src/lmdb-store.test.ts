@@ -71,7 +71,7 @@ describe('a disk that fills up or turns read-only (tmpfs)', () => {
   let mnt = '';
   before(() => {
     mnt = tmp();
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mnt]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'tmpfs', mnt]);
   });
   after(() => {
     execFileSync('umount', ['-l', mnt]);

@@ -9,6 +9,7 @@ import type { KvStore, StoreChange } from './store';
 const KEY_RE = /^[A-Za-z0-9_.-]{1,250}$/;
 const FILE = 'agent.mdb';
 const PROBE_KEY = 'store.probe';
+const PING_ROOM = 1024 * 1024;
 
 /**
  * The embedded store: one LMDB database (lmdb-js) in a private directory.
@@ -74,9 +75,13 @@ export class LmdbStore implements KvStore {
     return this.watchers.add(prefix, fn, this);
   }
 
-  /** Healthy when the database takes a write (with room for more beside it). */
+  /**
+   * Healthy when the database takes a write and has room for a MiB more: a
+   * store that still fits small records but no longer large ones is not.
+   */
   async ping(): Promise<void> {
-    await this.write(64 * 1024, 'put', () => this.db.put(PROBE_KEY, new Date().toISOString()));
+    this.room.claim(PING_ROOM, 'put')();
+    await this.write(64, 'put', () => this.db.put(PROBE_KEY, new Date().toISOString()));
   }
 
   async close(): Promise<void> {

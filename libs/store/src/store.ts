@@ -36,6 +36,8 @@ export const Keys = {
   network: 'config.network',
   nodeRules: (host: string): string => `config.nodes.${host}.rules`,
   stats: (host: string): string => `stats.${host}`,
+  event: (host: string, eventId: string): string => `events.${host}.${eventId}`,
+  events: (host: string): string => `events.${host}.`,
 } as const;
 
 /** Errno names that mean "no room": the caller may retry once space is freed. */

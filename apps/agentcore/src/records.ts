@@ -1,0 +1,114 @@
+import { errorMessage, ResourceExhaustedError, UnavailableError, type Logger } from '@agent/grpc-kit';
+import { internalv1, v1 } from '@agent/proto';
+import { Keys, StoreWriteError, type KvStore } from '@agent/store';
+
+/** An object as it is recorded: what a restart, even after SIGKILL, starts from. */
+export interface ObjectRecordData {
+  readonly object: v1.Object;
+  readonly runtime: internalv1.RuntimeInfo | undefined;
+}
+
+/** An event as it is recorded; request is what to run again when a restart interrupts it. */
+export interface EventRecordData {
+  readonly event: v1.Event;
+  readonly seq: number;
+  readonly request: internalv1.PublishRequest | undefined;
+}
+
+/** A record that could not be read back: named in the log and in health, skipped, left in place. */
+export interface DamagedRecord {
+  readonly key: string;
+  readonly reason: string;
+}
+
+/**
+ * agentcore's durable state in the store: object records and events. Every
+ * write resolves once the store has it, so the caller acknowledges or reports
+ * only what is recorded; a write the store refuses becomes RESOURCE_EXHAUSTED
+ * (no room) or UNAVAILABLE (read-only, failing, unreachable), naming the cause.
+ */
+export class Records {
+  constructor(
+    private readonly store: KvStore,
+    private readonly hostId: string,
+    private readonly log: Logger,
+    /** Told of every refused write (health goes NOT_SERVING at once, not at the next check). */
+    private readonly onRefused: (err: Error) => void = () => undefined,
+  ) {}
+
+  putObject(object: v1.Object, runtime: internalv1.RuntimeInfo | undefined): Promise<void> {
+    const value = JSON.stringify({ object: v1.Object.toJSON(object), runtime: runtime ? internalv1.RuntimeInfo.toJSON(runtime) : null });
+    return this.write(`record object ${object.objectId}`, () => this.store.put(Keys.workload(this.hostId, object.objectId), value));
+  }
+
+  deleteObject(objectId: string): Promise<void> {
+    return this.write(`remove the record of object ${objectId}`, () => this.store.delete(Keys.workload(this.hostId, objectId)));
+  }
+
+  putEvent(e: EventRecordData): Promise<void> {
+    const value = JSON.stringify({ event: v1.Event.toJSON(e.event), seq: e.seq, request: e.request ? internalv1.PublishRequest.toJSON(e.request) : null });
+    return this.write(`record event ${e.event.eventId}`, () => this.store.put(Keys.event(this.hostId, e.event.eventId), value));
+  }
+
+  deleteEvent(eventId: string): Promise<void> {
+    return this.write(`remove event ${eventId}`, () => this.store.delete(Keys.event(this.hostId, eventId)));
+  }
+
+  /** Every object record of this host; one that cannot be read is named, not fatal. */
+  async loadObjects(): Promise<{ records: ObjectRecordData[]; damaged: DamagedRecord[] }> {
+    const records: ObjectRecordData[] = [];
+    const damaged: DamagedRecord[] = [];
+    const prefix = Keys.workloads(this.hostId);
+    for (const [key, value] of await this.store.list(prefix)) {
+      try {
+        const saved = parseObject(value);
+        const object = v1.Object.fromJSON(saved.object);
+        if (object.objectId !== key.slice(prefix.length)) throw new Error(`object_id ${JSON.stringify(object.objectId)} does not match the key`);
+        if (!object.spec || object.spec.name === '' || object.spec.kind === v1.Kind.KIND_UNSPECIFIED) throw new Error('no spec, name or kind');
+        records.push({ object, runtime: saved.runtime ? internalv1.RuntimeInfo.fromJSON(saved.runtime) : undefined });
+      } catch (err) {
+        damaged.push({ key, reason: errorMessage(err) });
+      }
+    }
+    return { records, damaged };
+  }
+
+  /** Every event of this host, oldest first. */
+  async loadEvents(): Promise<{ records: EventRecordData[]; damaged: DamagedRecord[] }> {
+    const records: EventRecordData[] = [];
+    const damaged: DamagedRecord[] = [];
+    for (const [key, value] of await this.store.list(Keys.events(this.hostId))) {
+      try {
+        const saved = JSON.parse(value) as { event?: unknown; seq?: unknown; request?: unknown } | null;
+        if (!saved || typeof saved !== 'object' || typeof saved.seq !== 'number' || !saved.event) throw new Error('not an event record');
+        const event = v1.Event.fromJSON(saved.event);
+        if (event.eventId === '' || !key.endsWith(event.eventId)) throw new Error('event_id does not match the key');
+        records.push({ event, seq: saved.seq, request: saved.request ? internalv1.PublishRequest.fromJSON(saved.request) : undefined });
+      } catch (err) {
+        damaged.push({ key, reason: errorMessage(err) });
+      }
+    }
+    records.sort((a, b) => a.seq - b.seq);
+    return { records, damaged };
+  }
+
+  private async write(what: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      const refused =
+        err instanceof StoreWriteError && err.exhausted
+          ? new ResourceExhaustedError(`cannot ${what}: ${err.message}`, { cause: err })
+          : new UnavailableError(`cannot ${what}: ${errorMessage(err)}`, { cause: err });
+      this.log.error('store write refused', { what, reason: errorMessage(err) });
+      this.onRefused(refused);
+      throw refused;
+    }
+  }
+}
+
+function parseObject(value: string): { object: unknown; runtime: unknown } {
+  const saved = JSON.parse(value) as { object?: unknown; runtime?: unknown } | null;
+  if (!saved || typeof saved !== 'object' || !saved.object || typeof saved.object !== 'object') throw new Error('not an object record');
+  return { object: saved.object, runtime: saved.runtime };
+}
