@@ -1,9 +1,17 @@
-// npm run bench [-- --quick]
+// npm run bench [-- --quick] [-- --only=agent|store]
 //
 // Every figure of the agent beside its peer, measured in the same run on the
 // same containers: the Docker stats API and CLI, docker update, docker run,
-// docker inspect. Writes bench/results/latest.json and prints a table. The
-// machine is shared and noisy: read the ratios, not the absolute times.
+// docker inspect; and the embedded store (LMDB) beside the one-file-per-key
+// store it replaced (store-bench.ts). Writes bench/results/latest.json and
+// prints a table. The machine is shared and noisy: read the ratios, not the
+// absolute times.
+//
+// --only=<names> runs some of the benches (agent: everything that needs the
+// agent and Docker; store: the store alone, no Docker) and writes
+// bench/results/<names>.json instead, so latest.json keeps the full run. The
+// store alone, without the reinstall of npm run bench:
+//   npx tsc -b bench && node bench/dist/main.js --only=store
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,9 +25,13 @@ import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
 import { apiClient, BUSYBOX, cpuSeconds, memoryLimitFile, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
+import { storeCase } from './store-bench';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
+const BENCHES = ['agent', 'store'] as const;
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const wanted = (b: (typeof BENCHES)[number]): boolean => ONLY === undefined || ONLY.includes(b);
 const P = QUICK
   ? { sweepNs: [20, 50], sweepReps: 200, dockerReps: 1, steadyN: 50, steadyS: 10, updates: 50, peerUpdates: 10, creates: 5, tputS: 1 }
   : { sweepNs: [50, 200], sweepReps: 300, dockerReps: 3, steadyN: 200, steadyS: 30, updates: 200, peerUpdates: 30, creates: 20, tputS: 5 };
@@ -33,6 +45,8 @@ interface Entry {
   agent: number;
   peer: number;
   peer_name: string;
+  /** What "agent" measured when it is not the agent itself (the store bench: LmdbStore). */
+  agent_name?: string;
   /** Better than the peer when above 1. */
   ratio: number;
   note?: string;
@@ -44,7 +58,7 @@ function record(e: Omit<Entry, 'ratio'>, better: 'lower' | 'higher'): void {
   const ratio = better === 'lower' ? e.peer / e.agent : e.agent / e.peer;
   const entry = { ...e, agent: round(e.agent), peer: round(e.peer), ratio: round(ratio) };
   results.push(entry);
-  log(`  ${e.case} ${e.metric}: agent ${entry.agent} ${e.unit} | ${e.peer_name} ${entry.peer} ${e.unit} | ratio ${entry.ratio}`);
+  log(`  ${e.case} ${e.metric}: ${e.agent_name ?? 'agent'} ${entry.agent} ${e.unit} | ${e.peer_name} ${entry.peer} ${e.unit} | ratio ${entry.ratio}`);
 }
 
 const round = (x: number): number => (Math.abs(x) >= 100 ? Math.round(x) : Math.round(x * 1000) / 1000);
@@ -318,9 +332,7 @@ async function throughputCase(address: string, token: string, obj: v1.Object, la
 
 // ---------------------------------------------------------------------------
 
-async function main(): Promise<void> {
-  const started = new Date();
-  log(`bench ${QUICK ? '(quick)' : ''}: ${os.cpus().length} cores, node ${process.version}`);
+async function agentCases(): Promise<void> {
   const agent = await startAgent({ AGENT_COLLECT_BASE_MS: '60000' });
   const client = apiClient(agent.address, agent.token);
   let separate: Awaited<ReturnType<typeof startSeparateAgent>> | undefined;
@@ -348,22 +360,33 @@ async function main(): Promise<void> {
     const { stdout } = await run('docker', ['ps', '-aq', '--filter', 'label=io.agent.bench=1']);
     if (stdout.trim()) await run('docker', ['rm', '-f', ...stdout.trim().split('\n')]);
   }
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const unknown = ONLY?.find((b) => !(BENCHES as readonly string[]).includes(b));
+  if (unknown !== undefined) throw new Error(`--only: no bench ${JSON.stringify(unknown)} (there are ${BENCHES.join(', ')})`);
+  log(`bench ${QUICK ? '(quick)' : ''}${ONLY ? ` (only ${ONLY.join(', ')})` : ''}: ${os.cpus().length} cores, node ${process.version}`);
+  if (wanted('agent')) await agentCases();
+  if (wanted('store')) await storeCase({ record, log, pct, nowMs, pool });
   const out = {
     started: started.toISOString(),
     quick: QUICK,
+    ...(ONLY ? { only: ONLY } : {}),
     host: { cores: os.cpus().length, memory_gb: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() },
     results,
   };
   const dir = path.join(ROOT, 'bench/results');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
+  const name = ONLY ? `${[...ONLY].sort().join('-')}.json` : 'latest.json';
+  fs.writeFileSync(path.join(dir, name), JSON.stringify(out, null, 2) + '\n');
   process.stdout.write(table(results) + '\n');
-  log(`wrote bench/results/latest.json`);
+  log(`wrote bench/results/${name}`);
 }
 
 function table(rows: Entry[]): string {
   const head = ['case', 'metric', 'agent', 'peer', 'peer', 'ratio'];
-  const body = rows.map((r) => [r.case, r.metric, `${r.agent} ${r.unit}`, `${r.peer} ${r.unit}`, r.peer_name + (r.note ? ` (${r.note})` : ''), `${r.ratio}x`]);
+  const body = rows.map((r) => [r.case, r.metric, `${r.agent} ${r.unit}` + (r.agent_name ? ` (${r.agent_name})` : ''), `${r.peer} ${r.unit}`, r.peer_name + (r.note ? ` (${r.note})` : ''), `${r.ratio}x`]);
   const lines = [head, head.map(() => '---'), ...body].map((cols) => `| ${cols.join(' | ')} |`);
   return lines.join('\n');
 }
