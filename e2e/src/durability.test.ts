@@ -3,7 +3,7 @@
 // real daemon; the full disk is a small tmpfs mounted as its data directory.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -189,6 +189,41 @@ describe('events across restarts', () => {
       await waitFor('process gone', async () => (isAlive(pid) ? undefined : true), 5_000, 100);
     } finally {
       if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      await agent.stop();
+    }
+  });
+});
+
+/** Starts `sleep 600` with exactly this pid (root sets the kernel's last pid; another process may race it: retried). */
+function spawnWithPid(pid: number): number | undefined {
+  for (let i = 0; i < 50; i++) {
+    fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+    const child = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
+    child.unref();
+    if (child.pid === pid) return pid;
+    if (child.pid) process.kill(child.pid, 'SIGKILL');
+  }
+  return undefined;
+}
+
+describe('a stopped process whose pid was reused', () => {
+  it('Delete leaves the stranger with the old pid alone', async () => {
+    const agent = await startAgent();
+    let stranger: number | undefined;
+    try {
+      const a = await api(agent, 'Create', sleeper('reused'));
+      assert.equal(a.body.state, 'STATE_RUNNING');
+      const pid = (await api(agent, 'Get', { object_id: a.body.objectId })).body.pid as number;
+      process.kill(pid, 'SIGKILL');
+      await waitFor('STOPPED', async () => ((await api(agent, 'Get', { object_id: a.body.objectId })).body.state === 'STATE_STOPPED' ? true : undefined), 5_000, 100);
+      stranger = spawnWithPid(pid);
+      assert.equal(stranger, pid, 'a stranger now has the old pid');
+      const del = await api(agent, 'Delete', { object_id: a.body.objectId, wait: true });
+      assert.equal(del.body.status, 'EVENT_STATUS_SUCCEEDED', JSON.stringify(del.body));
+      assert.equal(del.body.state, 'STATE_DELETED');
+      assert.ok(isAlive(pid), 'the stranger was not signalled');
+    } finally {
+      if (stranger && isAlive(stranger)) process.kill(stranger, 'SIGKILL');
       await agent.stop();
     }
   });

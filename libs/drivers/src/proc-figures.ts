@@ -74,6 +74,11 @@ export function processStartTime(pid: number): number | undefined {
   return v !== undefined ? Number(v) : undefined;
 }
 
+/** The process recorded as (pid, start time) is still that one: pids are reused, start times tell them apart. */
+export function isSameProcess(pid: number, startTime: number | undefined): boolean {
+  return startTime !== undefined && isAlive(pid) && processStartTime(pid) === startTime;
+}
+
 export function isAlive(pid: number): boolean {
   if (pid <= 0) return false;
   const stat = safeRead(`/proc/${pid}/stat`);

@@ -9,7 +9,7 @@ import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
 import { checkAllowedExecutable } from './exec-policy';
-import { isAlive, processStartTime } from './proc-figures';
+import { isSameProcess, processStartTime } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 import { resolveUser, type ResolvedUser } from './users';
 
@@ -100,6 +100,7 @@ export class ProcessDriver extends BaseDriver {
     const ref = this.cgroups.fs.create(rel);
     let logFd: number | undefined;
     let pid = 0;
+    let startTime: number | undefined;
     try {
       this.cgroups.fs.applyLimits(ref, spec.resources);
       logFd = this.openLog(spec.objectId);
@@ -117,6 +118,7 @@ export class ProcessDriver extends BaseDriver {
         child.once('error', (err) => reject(new DriverError(this.name, `spawn failed: ${err.message}`, { cause: err })));
         child.once('spawn', () => resolve(child.pid ?? 0));
       });
+      startTime = processStartTime(pid); // taken at once, before the pid can be reused; exec keeps it
       child.unref();
       trace.getActiveSpan()?.setAttribute('process.pid', pid);
       const gate = child.stdio[3] as Writable | null | undefined;
@@ -136,9 +138,9 @@ export class ProcessDriver extends BaseDriver {
         const reason = signal ? `killed by ${signal}` : `exited with code ${code ?? 0}`;
         for (const l of this.listeners) l({ objectId: spec.objectId, runtimeId, running: false, reason, pid });
       });
-      return { runtimeId, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true, startTime: processStartTime(pid) };
+      return { runtimeId, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true, startTime };
     } catch (err) {
-      await this.killGroup(ref, pid);
+      await this.killGroup(ref, { pid, startTime });
       this.cgroups.fs.remove(ref);
       throw err;
     } finally {
@@ -202,7 +204,7 @@ export class ProcessDriver extends BaseDriver {
   override async adopt(spec: WorkloadSpec, rt: Runtime | undefined): Promise<Runtime> {
     if (!rt) throw new NotFoundError(`process of ${spec.objectId} was never started`);
     if (!this.cgroups.fs.exists(rt.cgroup)) throw new NotFoundError(`cgroup of ${spec.objectId} is gone`);
-    const same = isAlive(rt.pid) && rt.startTime !== undefined && processStartTime(rt.pid) === rt.startTime;
+    const same = isSameProcess(rt.pid, rt.startTime);
     const adopted = { ...rt, running: same, applied: this.cgroups.fs.readLimits(rt.cgroup) };
     if (same) this.pollExit(spec.objectId, adopted);
     return adopted;
@@ -210,7 +212,7 @@ export class ProcessDriver extends BaseDriver {
 
   private pollExit(objectId: string, rt: Runtime): void {
     const timer = setInterval(() => {
-      if (isAlive(rt.pid) && processStartTime(rt.pid) === rt.startTime) return;
+      if (isSameProcess(rt.pid, rt.startTime)) return;
       clearInterval(timer);
       for (const l of this.listeners) l({ objectId, runtimeId: rt.runtimeId, running: false, reason: 'exited (while not the agent\'s child: code unknown)', pid: rt.pid });
     }, 1_000);
@@ -218,7 +220,7 @@ export class ProcessDriver extends BaseDriver {
   }
 
   override async remove(rt: Runtime): Promise<void> {
-    await this.killGroup(rt.cgroup, rt.pid);
+    await this.killGroup(rt.cgroup, rt);
     this.cgroups.fs.remove(rt.cgroup);
   }
 
@@ -226,7 +228,7 @@ export class ProcessDriver extends BaseDriver {
     const exists = this.cgroups.fs.exists(rt.cgroup);
     return {
       ...rt,
-      running: isAlive(rt.pid),
+      running: isSameProcess(rt.pid, rt.startTime),
       applied: exists ? this.cgroups.fs.readLimits(rt.cgroup) : rt.applied,
     };
   }
@@ -235,11 +237,16 @@ export class ProcessDriver extends BaseDriver {
     return this.cgroups.stats(rt);
   }
 
-  /** SIGTERM everything in the group, SIGKILL what is left after the grace period. */
-  private async killGroup(ref: Runtime['cgroup'], mainPid = 0): Promise<void> {
+  /**
+   * SIGTERM everything in the group, SIGKILL what is left after the grace
+   * period. The main process is signalled by pid too (it may have left the
+   * group), but only while its start time says it is still the same process:
+   * a stranger that took over a stopped process's pid is left alone.
+   */
+  private async killGroup(ref: Runtime['cgroup'], main?: { pid: number; startTime?: number }): Promise<void> {
     const alive = (): number[] => {
       const pids = new Set(this.cgroups.fs.pids(ref));
-      if (mainPid > 0 && isAlive(mainPid)) pids.add(mainPid);
+      if (main && isSameProcess(main.pid, main.startTime)) pids.add(main.pid);
       return [...pids];
     };
     const signal = (sig: NodeJS.Signals): void => {
