@@ -3,12 +3,11 @@
 // real daemon; the full disk is a small tmpfs mounted as its data directory.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { LmdbStore } from '@agent/store';
-import { api, bufCurl, freePort, isAlive, startAgent, waitFor, type Agent } from '@agent/testkit';
+import { api, bufCurl, fillDisk, freePort, isAlive, mountTmpfs, startAgent, waitFor, type Agent, type Tmpfs } from '@agent/testkit';
 
 /** The agentcore server's address (its health carries the store's components). */
 function coreAddress(agent: Agent): string {
@@ -24,37 +23,23 @@ async function storeHealth(agent: Agent, service = 'agent.store'): Promise<strin
 const sleeper = (name: string, env: string[] = []): object => ({ spec: { name, kind: 'KIND_PROCESS', process: { command: ['sleep', '600'], env } }, wait: true });
 
 describe('a data directory that fills up (tmpfs)', () => {
-  let mnt = '';
-  before(() => {
-    mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-full-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0700', 'tmpfs', mnt]);
-  });
-  after(() => {
-    execFileSync('umount', ['-l', mnt]);
-    fs.rmSync(mnt, { recursive: true, force: true });
-  });
+  let disk: Tmpfs;
+  before(() => (disk = mountTmpfs('24m')));
+  after(() => disk.unmount());
 
   it('refuses changes with RESOURCE_EXHAUSTED, keeps reads, restarts while full, and loses no acknowledged object', async () => {
-    const where = { address: `127.0.0.1:${await freePort()}`, dataDir: mnt, cgroupParent: `agent-full-${process.pid}`, hostId: `full-${process.pid}` };
+    const where = { address: `127.0.0.1:${await freePort()}`, dataDir: disk.dir, cgroupParent: `agent-full-${process.pid}`, hostId: `full-${process.pid}` };
     const env = { AGENT_HEALTH_MS: '300' };
     let agent = await startAgent(env, where);
     const acked = new Map<string, number>(); // object id -> pid
-    const filler = path.join(mnt, 'filler');
+    const filler = path.join(disk.dir, 'filler');
     try {
       for (let i = 0; i < 2; i++) {
         const a = await api(agent, 'Create', sleeper(`before-${i}`));
         assert.equal(a.body.state, 'STATE_RUNNING', JSON.stringify(a));
         acked.set(a.body.objectId, (await api(agent, 'Get', { object_id: a.body.objectId })).body.pid);
       }
-      // Something else takes the rest of the disk.
-      const fd = fs.openSync(filler, 'w');
-      try {
-        for (;;) fs.writeSync(fd, Buffer.alloc(256 * 1024, 1));
-      } catch (e) {
-        assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
-      } finally {
-        fs.closeSync(fd);
-      }
+      fillDisk(filler, 256 * 1024);
       // Creates with a large env go on until the room the store allocated ahead is used up.
       let refusal: { code: string; message: string } | undefined;
       for (let i = 0; i < 200 && !refusal; i++) {

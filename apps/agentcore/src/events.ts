@@ -82,8 +82,7 @@ export class EventLog {
   }
 
   /** Finished events beyond the count or older than the age go, oldest first. */
-  trim(now = Date.now()): number {
-    let n = 0;
+  private trim(now = Date.now()): void {
     for (const [id, { event }] of this.entries) {
       const old = now - (event.finishedAt?.getTime() ?? now) > this.retention.ageMs;
       if (this.entries.size <= this.retention.count && !old) break;
@@ -91,8 +90,6 @@ export class EventLog {
       this.entries.delete(id);
       if (event.requestId !== '' && this.byRequest.get(event.requestId) === id) this.byRequest.delete(event.requestId);
       this.records.deleteEvent(id).catch((err: unknown) => this.log.debug('old event not removed from the store', { eventId: id, reason: errorMessage(err) }));
-      n++;
     }
-    return n;
   }
 }

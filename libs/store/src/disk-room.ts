@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { StoreWriteError } from './store';
@@ -54,25 +54,29 @@ export class DiskRoom {
   /** Allocates (without changing the file's size) up to size + wanted and some, or throws ENOSPC. */
   private grow(size: number, wanted: number, needNow: number): void {
     if (this.canAllocate) {
-      const target = size + wanted + Math.max(MIN_GROWTH, Math.floor(size / 32));
-      const r = spawnSync('fallocate', ['--keep-size', '--offset', '0', '--length', String(target), this.file], { encoding: 'utf8' });
+      const r = this.allocate(size + wanted + Math.max(MIN_GROWTH, Math.floor(size / 32)));
       if (r.status === 0) return;
-      const words = `${r.stderr ?? ''} ${r.error?.message ?? ''}`;
+      const words = `${r.stderr ?? ''} ${r.error?.message ?? ''}`.trim();
       if (/No space left|Disk quota/i.test(words)) {
         // Perhaps not the margin, but the write itself still fits.
-        if (this.tryExact(size + wanted)) return;
-        throw storeError(this.dir, Object.assign(new Error(words.trim()), { code: /quota/i.test(words) ? 'EDQUOT' : 'ENOSPC' }));
+        if (this.allocate(size + wanted).status === 0) return;
+        throw storeError(this.dir, errnoError(/quota/i.test(words) ? 'EDQUOT' : 'ENOSPC', words));
       }
-      if (/Read-only/i.test(words)) throw storeError(this.dir, Object.assign(new Error(words.trim()), { code: 'EROFS' }));
+      if (/Read-only/i.test(words)) throw storeError(this.dir, errnoError('EROFS', words));
       this.canAllocate = false; // not supported here (or no fallocate binary): statfs from now on
     }
     const fsStat = fs.statfsSync(this.dir);
-    if (fsStat.bavail * fsStat.bsize < needNow) throw storeError(this.dir, Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
+    if (fsStat.bavail * fsStat.bsize < needNow) throw storeError(this.dir, errnoError('ENOSPC', 'no space left on device'));
   }
 
-  private tryExact(length: number): boolean {
-    return spawnSync('fallocate', ['--keep-size', '--offset', '0', '--length', String(length), this.file]).status === 0;
+  /** fallocate --keep-size: blocks up to length are the file's, its size (what LMDB sees) unchanged. */
+  private allocate(length: number): SpawnSyncReturns<string> {
+    return spawnSync('fallocate', ['--keep-size', '--offset', '0', '--length', String(length), this.file], { encoding: 'utf8' });
   }
+}
+
+function errnoError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
 }
 
 const WORDS: Record<string, string> = { ENOSPC: 'no space left on device', EDQUOT: 'disk quota exceeded', EROFS: 'read-only file system', EIO: 'input/output error', EACCES: 'permission denied' };

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fillDisk, mountTmpfs, type Tmpfs } from '@agent/testkit';
 import { DiskRoom } from './disk-room';
 import { FileStore } from './file-store';
 import { LmdbStore } from './lmdb-store';
@@ -68,31 +69,18 @@ describe('migration from the one-file-per-key format', () => {
 });
 
 describe('a disk that fills up or turns read-only (tmpfs)', () => {
-  let mnt = '';
-  before(() => {
-    mnt = tmp();
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'tmpfs', mnt]);
-  });
-  after(() => {
-    execFileSync('umount', ['-l', mnt]);
-    fs.rmSync(mnt, { recursive: true, force: true });
-  });
+  let disk: Tmpfs;
+  before(() => (disk = mountTmpfs('16m')));
+  after(() => disk.unmount());
 
   it('refuses writes with ENOSPC before the database meets the full disk, keeps reads and deletes, writes again once space is freed, keeps every acknowledged record', async () => {
-    const dir = path.join(mnt, 'state');
+    const dir = path.join(disk.dir, 'state');
     let store = await LmdbStore.open(dir);
     await store.put('workloads.h.first', 'x'.repeat(1000));
     const acknowledged = new Map<string, string>([['workloads.h.first', 'x'.repeat(1000)]]);
     // Something else takes the rest of the disk.
-    const filler = path.join(mnt, 'filler');
-    const fd = fs.openSync(filler, 'w');
-    try {
-      for (;;) fs.writeSync(fd, Buffer.alloc(64 * 1024, 1));
-    } catch (e) {
-      assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
-    } finally {
-      fs.closeSync(fd);
-    }
+    const filler = path.join(disk.dir, 'filler');
+    fillDisk(filler);
     let refused: unknown;
     for (let i = 0; i < 1000 && refused === undefined; i++) {
       const key = `workloads.h.obj-${i}`;
@@ -127,11 +115,11 @@ describe('a disk that fills up or turns read-only (tmpfs)', () => {
   it('refuses writes with EROFS on a read-only mount, before the database sees them', async () => {
     // A file system turning read-only under open files cannot be staged on tmpfs (remount ro is refused
     // while files are open for writing): the claim is checked against a read-only bind mount instead.
-    const dir = path.join(mnt, 'rw');
+    const dir = path.join(disk.dir, 'rw');
     const store = await LmdbStore.open(dir);
     await store.put('a.b', 'v');
     await store.close();
-    const ro = path.join(mnt, 'ro');
+    const ro = path.join(disk.dir, 'ro');
     fs.mkdirSync(ro);
     execFileSync('mount', ['--bind', dir, ro]);
     try {

@@ -80,8 +80,7 @@ export class LmdbStore implements KvStore {
    * store that still fits small records but no longer large ones is not.
    */
   async ping(): Promise<void> {
-    this.room.claim(PING_ROOM, 'put')();
-    await this.write(64, 'put', () => this.db.put(PROBE_KEY, new Date().toISOString()));
+    await this.write(PING_ROOM, 'put', () => this.db.put(PROBE_KEY, new Date().toISOString()));
   }
 
   async close(): Promise<void> {

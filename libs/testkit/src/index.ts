@@ -21,4 +21,5 @@ export {
 } from './harness';
 export type { Agent, Sink, Receiver, ReceivedSpan, CurlResult, CurlOpts, LogLine } from './harness';
 export { apiClient, rawCall } from './client';
+export { fillDisk, mountTmpfs, type Tmpfs } from './disk';
 export type { Api, Outcome } from './client';
