@@ -60,6 +60,35 @@ describe('every service serves health and reflection', () => {
     }
   });
 
+  it('a workload that exits at once is STOPPED with its exit status, whatever the timing; FAILED only when it could not be started', async () => {
+    const cases: Array<{ spec: object; exitCode: number; lastError: string }> = [];
+    for (let i = 0; i < 4; i++) {
+      cases.push({ spec: { kind: 'KIND_PROCESS', process: { command: ['true'] } }, exitCode: 0, lastError: '' });
+      cases.push({ spec: { kind: 'KIND_PROCESS', process: { command: ['sh', '-c', 'exit 7'] } }, exitCode: 7, lastError: 'exited with code 7' });
+      cases.push({ spec: { kind: 'KIND_PROCESS', process: { command: ['sh', '-c', 'kill -KILL $$'] } }, exitCode: 137, lastError: 'killed by SIGKILL' });
+    }
+    cases.push({ spec: { kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['true'] } }, exitCode: 0, lastError: '' });
+    cases.push({ spec: { kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['sh', '-c', 'exit 7'] } }, exitCode: 7, lastError: 'exited with code 7' });
+    const acks = await Promise.all(cases.map((c, i) => api(agent, 'Create', { spec: { name: `quick-${i}`, ...c.spec }, wait: true })));
+    for (const [i, c] of cases.entries()) {
+      const id = acks[i]!.body.objectId as string;
+      assert.ok(id, JSON.stringify(acks[i]));
+      const o = await waitFor(`quick-${i} STOPPED`, async () => {
+        const g = await api(agent, 'Get', { object_id: id });
+        assert.notEqual(g.body.state, 'STATE_FAILED', `quick-${i} ${JSON.stringify(c.spec)}: ${g.body.lastError}`);
+        return g.body.state === 'STATE_STOPPED' ? g.body : undefined;
+      });
+      assert.equal(o.exitCode ?? 0, c.exitCode, `quick-${i} ${JSON.stringify(c.spec)}`);
+      assert.equal(o.lastError ?? '', c.lastError, `quick-${i}`);
+      assert.equal((await api(agent, 'Delete', { object_id: id, wait: true })).body.state, 'STATE_DELETED');
+    }
+    // Could not be started: FAILED, with the reason.
+    const bad = await api(agent, 'Create', { spec: { name: 'no-cwd', kind: 'KIND_PROCESS', process: { command: ['true'], cwd: '/nonexistent-dir' } }, wait: true });
+    assert.equal(bad.body.state, 'STATE_FAILED');
+    assert.match(bad.body.error, /working directory/);
+    await api(agent, 'Delete', { object_id: bad.body.objectId, wait: true });
+  });
+
   it('a container killed from outside becomes STOPPED', async () => {
     const ack = await api(agent, 'Create', { spec: { name: 'victim', kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['sleep', '600'] } }, wait: true });
     const obj = (await api(agent, 'Get', { object_id: ack.body.objectId })).body;
@@ -69,6 +98,7 @@ describe('every service serves health and reflection', () => {
       return g.body.state === 'STATE_STOPPED' ? g.body : undefined;
     });
     assert.match(o.lastError, /exited with code 137/);
+    assert.equal(o.exitCode, 137);
     const del = await api(agent, 'Delete', { object_id: ack.body.objectId, wait: true });
     assert.equal(del.body.state, 'STATE_DELETED');
     assert.equal(await sh('docker', ['ps', '-aq', '--filter', `id=${obj.runtimeId}`]), '');

@@ -175,13 +175,24 @@ export class AgentCore {
     return damaged;
   }
 
-  /** Events a kill interrupted: a create is settled by what recovery found; the others run again, in their order. */
+  /**
+   * Events a kill interrupted run again, in their order: a create whose
+   * workload recovery did not find whole (its remains are gone by now), and
+   * every other kind. A create recovery adopted is settled by the object's state.
+   */
   private async resumeEvents(): Promise<void> {
     const { interrupted } = await this.events.load();
     let resumed = 0;
+    const creating = new Set<string>();
     for (const { event, request } of interrupted) {
       const rec = this.objects.get(event.objectId);
       try {
+        if (event.type === EventType.EVENT_TYPE_CREATE && rec?.object.state === State.STATE_PENDING) {
+          this.schedule(rec, event, () => this.runCreate(rec));
+          creating.add(rec.object.objectId);
+          resumed++;
+          continue;
+        }
         if (event.type === EventType.EVENT_TYPE_CREATE || !request || !rec) {
           const made = event.type === EventType.EVENT_TYPE_CREATE && (rec?.object.state === State.STATE_RUNNING || rec?.object.state === State.STATE_STOPPED);
           const why = rec?.object.lastError ? `: ${rec.object.lastError}` : '';
@@ -196,6 +207,19 @@ export class AgentCore {
       }
     }
     if (interrupted.length > 0) this.log.info('events interrupted by the restart', { interrupted: interrupted.length, resumed });
+    // A PENDING record with no create event: the kill came between the two writes, so the
+    // create was never acknowledged and nothing was started for it. It goes.
+    for (const [objectId, rec] of this.objects) {
+      if (rec.object.state !== State.STATE_PENDING || rec.object.origin !== v1.Origin.ORIGIN_CREATED || creating.has(objectId)) continue;
+      try {
+        await this.records.deleteObject(objectId);
+        this.objects.delete(objectId);
+        this.names.delete(rec.object.spec?.name ?? '');
+        this.log.info('unacknowledged create dropped', { objectId });
+      } catch (err) {
+        await this.setState(rec, State.STATE_FAILED, `create was never acknowledged: ${errorMessage(err)}; delete it`).catch(() => undefined);
+      }
+    }
   }
 
   private async readopt(rec: ObjectRecord): Promise<void> {
@@ -210,7 +234,13 @@ export class AgentCore {
         await this.setState(rec, State.STATE_FAILED, `recovery: ${errorMessage(err)}`);
         return;
       }
-      if (wasPending) return this.setState(rec, State.STATE_FAILED, 'create interrupted by an agent restart');
+      if (wasPending) {
+        // Half-made or never made: what exists of it goes, and the create runs again (resumeEvents).
+        await manager.call('deleteObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) =>
+          this.setState(rec, State.STATE_FAILED, `create interrupted by an agent restart; what it made could not be removed: ${errorMessage(e)}`),
+        );
+        return;
+      }
       const kind = rec.object.spec?.kind;
       rec.object.pushing = false;
       rec.object.pushIntervalMs = 0;
@@ -295,7 +325,8 @@ export class AgentCore {
       if (e.runtime) this.setRuntime(r, e.runtime);
       else if (r.runtime) r.runtime.running = e.running;
       if (e.spec && e.running) await this.giveCollectTask(r, true);
-      const failed = !e.running && e.reason !== 'exited with code 0' && e.reason !== 'found';
+      r.object.exitCode = e.running ? undefined : e.exitCode;
+      const failed = !e.running && e.exitCode !== 0 && e.reason !== 'exited with code 0' && e.reason !== 'found';
       await this.setState(r, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
       await this.announce(r);
     }).catch((err: unknown) => this.log.warn('runtime event failed', { objectId: e.objectId, err }));
@@ -579,12 +610,14 @@ export class AgentCore {
       await this.giveCollectTask(rec);
     } catch (err) {
       // No half-made object: undo the create.
-      await manager.call('deleteObject', { objectId }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
+      await manager.call('deleteObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
       await this.setState(rec, State.STATE_FAILED, `collect task: ${errorMessage(err)}`);
       await this.announce(rec);
       throw err;
     }
-    await this.setState(rec, rec.runtime?.running === false ? State.STATE_STOPPED : State.STATE_RUNNING, '');
+    // A workload that ended already is STOPPED with its status: it was made.
+    const exitCode = rec.runtime?.running === false ? rec.runtime.exitCode : undefined;
+    await this.setState(rec, rec.runtime?.running === false ? State.STATE_STOPPED : State.STATE_RUNNING, exitCode ? `exited with code ${exitCode}` : '');
     await this.announce(rec);
   }
 
@@ -634,7 +667,8 @@ export class AgentCore {
       rec.hasCollectTask = false;
       rec.object.pushing = false;
       rec.object.pushIntervalMs = 0;
-      if (rec.runtime) await manager.call('deleteObject', { objectId }, { timeoutMs: this.opts.waitTimeoutMs }).catch(ignoreMissing);
+      // Also with no runtime (a failed or interrupted create): whatever exists of it goes.
+      await manager.call('deleteObject', { objectId, spec: rec.object.spec, runtime: rec.runtime }, { timeoutMs: this.opts.waitTimeoutMs }).catch(ignoreMissing);
     } catch (err) {
       rec.deleteRequested = false; // the user may try again
       rec.object.lastError = `delete: ${errorMessage(err)}`;
@@ -687,6 +721,7 @@ export class AgentCore {
     rec.object.runtimeId = rt.runtimeId;
     rec.object.pid = rt.pid;
     rec.object.appliedResources = rt.applied;
+    rec.object.exitCode = rt.running ? undefined : rt.exitCode;
   }
 
   private setState(rec: ObjectRecord, state: v1.State, lastError: string): Promise<void> {

@@ -104,7 +104,7 @@ export class ManagerService {
     if (!m || m.removing || m.runtime.running === e.running) return;
     m.runtime = { ...m.runtime, running: e.running };
     this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
-    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false };
+    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false, exitCode: e.exitCode };
     for (const w of this.watchers) w.write(ev);
   }
 
@@ -158,18 +158,28 @@ export class ManagerService {
     return toRuntimeInfo(m.runtime);
   }
 
-  async delete(req: internalv1.ObjectRef): Promise<internalv1.Empty> {
-    const m = this.get(req.objectId);
-    m.removing = true;
+  /**
+   * The workload the manager holds (else the recorded runtime) is removed,
+   * then whatever else carries the object's marks: a failed or interrupted
+   * create leaves nothing behind its Delete.
+   */
+  async delete(req: internalv1.DeleteObjectRequest): Promise<internalv1.Empty> {
+    const m = this.objects.get(req.objectId);
+    if (!m && !req.spec) throw new NotFoundError(`manager has no object ${req.objectId}`);
+    const kind = m?.kind ?? req.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED;
+    const driver = this.driverFor(kind);
+    const runtime = m?.runtime ?? (req.runtime ? fromRuntimeInfo(req.runtime) : undefined);
+    if (m) m.removing = true;
     try {
-      await this.driverFor(m.kind).remove(m.runtime);
+      if (runtime) await driver.remove(runtime);
+      if (req.spec) await driver.purge(toWorkload(req.objectId, req.spec));
     } catch (err) {
-      m.removing = false;
+      if (m) m.removing = false;
       throw err;
     }
     this.objects.delete(req.objectId);
-    this.discovered.delete(m.runtime.runtimeId);
-    this.log.info('object deleted', { objectId: req.objectId });
+    if (runtime) this.discovered.delete(runtime.runtimeId);
+    this.log.info('object deleted', { objectId: req.objectId, held: m !== undefined });
     return {};
   }
 
@@ -227,7 +237,7 @@ export function toChange(r: v1.Resources | undefined): ResourceChange {
 }
 
 function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
-  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0 };
+  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0, exitCode: rt.exitCode };
 }
 
 function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
@@ -238,6 +248,7 @@ function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
     applied: { cpus: r.applied?.cpus ?? 0, memoryBytes: r.applied?.memoryBytes ?? 0, pidsLimit: r.applied?.pidsLimit ?? 0 },
     running: r.running,
     startTime: r.startTime || undefined,
+    exitCode: r.exitCode,
   };
 }
 

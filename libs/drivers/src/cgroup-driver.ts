@@ -47,6 +47,14 @@ export class CgroupDriver extends BaseDriver {
     this.fs.remove(rt.cgroup);
   }
 
+  /** The object's path below the agent's root is its only mark: removed if it exists. */
+  override async purge(spec: WorkloadSpec): Promise<void> {
+    const rel = spec.cgroup?.path;
+    if (rel === undefined) throw new DriverError(this.name, 'spec has no cgroup');
+    const ref = this.fs.refFor(rel);
+    if (this.fs.exists(ref)) this.fs.remove(ref);
+  }
+
   override async inspect(rt: Runtime): Promise<Runtime> {
     const exists = this.fs.exists(rt.cgroup);
     return { ...rt, running: exists, applied: exists ? this.fs.readLimits(rt.cgroup) : rt.applied };

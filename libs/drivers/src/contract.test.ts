@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NotSupportedError } from '@agent/grpc-kit';
+import { NotFoundError, NotSupportedError } from '@agent/grpc-kit';
+import { Label } from '@agent/option';
 import { CgroupDriver } from './cgroup-driver';
 import { CgroupFs } from './cgroup-fs';
 import { DockerDriver } from './docker-driver';
@@ -96,6 +97,24 @@ for (const { driver, spec } of drivers) {
       await assert.rejects(driver.push({ hostId: 'h', reports: [] }), NotSupportedError);
     });
 
+    it('finds a finished create from the object id alone (a kill before its runtime was recorded)', async () => {
+      const found = await driver.adopt({ objectId: id, name: id, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, ...spec(id) }, undefined);
+      assert.equal(found.runtimeId, rt.runtimeId);
+      assert.equal(found.pid, rt.pid);
+      assert.equal(found.running, true);
+    });
+
+    it('purges whatever carries an object\'s marks, recorded or not, and purging again succeeds', async () => {
+      const other = `p${randomBytes(4).toString('hex')}`;
+      const s: WorkloadSpec = { objectId: other, name: other, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, ...spec(other) };
+      const made = await driver.create(s);
+      await driver.purge(s);
+      for (const d of Object.values(made.cgroup.paths)) assert.equal(fs.existsSync(d), false, `${d} left behind`);
+      if (made.pid > 0) assert.equal(isAlive(made.pid), false, 'process left behind');
+      await assert.rejects(driver.adopt(s, undefined), NotFoundError);
+      await driver.purge(s);
+    });
+
     it('removes everything, and removing again succeeds', async () => {
       const dirs = Object.values(rt.cgroup.paths);
       await driver.remove(rt);
@@ -105,3 +124,20 @@ for (const { driver, spec } of drivers) {
     });
   });
 }
+
+describe('docker driver: a half-made container (created, never started)', () => {
+  const docker = drivers[2]!.driver as DockerDriver;
+  const objectId = `h${randomBytes(4).toString('hex')}`;
+  const spec: WorkloadSpec = { objectId, name: objectId, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, container: { image: 'local/busybox:latest', command: ['sleep', '600'], env: [] } };
+
+  it('is not adopted, is purged, and a create of the object takes its name back', async () => {
+    // What a kill between docker create and start leaves: the container under the name create gives it.
+    const half = await docker.docker.createContainer({ name: `agent-${objectId}-${objectId.slice(-8)}`, Image: 'local/busybox:latest', Cmd: ['sleep', '600'], Labels: { [Label.Managed]: 'true', [Label.ObjectId]: objectId, [Label.HostId]: 'contract' } });
+    await assert.rejects(docker.adopt(spec, undefined), (err: Error) => err instanceof NotFoundError && /never started/.test(err.message));
+    const rt = await docker.create(spec); // the name is taken by the half-made one: it goes first
+    assert.notEqual(rt.runtimeId, half.id);
+    await assert.rejects(half.inspect(), /no such container/i);
+    await docker.purge(spec);
+    await assert.rejects(docker.docker.getContainer(rt.runtimeId).inspect(), /no such container/i);
+  });
+});

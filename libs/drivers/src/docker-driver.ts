@@ -71,13 +71,20 @@ export class DockerDriver extends BaseDriver implements Discovering {
         PidsLimit: r.pidsLimit || undefined,
       },
     };
+    const make = (): Promise<Docker.Container> => api('create', undefined, () => this.docker.createContainer(options));
     let container: Docker.Container;
     try {
-      container = await api('create', undefined, () => this.docker.createContainer(options));
+      container = await make();
     } catch (err) {
-      if (!isNoSuchImage(err) || this.opts.pullMissing === false) throw this.fail('create', err);
-      await this.pull(c.image);
-      container = await api('create', undefined, () => this.docker.createContainer(options)).catch((e: unknown) => {
+      if (isConflict(err)) {
+        // Its name is taken by what an earlier, interrupted create of this object made: that goes first.
+        await this.purge(spec);
+      } else if (isNoSuchImage(err) && this.opts.pullMissing !== false) {
+        await this.pull(c.image);
+      } else {
+        throw this.fail('create', err);
+      }
+      container = await make().catch((e: unknown) => {
         throw this.fail('create', e);
       });
     }
@@ -156,17 +163,22 @@ export class DockerDriver extends BaseDriver implements Discovering {
       cgroup,
       applied: running ? this.cgroups.fs.readLimits(cgroup) : rt.applied,
       running,
+      exitCode: running ? undefined : info.State.ExitCode,
     };
   }
 
-  /** Found again by its id, or (a create the restart interrupted) by its object-id label. */
+  /**
+   * Found again by its id, or (a create the restart interrupted) by its
+   * object-id label, and then only if it was started: one that was created
+   * and never started is half-made, for the caller to purge.
+   */
   override async adopt(spec: WorkloadSpec, rt: Runtime | undefined): Promise<Runtime> {
     let id = rt?.runtimeId;
     if (!id) {
-      const found = await api('list', undefined, () =>
-        this.docker.listContainers({ all: true, filters: { label: [`${Label.ObjectId}=${spec.objectId}`, `${Label.HostId}=${this.opts.hostId}`] } }),
-      );
-      id = found[0]?.Id;
+      const found = await this.marked(spec.objectId);
+      const made = found.find((c) => c.State !== 'created');
+      if (!made && found.length > 0) throw new NotFoundError(`container ${found[0]?.Id.slice(0, 12)} of ${spec.objectId} was created but never started`);
+      id = made?.Id;
     }
     if (!id) throw new NotFoundError(`container of ${spec.objectId} is gone`);
     try {
@@ -175,6 +187,22 @@ export class DockerDriver extends BaseDriver implements Discovering {
       if (((err as DriverError).cause as DockerApiError | undefined)?.statusCode === 404) throw new NotFoundError(`container ${id.slice(0, 12)} of ${spec.objectId} is gone`);
       throw err;
     }
+  }
+
+  /** Every container that carries the object's marks is removed. */
+  override async purge(spec: WorkloadSpec): Promise<void> {
+    let found: Docker.ContainerInfo[];
+    try {
+      found = await this.marked(spec.objectId);
+    } catch (err) {
+      throw this.fail('list', err);
+    }
+    for (const c of found) await this.remove({ runtimeId: c.Id, pid: 0, cgroup: { version: this.cgroups.fs.version, paths: {} }, applied: spec.resources, running: false });
+  }
+
+  /** The containers this host's agent made for the object, found by their labels. */
+  private marked(objectId: string): Promise<Docker.ContainerInfo[]> {
+    return api('list', undefined, () => this.docker.listContainers({ all: true, filters: { label: [`${Label.ObjectId}=${objectId}`, `${Label.HostId}=${this.opts.hostId}`] } }));
   }
 
   override stats(rt: Runtime): Figures {
@@ -274,7 +302,8 @@ export class DockerDriver extends BaseDriver implements Discovering {
       if (!objectId || attrs[Label.HostId] !== this.opts.hostId || action === 'destroy') return;
       const running = action === 'start';
       const reason = running ? 'started' : `exited with code ${attrs.exitCode ?? '?'}`;
-      for (const l of this.listeners) l({ objectId, runtimeId: ev.id, running, reason, pid: 0 });
+      const exitCode = !running && attrs.exitCode !== undefined ? Number(attrs.exitCode) : undefined;
+      for (const l of this.listeners) l({ objectId, runtimeId: ev.id, running, reason, pid: 0, exitCode });
       return;
     }
     for (const d of this.discoverers) {
@@ -345,6 +374,10 @@ export class DockerDriver extends BaseDriver implements Discovering {
 /** One span per Docker API call, with the container id when there is one. */
 function api<T>(op: string, containerId: string | undefined, fn: () => Promise<T>): Promise<T> {
   return traced(`docker ${op}`, containerId ? { 'container.id': containerId } : {}, () => fn());
+}
+
+function isConflict(err: unknown): boolean {
+  return (err as DockerApiError).statusCode === 409;
 }
 
 function isNoSuchImage(err: unknown): boolean {

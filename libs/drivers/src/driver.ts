@@ -38,10 +38,19 @@ export interface Driver {
   update(runtime: Runtime, change: ResourceChange): Promise<Runtime>;
   /** Idempotent: removing what is already gone succeeds. */
   remove(runtime: Runtime): Promise<void>;
+  /**
+   * Removes whatever exists of the object's workload, found by the marks
+   * create gives it (container label, cgroup name), recorded or not: what a
+   * failed or interrupted create left. Idempotent.
+   */
+  purge(spec: WorkloadSpec): Promise<void>;
   inspect(runtime: Runtime): Promise<Runtime>;
   /**
-   * After a restart: finds the workload again from what was recorded (or, with
-   * no runtime, from the spec's object id) and watches it again. Throws
+   * After a restart: finds the workload again from what was recorded and
+   * watches it again. With no runtime (a create the restart interrupted) it is
+   * found by the spec's object id, and only if the create got to the end (a
+   * process that exec'd its command, a container that was started): what is
+   * half-made is NotFoundError too, for the caller to purge. Throws
    * NotFoundError when it is gone.
    */
   adopt(spec: WorkloadSpec, runtime: Runtime | undefined): Promise<Runtime>;
@@ -93,6 +102,9 @@ export abstract class BaseDriver implements Driver {
   }
   remove(_runtime: Runtime): Promise<void> {
     return this.unsupported('remove');
+  }
+  purge(_spec: WorkloadSpec): Promise<void> {
+    return this.unsupported('purge');
   }
   inspect(_runtime: Runtime): Promise<Runtime> {
     return this.unsupported('inspect');

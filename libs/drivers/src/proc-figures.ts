@@ -74,6 +74,15 @@ export function processStartTime(pid: number): number | undefined {
   return v !== undefined ? Number(v) : undefined;
 }
 
+/** The parent's pid (field 4 of /proc/<pid>/stat); undefined when the process is gone. */
+export function parentPid(pid: number): number | undefined {
+  const stat = safeRead(`/proc/${pid}/stat`);
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const v = stat.slice(close + 2).split(' ')[1];
+  return v !== undefined ? Number(v) : undefined;
+}
+
 /** The process recorded as (pid, start time) is still that one: pids are reused, start times tell them apart. */
 export function isSameProcess(pid: number, startTime: number | undefined): boolean {
   return startTime !== undefined && isAlive(pid) && processStartTime(pid) === startTime;

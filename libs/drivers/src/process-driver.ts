@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Writable } from 'node:stream';
+import * as os from 'node:os';
+import type { Readable, Writable } from 'node:stream';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { trace } from '@opentelemetry/api';
 import { DriverError, InvalidArgumentError, NotFoundError, openPrivateFile, privateDir } from '@agent/grpc-kit';
@@ -9,7 +10,7 @@ import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
 import { checkAllowedExecutable } from './exec-policy';
-import { isSameProcess, processStartTime } from './proc-figures';
+import { isSameProcess, parentPid, processStartTime } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 import { resolveUser, type ResolvedUser } from './users';
 
@@ -22,7 +23,10 @@ import { resolveUser, type ResolvedUser } from './users';
  * for /bin/sh. After the exports only positional parameters are used: an env
  * entry cannot redirect the loop, which ends at the "--" no entry can equal
  * (each holds "="). The shell's own PWD and OLDPWD are dropped, so the
- * command's env is exactly PATH plus the caller's.
+ * command's env is exactly PATH plus the caller's. Right before the exec it
+ * writes one byte on fd 4: from then on, any exit is the command's own (and
+ * the object STOPPED with its status); an exit before it is the agent's
+ * failure to start it (FAILED), whatever the timing.
  */
 const LAUNCHER = [
   'IFS= read -r go <&3 && [ "$go" = go ] || exit 126',
@@ -33,12 +37,15 @@ const LAUNCHER = [
   'shift',
   'while [ "$1" != -- ]; do export "$1"; shift; done',
   'shift',
+  '[ -x "$1" ] || exit 124',
+  'printf x >&4 && exec 4>&-',
   'exec "$@"',
 ].join('; ');
 /** The launcher's $0: while /proc/<pid>/cmdline holds it, the command has not been exec'd yet. */
 const LAUNCH_MARK = 'agent-launch';
 const EXIT_NO_GO = 126;
 const EXIT_NO_CWD = 125;
+const EXIT_NO_EXEC = 124;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface ProcessDriverOptions {
@@ -96,7 +103,7 @@ export class ProcessDriver extends BaseDriver {
     if (!proc.cwd) fs.mkdirSync(cwd, { recursive: true });
     if (!isDirectory(cwd)) throw new DriverError(this.name, `working directory does not exist: ${cwd}`);
 
-    const rel = `proc-${spec.objectId}`;
+    const rel = cgroupName(spec.objectId);
     const ref = this.cgroups.fs.create(rel);
     let logFd: number | undefined;
     let pid = 0;
@@ -110,10 +117,9 @@ export class ProcessDriver extends BaseDriver {
         uid: user.uid,
         gid: user.gid, // libuv also drops the supplementary groups
         detached: true, // own process group; survives the agent
-        stdio: ['ignore', logFd, logFd, 'pipe'],
+        stdio: ['ignore', logFd, logFd, 'pipe', 'pipe'],
       });
-      let exitCode: number | null = null;
-      child.once('exit', (code) => (exitCode = code ?? -1));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
       pid = await new Promise<number>((resolve, reject) => {
         child.once('error', (err) => reject(new DriverError(this.name, `spawn failed: ${err.message}`, { cause: err })));
         child.once('spawn', () => resolve(child.pid ?? 0));
@@ -122,6 +128,7 @@ export class ProcessDriver extends BaseDriver {
       child.unref();
       trace.getActiveSpan()?.setAttribute('process.pid', pid);
       const gate = child.stdio[3] as Writable | null | undefined;
+      const ready = readyByte(child.stdio[4] as Readable | null | undefined);
       if (!gate) throw new DriverError(this.name, 'launcher has no control pipe');
       gate.on('error', () => undefined); // the launcher died: its exit says why
       try {
@@ -131,13 +138,17 @@ export class ProcessDriver extends BaseDriver {
         throw new DriverError(this.name, `could not join the cgroup: ${(err as Error).message}`, { cause: err });
       }
       gate.end('go\n', () => gate.destroy());
-      await this.waitJoined(ref, pid, () => exitCode, { exe, user: user.spec, cwd });
+      await this.waitStarted(ready, exited, { exe, user: user.spec, cwd });
       const runtimeId = `${this.cgroups.fs.parent}/${rel}`;
-      // The agent is the parent while it runs: it reaps the process and says so.
-      child.once('exit', (code, signal) => {
-        const reason = signal ? `killed by ${signal}` : `exited with code ${code ?? 0}`;
-        for (const l of this.listeners) l({ objectId: spec.objectId, runtimeId, running: false, reason, pid });
-      });
+      // The agent is the parent while it runs: it reaps the process and says how it ended, once
+      // create has returned (an exit right after the exec is news about a created object).
+      void exited.then(({ code, signal }) =>
+        setImmediate(() => {
+          const reason = signal ? `killed by ${signal}` : `exited with code ${code ?? 0}`;
+          const exitCode = signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 0);
+          for (const l of this.listeners) l({ objectId: spec.objectId, runtimeId, running: false, reason, pid, exitCode });
+        }),
+      );
       return { runtimeId, pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true, startTime };
     } catch (err) {
       await this.killGroup(ref, { pid, startTime });
@@ -167,29 +178,31 @@ export class ProcessDriver extends BaseDriver {
     return openPrivateFile(path.join(this.opts.logDir, `${objectId}.log`));
   }
 
-  /** The agent has moved the launcher into the cgroup and said "go"; wait until it has become the command, or failed. */
-  private async waitJoined(
-    ref: Runtime['cgroup'],
-    pid: number,
-    exitCode: () => number | null,
+  /**
+   * The agent has moved the launcher into the cgroup and said "go": the
+   * command is started once the launcher writes its byte, right before the
+   * exec. An exit without it is a failure to start, with the launcher's reason.
+   */
+  private async waitStarted(
+    ready: Promise<boolean>,
+    exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
     ctx: { readonly exe: string; readonly user: string; readonly cwd: string },
   ): Promise<void> {
-    const deadline = Date.now() + 2_000;
-    while (Date.now() < deadline) {
-      // Joined every hierarchy, and the launcher has become the command (its argv is gone; an
-      // exiting launcher has an empty cmdline while it is still in the cgroup: that is not success).
-      const cmdline = safeRead(`/proc/${pid}/cmdline`);
-      if (this.cgroups.fs.joinedAll(ref, pid) && cmdline !== '' && !cmdline.includes(`\0${LAUNCH_MARK}\0`)) return;
-      const code = exitCode();
-      if (code !== null) {
-        if (code === EXIT_NO_CWD) throw new DriverError(this.name, `working directory ${ctx.cwd} not accessible to user ${ctx.user}`);
-        // After "go", 126 is also the shell's "found but cannot execute".
-        if (code === EXIT_NO_GO) throw new DriverError(this.name, `could not join the cgroup or execute ${ctx.exe} as user ${ctx.user} (exit 126)`);
-        throw new DriverError(this.name, `process exited at once with code ${code}`);
-      }
-      await sleep(2);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), START_TIMEOUT_MS)));
+    try {
+      const started = await Promise.race([ready, late]);
+      if (started === true) return;
+      if (started === 'late') throw new DriverError(this.name, `process did not start within ${START_TIMEOUT_MS} ms`);
+      const end = await Promise.race([exited, late]);
+      if (end === 'late') throw new DriverError(this.name, `process did not start within ${START_TIMEOUT_MS} ms`);
+      if (end.code === EXIT_NO_CWD) throw new DriverError(this.name, `working directory ${ctx.cwd} not accessible to user ${ctx.user}`);
+      if (end.code === EXIT_NO_EXEC) throw new DriverError(this.name, `cannot execute ${ctx.exe} as user ${ctx.user}`);
+      if (end.code === EXIT_NO_GO) throw new DriverError(this.name, 'the launcher was not told to go (could not join the cgroup)');
+      throw new DriverError(this.name, `the launcher ended before starting ${ctx.exe} (${end.signal ? `killed by ${end.signal}` : `exit ${end.code}`})`);
+    } finally {
+      clearTimeout(timer);
     }
-    throw new DriverError(this.name, 'process did not join its cgroup and start within 2 s');
   }
 
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
@@ -201,13 +214,44 @@ export class ProcessDriver extends BaseDriver {
    * time (pids are reused). It is no longer the agent's child, so its exit is
    * noticed by polling.
    */
-  override async adopt(spec: WorkloadSpec, rt: Runtime | undefined): Promise<Runtime> {
-    if (!rt) throw new NotFoundError(`process of ${spec.objectId} was never started`);
+  override async adopt(spec: WorkloadSpec, recorded: Runtime | undefined): Promise<Runtime> {
+    const rt = recorded ?? this.findStarted(spec.objectId);
     if (!this.cgroups.fs.exists(rt.cgroup)) throw new NotFoundError(`cgroup of ${spec.objectId} is gone`);
     const same = isSameProcess(rt.pid, rt.startTime);
     const adopted = { ...rt, running: same, applied: this.cgroups.fs.readLimits(rt.cgroup) };
     if (same) this.pollExit(spec.objectId, adopted);
     return adopted;
+  }
+
+  /**
+   * A create the restart interrupted: its process is the one in the object's
+   * cgroup that exec'd its command (not a launcher still waiting for "go",
+   * which exits by itself once the agent is gone) and whose parent is outside
+   * the group; the oldest, if its children left too.
+   */
+  private findStarted(objectId: string): Runtime {
+    const rel = cgroupName(objectId);
+    const ref = this.cgroups.fs.refFor(rel);
+    const pids = this.cgroups.fs.pids(ref);
+    const inGroup = new Set(pids);
+    let main: { pid: number; startTime: number } | undefined;
+    for (const pid of pids) {
+      const cmdline = safeRead(`/proc/${pid}/cmdline`);
+      const ppid = parentPid(pid);
+      const startTime = processStartTime(pid);
+      if (cmdline === '' || cmdline.includes(`\0${LAUNCH_MARK}\0`) || ppid === undefined || inGroup.has(ppid) || startTime === undefined) continue;
+      if (!main || startTime < main.startTime) main = { pid, startTime };
+    }
+    if (!main) throw new NotFoundError(`process of ${objectId} was not started`);
+    return { runtimeId: `${this.cgroups.fs.parent}/${rel}`, pid: main.pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true, startTime: main.startTime };
+  }
+
+  /** Everything in the object's cgroup is stopped, and the cgroup removed. */
+  override async purge(spec: WorkloadSpec): Promise<void> {
+    const ref = this.cgroups.fs.refFor(cgroupName(spec.objectId));
+    if (!this.cgroups.fs.exists(ref)) return;
+    await this.killGroup(ref);
+    this.cgroups.fs.remove(ref);
   }
 
   private pollExit(objectId: string, rt: Runtime): void {
@@ -268,6 +312,28 @@ export class ProcessDriver extends BaseDriver {
     }
     if (alive().length > 0) throw new DriverError(this.name, `processes ${alive().join(', ')} survived SIGKILL`);
   }
+}
+
+/** Each process object's cgroup, below the agent's root: its mark on the host. */
+function cgroupName(objectId: string): string {
+  return `proc-${objectId}`;
+}
+
+/** How long the launcher may take from "go" to the exec. */
+const START_TIMEOUT_MS = 2_000;
+
+/** Resolves true once the launcher's byte arrives on the pipe, false at its end without it. */
+function readyByte(pipe: Readable | null | undefined): Promise<boolean> {
+  if (!pipe) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    pipe.on('data', () => {
+      resolve(true);
+      pipe.destroy();
+    });
+    pipe.once('end', () => resolve(false));
+    pipe.once('close', () => resolve(false));
+    pipe.on('error', () => resolve(false));
+  });
 }
 
 function sleep(ms: number): Promise<void> {

@@ -67,6 +67,8 @@ export interface Runtime {
   readonly running: boolean;
   /** Processes: start time (clock ticks since boot), to tell the process from a later one with its pid. */
   readonly startTime?: number;
+  /** Not running: how it ended, when known (128 + n when killed by signal n). */
+  readonly exitCode?: number;
 }
 
 /** One sample of an object's figures; a figure it does not have is undefined. */
@@ -88,6 +90,8 @@ export interface RuntimeEvent {
   readonly running: boolean;
   readonly reason: string;
   readonly pid: number;
+  /** Stopped: its exit status, when known (128 + n when killed by signal n). */
+  readonly exitCode?: number;
 }
 
 export type RuntimeListener = (e: RuntimeEvent) => void;
