@@ -60,6 +60,9 @@ const INVALID: Case[] = [
   { name: 'push_on interval too small', method: 'pushOn', req: { objectId: 'obj-x', intervalMs: 5 }, code: status.INVALID_ARGUMENT, field: 'interval_ms:' },
   { name: 'get_event without event_id', method: 'getEvent', req: {}, code: status.INVALID_ARGUMENT, field: 'event_id:' },
   { name: 'list with unknown kind', method: 'list', req: { kind: 9 }, code: status.INVALID_ARGUMENT, field: 'kind:' },
+  { name: 'list with a negative page_size', method: 'list', req: { pageSize: -1 }, code: status.INVALID_ARGUMENT, field: 'page_size:' },
+  { name: 'list with a made-up page_token', method: 'list', req: { pageToken: 'bm9wZQ' }, code: status.INVALID_ARGUMENT, field: 'page_token:' },
+  { name: 'cgroup path reserved for processes', method: 'create', req: { spec: v1.ObjectSpec.fromPartial({ name: 'g', kind: v1.Kind.KIND_CGROUP, cgroup: { path: 'proc-obj-0123/x' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.cgroup.path:' },
 ];
 
 const NOT_FOUND: Case[] = [
@@ -94,7 +97,7 @@ describe('bad input', () => {
   }
 
   it('no object was made by any rejected request', async () => {
-    const list = await client.call('list', { kind: 0, labels: {}, includeDeleted: true });
+    const list = await client.call('list', v1.ListRequest.fromPartial({ includeDeleted: true }));
     assert.deepEqual(list.objects, []);
     assert.equal(await sh('docker', ['ps', '-aq', '--filter', `label=io.agent.host-id=${agent.hostId}`]), '');
   });
@@ -119,6 +122,43 @@ describe('bad input', () => {
     await client.call('delete', { objectId: again.objectId, wait: true });
   });
 
+  it('an int64 beyond 2^53-1 -> INVALID_ARGUMENT naming the field (buf curl, as grpcurl sends it)', async () => {
+    for (const [method, body, field] of [
+      ['Create', { spec: { name: 'huge', kind: 'KIND_PROCESS', process: { command: ['sleep', '60'] }, resources: { memory_bytes: '9223372036854775807' } } }, 'spec.resources.memory_bytes'],
+      ['Update', { object_id: 'obj-x', resources: { pids_limit: '-9007199254740993' } }, 'resources.pids_limit'],
+    ] as const) {
+      const r = await api(agent, method, body);
+      assert.equal(r.error?.code, 'invalid_argument', JSON.stringify(r));
+      assert.ok(r.error?.message.startsWith(`${field}: `), r.error?.message);
+    }
+    // Without a token the bytes are not even looked at.
+    const anon = await api(agent, 'Create', { spec: { name: 'huge', resources: { memory_bytes: '9223372036854775807' } } }, '');
+    assert.equal(anon.error?.code, 'unauthenticated', JSON.stringify(anon));
+  });
+
+  it('cgroup objects may not overlap: the same path ALREADY_EXISTS, inside or around another FAILED_PRECONDITION', async () => {
+    const group = (name: string, p: string): v1.CreateRequest => v1.CreateRequest.fromPartial({ spec: { name, kind: v1.Kind.KIND_CGROUP, cgroup: { path: p } }, wait: true });
+    const a = await client.call('create', group('outer', 'ov/a'));
+    assert.equal(a.state, v1.State.STATE_RUNNING, a.error);
+    try {
+      for (const [name, p, code, says] of [
+        ['same', 'ov/a', 'ALREADY_EXISTS', /^spec\.cgroup\.path: cgroup ov\/a is held by obj-/],
+        ['inner', 'ov/a/b', 'FAILED_PRECONDITION', /^spec\.cgroup\.path: ov\/a\/b is inside cgroup ov\/a of obj-/],
+        ['around', 'ov', 'FAILED_PRECONDITION', /^spec\.cgroup\.path: ov would hold cgroup ov\/a of obj-/],
+      ] as const) {
+        const got = await rawCall(client.client, 'create', group(name, p), agent.token);
+        assert.equal(status[got.code], code, got.details);
+        assert.match(got.details, says);
+      }
+      const sibling = await client.call('create', group('sibling', 'ov/ab'));
+      assert.equal(sibling.state, v1.State.STATE_RUNNING, 'a sibling whose name merely starts the same is fine');
+      await client.call('delete', { objectId: sibling.objectId, wait: true });
+      assert.equal((await client.call('get', { objectId: a.objectId })).state, v1.State.STATE_RUNNING, 'deleting the sibling left ov/a alone');
+    } finally {
+      await client.call('delete', { objectId: a.objectId, wait: true });
+    }
+  });
+
   it('a repeated request_id does not create a second object', async () => {
     const req = { spec: processSpec({}, { name: 'idem' }), requestId: 'req-123', wait: true };
     const a = await client.call('create', req);
@@ -127,7 +167,7 @@ describe('bad input', () => {
     assert.equal(b.objectId, a.objectId);
     assert.equal(b.eventId, a.eventId);
     assert.equal(c.objectId, a.objectId);
-    const list = await client.call('list', { kind: v1.Kind.KIND_PROCESS, labels: {}, includeDeleted: false });
+    const list = await client.call('list', v1.ListRequest.fromPartial({ kind: v1.Kind.KIND_PROCESS }));
     assert.equal(list.objects.filter((o) => o.spec?.name === 'idem').length, 1);
     await client.call('delete', { objectId: a.objectId, wait: true });
   });

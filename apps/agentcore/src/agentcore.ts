@@ -461,6 +461,7 @@ export class AgentCore {
     const name = spec.name;
     const holder = this.names.get(name);
     if (holder !== undefined) throw new AlreadyExistsError(`name ${JSON.stringify(name)} is in use by ${holder}`);
+    if (spec.cgroup) this.requireOwnCgroup(spec.cgroup.path);
     const objectId = newId('obj');
     const now = new Date();
     const rec: ObjectRecord = {
@@ -501,6 +502,21 @@ export class AgentCore {
       // If this fails too, the PENDING record comes back after a restart as a FAILED object, to be deleted.
       await this.records.deleteObject(objectId).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * A cgroup object's group is its own: not another's, not inside or around
+   * another's (deleting one would take the other's with it, or fail half-way).
+   * Checked in the same turn as the object is claimed, so two creates cannot race past it.
+   */
+  private requireOwnCgroup(path: string): void {
+    for (const { object } of this.objects.values()) {
+      const other = object.spec?.cgroup?.path;
+      if (other === undefined || object.state === State.STATE_DELETED) continue;
+      if (other === path) throw new AlreadyExistsError(`spec.cgroup.path: cgroup ${path} is held by ${object.objectId}`);
+      if (path.startsWith(`${other}/`)) throw new FailedPreconditionError(`spec.cgroup.path: ${path} is inside cgroup ${other} of ${object.objectId}; cgroup objects may not nest`);
+      if (other.startsWith(`${path}/`)) throw new FailedPreconditionError(`spec.cgroup.path: ${path} would hold cgroup ${other} of ${object.objectId}; cgroup objects may not nest`);
     }
   }
 
@@ -743,16 +759,26 @@ export class AgentCore {
     return v1.Object.fromPartial(this.existing(objectId).object);
   }
 
+  /** One page of the matching objects, in object_id order, bounded in count and in bytes. */
   listObjects(req: v1.ListRequest): v1.ListResponse {
+    const after = req.pageToken === '' ? '' : fromPageToken(req.pageToken);
+    const size = req.pageSize === 0 ? LIST_PAGE_SIZE : Math.min(req.pageSize, LIST_MAX_PAGE_SIZE);
     const objects: v1.Object[] = [];
-    for (const { object } of this.objects.values()) {
+    let bytes = 0;
+    for (const id of [...this.objects.keys()].filter((k) => k > after).sort()) {
+      const { object } = this.objects.get(id)!;
       if (req.kind !== v1.Kind.KIND_UNSPECIFIED && object.spec?.kind !== req.kind) continue;
       if (!req.includeDeleted && object.state === State.STATE_DELETED) continue;
       const labels = object.spec?.labels ?? {};
       if (!Object.entries(req.labels).every(([k, v]) => labels[k] === v)) continue;
-      objects.push(v1.Object.fromPartial(object));
+      const o = v1.Object.fromPartial(object);
+      const n = v1.Object.encode(o).finish().length;
+      // Another match that does not fit: the page ends, and the token says where the next begins.
+      if (objects.length === size || (objects.length > 0 && bytes + n > LIST_PAGE_BYTES)) return { objects, nextPageToken: toPageToken(objects[objects.length - 1]!.objectId) };
+      objects.push(o);
+      bytes += n;
     }
-    return { objects };
+    return { objects, nextPageToken: '' };
   }
 
   getEvent(eventId: string): v1.Event {
@@ -794,6 +820,22 @@ export class AgentCore {
       watch: serverStream(this.log, (r, call) => this.watch(r, call)),
     };
   }
+}
+
+const LIST_PAGE_SIZE = 500;
+const LIST_MAX_PAGE_SIZE = 1000;
+const LIST_PAGE_BYTES = 2 * 1024 * 1024;
+const PAGE_TOKEN_PREFIX = 'after:';
+
+/** Opaque to callers: where the next page begins. */
+function toPageToken(lastObjectId: string): string {
+  return Buffer.from(PAGE_TOKEN_PREFIX + lastObjectId).toString('base64url');
+}
+
+function fromPageToken(token: string): string {
+  const text = Buffer.from(token, 'base64url').toString('utf8');
+  if (!text.startsWith(PAGE_TOKEN_PREFIX)) throw new InvalidArgumentError('page_token', 'not a token from a previous List');
+  return text.slice(PAGE_TOKEN_PREFIX.length);
 }
 
 function newId(prefix: string): string {

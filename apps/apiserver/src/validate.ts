@@ -122,7 +122,11 @@ export function validateCreate(req: v1.CreateRequest): void {
     maxLen('spec.process.cwd', p.cwd, LIMITS.cwdLength);
     if (p.cwd !== '' && !p.cwd.startsWith('/')) fail('spec.process.cwd', 'must be an absolute path');
   }
-  if (s.cgroup) checkRelativeCgroupPath('spec.cgroup.path', s.cgroup.path);
+  if (s.cgroup) {
+    checkRelativeCgroupPath('spec.cgroup.path', s.cgroup.path);
+    // Process objects live in proc-<object id>: a cgroup object there would be inside one of them.
+    if (s.cgroup.path.startsWith('proc-')) fail('spec.cgroup.path', 'names beginning with "proc-" are reserved for the cgroups of process objects');
+  }
 }
 
 export interface ProcessPolicy {
@@ -166,4 +170,6 @@ export function validatePushOn(req: v1.PushOnRequest, minIntervalMs: number): vo
 export function validateList(req: v1.ListRequest): void {
   if (!(req.kind in v1.Kind) || req.kind === v1.Kind.UNRECOGNIZED) fail('kind', `unknown kind ${req.kind}`);
   checkLabels('labels', req.labels);
+  if (req.pageSize < 0) fail('page_size', 'must not be negative');
+  maxLen('page_token', req.pageToken, 256);
 }

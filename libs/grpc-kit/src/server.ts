@@ -23,6 +23,7 @@ import type { Listener } from './listeners';
 import type { PeerCertificate } from 'node:tls';
 import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
+import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
 
 export interface ServiceBinding {
   /** Fully qualified name, e.g. agent.v1.AgentService. */
@@ -86,7 +87,7 @@ export async function startGrpcServer(opts: {
   let firstPort = 0;
   for (const listener of opts.listeners) {
     const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-    for (const s of opts.services) server.addService(s.definition, guard(opts.log, s, listener.authenticate));
+    for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate));
     server.addService(healthv1.HealthService, health.implementation);
     new ReflectionService(packageDefinition(), { services: [...names, 'grpc.health.v1.Health'] }).addToServer(server);
     const [host, credentialsAddress] = splitAddress(listener.address);
@@ -146,7 +147,7 @@ function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate)
     const method = binding.definition[key];
     if (!method) continue;
     const name = method.path.slice(method.path.lastIndexOf('/') + 1);
-    const check = (call: { metadata: Metadata; getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null; getPeer(): string }): void => {
+    const check = (call: { request: unknown; metadata: Metadata; getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null; getPeer(): string }): void => {
       let caller: Caller | undefined;
       try {
         caller = authenticate(call.metadata, call.getAuthContext?.()?.sslPeerCertificate);
@@ -157,6 +158,8 @@ function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate)
         log.warn('call refused', { method: method.path, peer: call.getPeer(), ...who, reason: (err as Error).message });
         throw err;
       }
+      // Only an authorized caller learns what was wrong with the bytes it sent.
+      if (call.request instanceof Undecodable) throw undecodableError(call.request);
     };
     if (method.responseStream && !method.requestStream) {
       const h = handler as (call: ServerWritableStream<unknown, unknown>) => void;
