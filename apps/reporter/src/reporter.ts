@@ -1,11 +1,10 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { context, trace, type Context, type Link } from '@opentelemetry/api';
-import { Logger, openPrivateFile, serverStream, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
+import { Logger, serverStream, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
 import { internalv1, type sinkv1, v1 } from '@agent/proto';
+import { ReportFile } from './report-file';
 
 /** One thing waiting for the upstream, with the trace it came from. */
 type Outgoing = { readonly report: v1.Report; readonly ctx: Context } | { readonly change: sinkv1.ObjectChange; readonly ctx: Context };
@@ -25,17 +24,13 @@ export class ReporterService {
   private pending: Outgoing[] = [];
   private dropped = 0;
   private sending: Promise<void> | undefined;
-  private fileFd: number | undefined;
+  private file: ReportFile | undefined;
 
   constructor(
-    private readonly opts: { hostId: string; reportFile: string; upstream?: Driver },
+    private readonly opts: { hostId: string; reportFile: string; reportFileMaxBytes: number; upstream?: Driver },
     private readonly log: Logger,
   ) {
-    if (opts.reportFile !== 'off') {
-      // Reports name every workload: the file is the agent's alone.
-      fs.mkdirSync(path.dirname(opts.reportFile), { recursive: true, mode: 0o700 });
-      this.fileFd = openPrivateFile(opts.reportFile);
-    }
+    if (opts.reportFile !== 'off') this.file = new ReportFile(opts.reportFile, opts.reportFileMaxBytes);
   }
 
   start(objectId: string): void {
@@ -54,9 +49,7 @@ export class ReporterService {
   /** The report workers: every sink gets every report. */
   send(reports: readonly v1.Report[]): void {
     const stamped = reports.map((r) => ({ ...r, hostId: this.opts.hostId }));
-    if (this.fileFd !== undefined) {
-      fs.writeSync(this.fileFd, stamped.map((r) => JSON.stringify(v1.Report.toJSON(r))).join('\n') + '\n');
-    }
+    this.file?.append(stamped.map((r) => JSON.stringify(v1.Report.toJSON(r))));
     for (const r of stamped) for (const s of this.subscribers.get(r.objectId) ?? []) s.write(r);
     if (this.opts.upstream) {
       const ctx = context.active();
@@ -118,7 +111,7 @@ export class ReporterService {
 
   /** Waits for the upstream backlog to go out, at most timeoutMs. */
   async flush(timeoutMs = 5_000): Promise<void> {
-    if (this.fileFd !== undefined) fs.fsyncSync(this.fileFd);
+    this.file?.sync();
     if (!this.sending) return;
     await Promise.race([this.sending, new Promise((r) => setTimeout(r, timeoutMs))]);
   }
@@ -127,8 +120,8 @@ export class ReporterService {
     await this.flush();
     this.closing = true;
     if (this.pending.length > 0) this.log.warn('reports not delivered upstream at exit', { pending: this.pending.length });
-    if (this.fileFd !== undefined) fs.closeSync(this.fileFd);
-    this.fileFd = undefined;
+    this.file?.close();
+    this.file = undefined;
     for (const set of this.subscribers.values()) for (const s of set) s.end();
   }
 
@@ -167,7 +160,7 @@ export async function startReporter(
   listener: Listener,
 ): Promise<{ server: RunningServer; service: ReporterService }> {
   const log = new Logger(Module.Reporter, config.logLevel);
-  const service = new ReporterService({ hostId: config.hostId, reportFile: config.reportFile, upstream }, log);
+  const service = new ReporterService({ hostId: config.hostId, reportFile: config.reportFile, reportFileMaxBytes: config.reportFileMaxBytes, upstream }, log);
   const server = await startGrpcServer({
     listeners: [listener],
     log,

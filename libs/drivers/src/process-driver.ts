@@ -10,6 +10,7 @@ import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
 import { checkAllowedExecutable } from './exec-policy';
+import { LogFiles } from './log-rotation';
 import { isSameProcess, parentPid, processStartTime } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 import { resolveUser, type ResolvedUser } from './users';
@@ -59,6 +60,8 @@ export interface ProcessDriverOptions {
   readonly defaultUser: string;
   /** AGENT_PROCESS_ALLOW: executables or directories; empty: any executable. */
   readonly allow: readonly string[];
+  /** AGENT_PROCESS_LOG_MAX_BYTES: a log over it is rotated to <log>.1; 0 or absent: no cap. */
+  readonly logMaxBytes?: number;
 }
 
 /** Plain processes, each in its own cgroup so that limits apply and nothing escapes on delete. */
@@ -67,12 +70,14 @@ export class ProcessDriver extends BaseDriver {
   readonly capabilities: Capabilities = WORKLOAD_CAPABILITIES;
 
   private readonly listeners = new Set<RuntimeListener>();
+  private readonly logs: LogFiles;
 
   constructor(
     private readonly cgroups: CgroupDriver,
     private readonly opts: ProcessDriverOptions,
   ) {
     super();
+    this.logs = new LogFiles({ maxBytes: opts.logMaxBytes ?? 0 });
   }
 
   override watch(listener: RuntimeListener): () => void {
@@ -111,6 +116,7 @@ export class ProcessDriver extends BaseDriver {
     try {
       this.cgroups.fs.applyLimits(ref, spec.resources);
       logFd = this.openLog(spec.objectId);
+      this.logs.watch(this.logFile(spec.objectId));
       const child = spawn('/bin/sh', ['-c', LAUNCHER, LAUNCH_MARK, cwd, ...proc.env, '--', exe, ...args], {
         cwd: '/', // the launcher enters the real one as the user
         env: { PATH: AGENT_PATH }, // nothing of the caller's reaches /bin/sh
@@ -153,6 +159,7 @@ export class ProcessDriver extends BaseDriver {
     } catch (err) {
       await this.killGroup(ref, { pid, startTime });
       this.cgroups.fs.remove(ref);
+      this.logs.remove(this.logFile(spec.objectId));
       throw err;
     } finally {
       if (logFd !== undefined) fs.closeSync(logFd);
@@ -175,7 +182,11 @@ export class ProcessDriver extends BaseDriver {
    */
   private openLog(objectId: string): number {
     privateDir(this.opts.logDir);
-    return openPrivateFile(path.join(this.opts.logDir, `${objectId}.log`));
+    return openPrivateFile(this.logFile(objectId));
+  }
+
+  private logFile(objectId: string): string {
+    return path.join(this.opts.logDir, `${objectId}.log`);
   }
 
   /**
@@ -219,6 +230,7 @@ export class ProcessDriver extends BaseDriver {
     if (!this.cgroups.fs.exists(rt.cgroup)) throw new NotFoundError(`cgroup of ${spec.objectId} is gone`);
     const same = isSameProcess(rt.pid, rt.startTime);
     const adopted = { ...rt, running: same, applied: this.cgroups.fs.readLimits(rt.cgroup) };
+    this.logs.watch(this.logFile(spec.objectId));
     if (same) this.pollExit(spec.objectId, adopted);
     return adopted;
   }
@@ -246,12 +258,14 @@ export class ProcessDriver extends BaseDriver {
     return { runtimeId: `${this.cgroups.fs.parent}/${rel}`, pid: main.pid, cgroup: ref, applied: this.cgroups.fs.readLimits(ref), running: true, startTime: main.startTime };
   }
 
-  /** Everything in the object's cgroup is stopped, and the cgroup removed. */
+  /** Everything in the object's cgroup is stopped, the cgroup removed, and the object's logs. */
   override async purge(spec: WorkloadSpec): Promise<void> {
     const ref = this.cgroups.fs.refFor(cgroupName(spec.objectId));
-    if (!this.cgroups.fs.exists(ref)) return;
-    await this.killGroup(ref);
-    this.cgroups.fs.remove(ref);
+    if (this.cgroups.fs.exists(ref)) {
+      await this.killGroup(ref);
+      this.cgroups.fs.remove(ref);
+    }
+    this.logs.remove(this.logFile(spec.objectId));
   }
 
   private pollExit(objectId: string, rt: Runtime): void {
@@ -263,9 +277,12 @@ export class ProcessDriver extends BaseDriver {
     timer.unref();
   }
 
+  /** The logs go with the object: kept, they would outlive every record of it. */
   override async remove(rt: Runtime): Promise<void> {
     await this.killGroup(rt.cgroup, rt);
     this.cgroups.fs.remove(rt.cgroup);
+    const objectId = objectIdOf(rt.runtimeId);
+    if (objectId !== undefined) this.logs.remove(this.logFile(objectId));
   }
 
   override async inspect(rt: Runtime): Promise<Runtime> {
@@ -279,6 +296,11 @@ export class ProcessDriver extends BaseDriver {
 
   override stats(rt: Runtime): Figures {
     return this.cgroups.stats(rt);
+  }
+
+  override close(): Promise<void> {
+    this.logs.close();
+    return Promise.resolve();
   }
 
   /**
@@ -314,9 +336,17 @@ export class ProcessDriver extends BaseDriver {
   }
 }
 
+const CGROUP_PREFIX = 'proc-';
+
 /** Each process object's cgroup, below the agent's root: its mark on the host. */
 function cgroupName(objectId: string): string {
-  return `proc-${objectId}`;
+  return `${CGROUP_PREFIX}${objectId}`;
+}
+
+/** cgroupName's inverse on a runtime id (<parent>/proc-<objectId>); undefined for one it did not make. */
+function objectIdOf(runtimeId: string): string | undefined {
+  const name = path.posix.basename(runtimeId);
+  return name.startsWith(CGROUP_PREFIX) ? name.slice(CGROUP_PREFIX.length) : undefined;
 }
 
 /** How long the launcher may take from "go" to the exec. */

@@ -317,4 +317,59 @@ describe('process logs', () => {
     assert.equal(fs.statSync(logDir).mode & 0o777, 0o700);
     assert.equal(fs.statSync(path.join(logDir, `${id}.log`)).mode & 0o777, 0o600);
   });
+
+  it('are capped by rotation to .log.1 on the timer, and removed with the object', async () => {
+    const logDir = path.join(tmp, 'capped-logs');
+    const cap = 64 * 1024;
+    // One 1 s interval of this writer (100 lines of 33 bytes, then a 10 ms sleep) is at most 330 KB; the rest is room for a late timer.
+    const bound = cap + 512 * 1024;
+    const d = driverWith({ logDir, logMaxBytes: cap });
+    const id = newId();
+    const log = path.join(logDir, `${id}.log`);
+    const size = (f: string): number => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    try {
+      const rt = await start({ command: ['/bin/sh', '-c', 'while :; do i=0; while [ $i -lt 100 ]; do echo 0123456789abcdef0123456789abcdef; i=$((i+1)); done; sleep 0.01; done'] }, d, id);
+      const deadline = Date.now() + 5_000;
+      while (!fs.existsSync(`${log}.1`) && Date.now() < deadline) await sleep(20);
+      assert.ok(fs.existsSync(`${log}.1`), `no rotation: the log holds ${size(log)} bytes`);
+
+      let cuts = 0;
+      let last = size(log);
+      for (const end = Date.now() + 2_500; Date.now() < end; await sleep(20)) {
+        const now = size(log);
+        if (now < last) cuts++;
+        last = now;
+        assert.ok(now <= bound, `live log at ${now} bytes`);
+        assert.ok(size(`${log}.1`) <= bound, `.1 at ${size(`${log}.1`)} bytes`);
+      }
+      assert.ok(cuts >= 1, 'the log was cut again while the process kept writing');
+      const live = fs.readFileSync(log, 'utf8');
+      assert.ok(!live.includes('\0'), 'the writer went on at the start of the cut file, leaving no hole');
+      assert.deepEqual(fs.readdirSync(logDir).filter((f) => f.startsWith(id)).sort(), [`${id}.log`, `${id}.log.1`]);
+
+      await d.remove(rt);
+      assert.deepEqual(fs.readdirSync(logDir).filter((f) => f.startsWith(id)), []);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('are removed when a create fails and when the object is purged', async () => {
+    const logDir = path.join(tmp, 'purged-logs');
+    const d = driverWith({ logDir });
+    const ours = (id: string): string[] => fs.readdirSync(logDir).filter((f) => f.startsWith(id));
+    const priv = fs.mkdtempSync(path.join(tmp, 'private-'));
+    fs.chmodSync(priv, 0o700);
+    const failed = newId();
+    // Fails once the log is open: nobody cannot enter the working directory.
+    await assert.rejects(start({ cwd: priv }, d, failed), DriverError);
+    assert.deepEqual(ours(failed), []);
+
+    const id = newId();
+    await start({}, d, id);
+    fs.writeFileSync(path.join(logDir, `${id}.log.1`), 'an older run\n');
+    await d.purge({ objectId: id, name: id, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 } });
+    assert.deepEqual(ours(id), []);
+  });
 });

@@ -23,6 +23,7 @@ export function createHostDrivers(config: AgentConfig): HostDrivers {
       stopGraceMs: config.stopGraceMs,
       defaultUser: config.processUser,
       allow: config.processAllow,
+      logMaxBytes: config.processLogMaxBytes,
     }),
     docker: new DockerDriver(cgroup, { socketPath: config.dockerSocket, hostId: config.hostId, stopGraceMs: config.stopGraceMs }),
   };

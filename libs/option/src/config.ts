@@ -108,6 +108,8 @@ export interface AgentConfig {
   readonly processUser: string;
   /** AGENT_PROCESS_ALLOW: comma-separated absolute executables or directories; empty: any executable. */
   readonly processAllow: readonly string[];
+  /** AGENT_PROCESS_LOG_MAX_BYTES: a process log over it is rotated, one old copy kept (<log>.1); 0 disables the cap. Default: 10485760 (10 MiB). */
+  readonly processLogMaxBytes: number;
   /** AGENT_DISCOVER_MANAGE: true lets Update and Delete act on discovered containers. Default: false (read-only). */
   readonly discoverManage: boolean;
   /** AGENT_<MODULE>_LISTEN: an internal service's own address when run alone. Default: 127.0.0.1:0. */
@@ -126,6 +128,8 @@ export interface AgentConfig {
   readonly upstreamTokenFile: string;
   /** AGENT_REPORT_FILE: JSON Lines of every report sent; "off" disables. Default: <dataDir>/reports.jsonl */
   readonly reportFile: string;
+  /** AGENT_REPORT_FILE_MAX_BYTES: the report file is rotated before it grows past it, one old copy kept (<file>.1); 0 disables the cap. Default: 67108864 (64 MiB). */
+  readonly reportFileMaxBytes: number;
   /** AGENT_CGROUP_PARENT: the agent's own cgroup root, under each hierarchy. Default: agent. */
   readonly cgroupParent: string;
   /** AGENT_CGROUP_MOUNT: where cgroup hierarchies are mounted. Default: /sys/fs/cgroup. */
@@ -212,6 +216,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     allowPlaintext: bool(env, 'AGENT_ALLOW_PLAINTEXT', false),
     processUser: str(env, 'AGENT_PROCESS_USER', 'nobody'),
     processAllow: pathList(env, 'AGENT_PROCESS_ALLOW'),
+    processLogMaxBytes: int(env, 'AGENT_PROCESS_LOG_MAX_BYTES', 10_485_760, 0, 1_099_511_627_776),
     discoverManage: bool(env, 'AGENT_DISCOVER_MANAGE', false),
     agentcoreListen: address(env, 'AGENT_AGENTCORE_LISTEN', listenDefault),
     managerListen: address(env, 'AGENT_MANAGER_LISTEN', listenDefault),
@@ -224,6 +229,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     upstream: address(env, 'AGENT_UPSTREAM', ''),
     upstreamTokenFile: fileSetting(env, 'AGENT_UPSTREAM_TOKEN_FILE'),
     reportFile: str(env, 'AGENT_REPORT_FILE', path.join(dataDir, 'reports.jsonl')),
+    reportFileMaxBytes: int(env, 'AGENT_REPORT_FILE_MAX_BYTES', 67_108_864, 0, 1_099_511_627_776),
     cgroupParent: str(env, 'AGENT_CGROUP_PARENT', 'agent'),
     cgroupMount: str(env, 'AGENT_CGROUP_MOUNT', '/sys/fs/cgroup'),
     dockerSocket: dockerHost !== '' ? dockerHost.slice('unix://'.length) : str(env, 'AGENT_DOCKER_SOCKET', '/var/run/docker.sock'),
