@@ -147,7 +147,7 @@ export class DockerDriver extends BaseDriver implements Discovering {
     }
   }
 
-  override async inspect(rt: Runtime): Promise<Runtime> {
+  override async inspect(rt: Runtime, tries = 40): Promise<Runtime> {
     let info: Docker.ContainerInspectInfo;
     try {
       info = await api('inspect', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).inspect());
@@ -156,15 +156,17 @@ export class DockerDriver extends BaseDriver implements Discovering {
     }
     const pid = info.State.Pid ?? 0;
     const running = info.State.Running === true && pid > 0;
-    const cgroup = running ? this.cgroups.fs.refForPid(pid) : rt.cgroup;
-    return {
-      runtimeId: info.Id,
-      pid: running ? pid : 0,
-      cgroup,
-      applied: running ? this.cgroups.fs.readLimits(cgroup) : rt.applied,
-      running,
-      exitCode: running ? undefined : info.State.ExitCode,
-    };
+    if (!running) return { runtimeId: info.Id, pid: 0, cgroup: rt.cgroup, applied: rt.applied, running, exitCode: info.State.ExitCode };
+    try {
+      const cgroup = this.cgroups.fs.refForPid(pid);
+      return { runtimeId: info.Id, pid, cgroup, applied: this.cgroups.fs.readLimits(cgroup), running };
+    } catch (err) {
+      // It exited between Docker's answer and the read of its cgroup: ask again (Docker takes a
+      // moment to notice), for how it ended.
+      if (tries <= 1) throw err;
+      await new Promise((r) => setTimeout(r, 25));
+      return this.inspect(rt, tries - 1);
+    }
   }
 
   /**

@@ -145,6 +145,7 @@ export class ProcessDriver extends BaseDriver {
       }
       gate.end('go\n', () => gate.destroy());
       await this.waitStarted(ready, exited, { exe, user: user.spec, cwd });
+      await waitExec(pid, exited);
       const runtimeId = `${this.cgroups.fs.parent}/${rel}`;
       // The agent is the parent while it runs: it reaps the process and says how it ended, once
       // create has returned (an exit right after the exec is news about a created object).
@@ -351,6 +352,22 @@ function objectIdOf(runtimeId: string): string | undefined {
 
 /** How long the launcher may take from "go" to the exec. */
 const START_TIMEOUT_MS = 2_000;
+
+/**
+ * The byte came right before the exec: wait the moment until the pid is the
+ * command (its argv no longer the launcher's), so that what create returns is
+ * the command itself, or until it has already ended.
+ */
+async function waitExec(pid: number, exited: Promise<unknown>): Promise<void> {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!gone && Date.now() < deadline) {
+    const cmdline = safeRead(`/proc/${pid}/cmdline`);
+    if (cmdline === '' || !cmdline.includes(`\0${LAUNCH_MARK}\0`)) return;
+    await sleep(1);
+  }
+}
 
 /** Resolves true once the launcher's byte arrives on the pipe, false at its end without it. */
 function readyByte(pipe: Readable | null | undefined): Promise<boolean> {
