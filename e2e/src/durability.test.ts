@@ -20,6 +20,25 @@ async function storeHealth(agent: Agent, service = 'agent.store'): Promise<strin
   return (h.body as { status?: string }).status ?? h.error?.code ?? '';
 }
 
+/** Every object, over as many pages as it takes (the padded objects fill a page quickly). */
+async function listAll(agent: Agent): Promise<unknown[]> {
+  const out: unknown[] = [];
+  let page_token = '';
+  do {
+    const r = await api(agent, 'List', { page_token });
+    assert.ok(r.ok, JSON.stringify(r.error));
+    out.push(...((r.body.objects as unknown[] | undefined) ?? []));
+    page_token = (r.body.nextPageToken as string | undefined) ?? '';
+  } while (page_token !== '');
+  return out;
+}
+
+/** The store's health as the public address answers it (mirrored from agentcore). */
+async function apiHealth(agent: Agent): Promise<string> {
+  const h = await bufCurl(agent.address, 'grpc.health.v1.Health/Check', { service: 'agent.store' });
+  return (h.body as { status?: string }).status ?? h.error?.code ?? '';
+}
+
 const sleeper = (name: string, env: string[] = []): object => ({ spec: { name, kind: 'KIND_PROCESS', process: { command: ['sleep', '600'], env } }, wait: true });
 
 describe('a data directory that fills up (tmpfs)', () => {
@@ -51,14 +70,15 @@ describe('a data directory that fills up (tmpfs)', () => {
       assert.equal(refusal.code, 'resource_exhausted', JSON.stringify(refusal));
       assert.match(refusal.message, /no space left on device \(ENOSPC\)/);
       assert.equal(await storeHealth(agent), 'NOT_SERVING', 'health says the store cannot write');
+      await waitFor('the apiserver says so too', async () => ((await apiHealth(agent)) === 'NOT_SERVING' ? true : undefined), 2_000, 50);
       // Nothing was started for the refused create.
-      const listed = (await api(agent, 'List', {})).body.objects as Array<{ objectId: string; spec: { name: string } }>;
+      const listed = (await listAll(agent)) as Array<{ objectId: string; spec: { name: string } }>;
       assert.deepEqual(listed.map((o) => o.objectId).sort(), [...acked.keys()].sort(), 'reads work; only acknowledged objects exist');
 
       // A restart while the disk is still full: the agent comes up and has every object.
       assert.equal(await agent.stop('SIGKILL'), null);
       agent = await startAgent(env, where);
-      const back = (await api(agent, 'List', {})).body.objects as Array<{ objectId: string; state: string; pid: number }>;
+      const back = (await listAll(agent)) as Array<{ objectId: string; state: string; pid: number }>;
       assert.deepEqual(back.map((o) => o.objectId).sort(), [...acked.keys()].sort());
       for (const o of back) assert.equal(o.pid, acked.get(o.objectId), 'the same process, adopted');
       await waitFor('store NOT_SERVING after the restart', async () => ((await storeHealth(agent)) === 'NOT_SERVING' ? true : undefined), 5_000, 200);
@@ -66,13 +86,14 @@ describe('a data directory that fills up (tmpfs)', () => {
       // Space comes back: health recovers, creates work again.
       fs.rmSync(filler);
       await waitFor('store SERVING again', async () => ((await storeHealth(agent)) === 'SERVING' ? true : undefined), 10_000, 200);
+      await waitFor('and on the apiserver', async () => ((await apiHealth(agent)) === 'SERVING' ? true : undefined), 2_000, 50);
       const a = await api(agent, 'Create', sleeper('after'));
       assert.equal(a.body.state, 'STATE_RUNNING', JSON.stringify(a));
       acked.set(a.body.objectId, (await api(agent, 'Get', { object_id: a.body.objectId })).body.pid);
 
       await agent.stop();
       agent = await startAgent(env, where);
-      const final = (await api(agent, 'List', {})).body.objects as Array<{ objectId: string; state: string }>;
+      const final = (await listAll(agent)) as Array<{ objectId: string; state: string }>;
       assert.deepEqual(final.map((o) => o.objectId).sort(), [...acked.keys()].sort(), 'every acknowledged object after a clean restart');
       for (const o of final) assert.equal(o.state, 'STATE_RUNNING', o.objectId);
     } finally {
@@ -111,7 +132,7 @@ describe('a damaged store record', () => {
         assert.equal(await storeHealth(agent, `agent.store.damaged/${k}`), 'NOT_SERVING', `health names ${k}`);
       }
       assert.equal(await storeHealth(agent), 'SERVING');
-      const list = (await api(agent, 'List', {})).body.objects as Array<{ objectId: string; state: string; pid: number }>;
+      const list = (await listAll(agent)) as Array<{ objectId: string; state: string; pid: number }>;
       assert.deepEqual(list.map((o) => [o.objectId, o.state, o.pid]), [[ids[0], 'STATE_RUNNING', pids[0]]]);
       const del = await api(agent, 'Delete', { object_id: ids[0], wait: true });
       assert.equal(del.body.state, 'STATE_DELETED');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { context } from '@opentelemetry/api';
-import { AGENT_VERSION, type AgentConfig, GrpcService, HOST_OBJECT_ID, Module } from '@agent/option';
+import { AGENT_VERSION, type AgentConfig, GrpcService, HealthComponent, HOST_OBJECT_ID, Module } from '@agent/option';
 import {
   AlreadyExistsError,
   DeadlineExceededError,
@@ -24,7 +24,7 @@ import {
 } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
 import { openStore, type KvStore } from '@agent/store';
-import { ClusterSync, HealthComponent } from './cluster';
+import { ClusterSync } from './cluster';
 import { EventLog } from './events';
 import { Records, type DamagedRecord } from './records';
 

@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { LOG_LEVELS, type LogLevel } from '@agent/option';
+import { HealthComponent, LOG_LEVELS, type LogLevel } from '@agent/option';
 import { errorMessage, Logger, type HealthRegistry, type Peer } from '@agent/grpc-kit';
 import type { internalv1 } from '@agent/proto';
 import { Keys, type KvStore } from '@agent/store';
@@ -36,14 +36,6 @@ interface HostRecord {
   stale: boolean;
   stopped?: boolean;
 }
-
-/** Health entries besides the services themselves (grpc.health.v1 Check with these names). */
-export const HealthComponent = {
-  Store: 'agent.store',
-  Worker: 'agent.worker',
-  /** Prefix: one entry per store record recovery could not read, e.g. agent.store.damaged/workloads.<host>.<id>. */
-  DamagedRecord: 'agent.store.damaged/',
-} as const;
 
 /**
  * The control plane's cluster half, as in the seed's clusterLoop and

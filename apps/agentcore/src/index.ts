@@ -1,3 +1,3 @@
 export { AgentCore, startAgentCore } from './agentcore';
 export type { Peers } from './agentcore';
-export { ClusterSync, HealthComponent } from './cluster';
+export { ClusterSync } from './cluster';

@@ -1,5 +1,5 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { type AgentConfig, GrpcService, Module } from '@agent/option';
+import { type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/option';
 import {
   InvalidArgumentError,
   Logger,
@@ -157,5 +157,7 @@ export async function startApiServer(config: AgentConfig, core: Peer<internalv1.
     services: [{ name: GrpcService.Agent, definition: v1.AgentServiceService, implementation: api.implementation(), access: API_ACCESS }],
   });
   server.health.setAll(true);
+  // Whether a change can be recorded is agentcore's to know; callers of this server see it too.
+  server.health.follow(core.address, HealthComponent.Store);
   return server;
 }

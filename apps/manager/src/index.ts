@@ -1,2 +1,2 @@
-export { ManagerService, startManager, toChange, DOCKER_HEALTH } from './manager';
+export { ManagerService, startManager, toChange } from './manager';
 export type { KindDrivers } from './manager';

@@ -1,4 +1,4 @@
-import { type AgentConfig, GrpcService, Module } from '@agent/option';
+import { type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/option';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
@@ -252,8 +252,6 @@ function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
   };
 }
 
-/** The grpc.health.v1 name under which the manager says whether Docker answers. */
-export const DOCKER_HEALTH = 'agent.docker';
 
 export async function startManager(config: AgentConfig, drivers: KindDrivers, listener: Listener): Promise<RunningServer> {
   const log = new Logger(Module.Manager, config.logLevel);
@@ -268,10 +266,10 @@ export async function startManager(config: AgentConfig, drivers: KindDrivers, li
   // works; grpc.health.v1 tells under "agent.docker" whether it is reachable.
   const checkDocker = (): Promise<void> =>
     drivers.container.health().then(
-      () => server.health.set(DOCKER_HEALTH, true),
+      () => server.health.set(HealthComponent.Docker, true),
       (err: Error) => {
-        if (server.health.get(DOCKER_HEALTH) !== healthv1.HealthCheckResponse_ServingStatus.NOT_SERVING) log.warn('docker is not reachable; container creates will fail', { reason: err.message });
-        server.health.set(DOCKER_HEALTH, false);
+        if (server.health.get(HealthComponent.Docker) !== healthv1.HealthCheckResponse_ServingStatus.NOT_SERVING) log.warn('docker is not reachable; container creates will fail', { reason: err.message });
+        server.health.set(HealthComponent.Docker, false);
       },
     );
   await checkDocker();

@@ -1,5 +1,6 @@
-import { status as grpcStatus, type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { status as grpcStatus, type ClientReadableStream, type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { healthv1 } from '@agent/proto';
+import { connect } from './client';
 
 type Serving = healthv1.HealthCheckResponse_ServingStatus;
 const { SERVING, NOT_SERVING, SERVICE_UNKNOWN } = healthv1.HealthCheckResponse_ServingStatus;
@@ -61,8 +62,46 @@ export class HealthRegistry {
     },
   };
 
-  /** Ends every Watch stream (at shutdown). */
+  /**
+   * Holds another server's entry under the same name here, as it changes
+   * (grpc.health.v1 Watch): NOT_SERVING until it answers and while it cannot be
+   * reached. Followed until close().
+   */
+  follow(address: string, service: string): void {
+    const peer = connect(healthv1.HealthClient, address);
+    let stream: ClientReadableStream<healthv1.HealthCheckResponse> | undefined;
+    const watch = (delayMs: number): void => {
+      if (this.closed) return;
+      stream = peer.client.watch({ service });
+      stream.on('data', (r: healthv1.HealthCheckResponse) => {
+        delayMs = 250;
+        this.set(service, r.status === SERVING);
+      });
+      let again = false;
+      const retry = (): void => {
+        if (again || this.closed) return;
+        again = true;
+        this.set(service, false);
+        setTimeout(() => watch(Math.min(delayMs * 2, 5_000)), delayMs).unref();
+      };
+      stream.on('error', retry);
+      stream.on('end', retry);
+    };
+    this.set(service, false);
+    watch(250);
+    this.closers.push(() => {
+      stream?.cancel();
+      peer.close();
+    });
+  }
+
+  private closed = false;
+  private readonly closers: Array<() => void> = [];
+
+  /** Ends every Watch stream, and every entry followed (at shutdown). */
   close(): void {
+    this.closed = true;
+    for (const c of this.closers.splice(0)) c();
     for (const set of this.watchers.values()) for (const w of set) w.end();
     this.watchers.clear();
   }

@@ -5,6 +5,7 @@ export {
   DRIVERS,
   Label,
   GrpcService,
+  HealthComponent,
   HOST_OBJECT_ID,
   AGENT_VERSION,
 } from './names';

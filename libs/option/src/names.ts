@@ -39,6 +39,18 @@ export const GrpcService = {
   Reporter: 'agent.internal.v1.Reporter',
 } as const;
 
+/** grpc.health.v1 names of what the services depend on, beside their own service names. */
+export const HealthComponent = {
+  /** The store takes writes (agentcore; mirrored on the apiserver). */
+  Store: 'agent.store',
+  /** Prefix: one entry per store record recovery could not read, e.g. agent.store.damaged/workloads.<host>.<id>. */
+  DamagedRecord: 'agent.store.damaged/',
+  /** agentcore's task worker keeps up. */
+  Worker: 'agent.worker',
+  /** Docker answers (manager). */
+  Docker: 'agent.docker',
+} as const;
+
 /** The agent's version, as registered upstream and in the host record. */
 export const AGENT_VERSION = '0.1.0';
 
