@@ -18,8 +18,8 @@ FROM ${NODE_IMAGE}
 WORKDIR /agent
 COPY --from=build /src /agent
 ENV NODE_ENV=production AGENT_DATA_DIR=/var/lib/agent
-# The token volume mounts on /var/lib/agent/auth and starts with this owner and mode.
-RUN mkdir -p /var/lib/agent/auth && chown -R 1000:1000 /var/lib/agent && chmod 700 /var/lib/agent /var/lib/agent/auth
+# The token and spool volumes mount on /var/lib/agent/{auth,spool} and start with this owner and mode.
+RUN mkdir -p /var/lib/agent/auth /var/lib/agent/spool && chown -R 1000:1000 /var/lib/agent && chmod 700 /var/lib/agent /var/lib/agent/auth /var/lib/agent/spool
 # Only the manager needs root (Docker socket, cgroups); compose says so for it.
 USER 1000:1000
 EXPOSE 50051

@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --only=agent|store]
+// npm run bench [-- --quick] [-- --only=agent|store|spool]
 //
 // Every figure of the agent beside its peer, measured in the same run on the
 // same containers: the Docker stats API and CLI, docker update, docker run,
@@ -8,7 +8,8 @@
 // absolute times.
 //
 // --only=<names> runs some of the benches (agent: everything that needs the
-// agent and Docker; store: the store alone, no Docker) and writes
+// agent and Docker; store: the store alone, no Docker; spool: Bus Out replay
+// from the spool to a gRPC sink, spool-bench.ts) and writes
 // bench/results/<names>.json instead, so latest.json keeps the full run. The
 // store alone, without the reinstall of npm run bench:
 //   npx tsc -b bench && node bench/dist/main.js --only=store
@@ -25,11 +26,12 @@ import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
 import { apiClient, BUSYBOX, cpuSeconds, memoryLimitFile, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
+import { spoolCase } from './spool-bench';
 import { storeCase } from './store-bench';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const BENCHES = ['agent', 'store'] as const;
+const BENCHES = ['agent', 'store', 'spool'] as const;
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const wanted = (b: (typeof BENCHES)[number]): boolean => ONLY === undefined || ONLY.includes(b);
 const P = QUICK
@@ -369,6 +371,7 @@ async function main(): Promise<void> {
   log(`bench ${QUICK ? '(quick)' : ''}${ONLY ? ` (only ${ONLY.join(', ')})` : ''}: ${os.cpus().length} cores, node ${process.version}`);
   if (wanted('agent')) await agentCases();
   if (wanted('store')) await storeCase({ record, log, pct, nowMs, pool });
+  if (wanted('spool')) await spoolCase({ record, log, pct, nowMs, pool });
   const out = {
     started: started.toISOString(),
     quick: QUICK,

@@ -119,6 +119,8 @@ export class CollectorService {
       objectId: task.objectId,
       hostId: this.opts.hostId,
       timestamp: new Date(atMs),
+      seq: 0, // the spool numbers what goes upstream
+      bootId: '',
       cpuUsageNs: f.cpuUsageNs,
       cpuPercent,
       memoryUsageBytes: f.memoryUsageBytes,
@@ -170,7 +172,7 @@ export class CollectorService {
       void withModule(Module.Collector, () =>
         tracer.startActiveSpan('collector forward', { root: true, links, attributes: { 'agent.reports': out.length } }, (span) =>
           this.reporter
-            .call('deliver', { hostId: this.opts.hostId, reports: out }, { timeoutMs: 5_000 })
+            .call('deliver', { hostId: this.opts.hostId, reports: out, changes: [], gaps: [] }, { timeoutMs: 5_000 })
             .catch((err: Error) => this.log.warn('deliver to reporter failed', { reports: out.length, reason: err.message }))
             .finally(() => span.end()),
         ),

@@ -1,1 +1,2 @@
 export { ReporterService, startReporter } from './reporter';
+export { BusOut } from './bus-out';

@@ -1,17 +1,12 @@
+import * as path from 'node:path';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
-import { context, trace, type Context, type Link } from '@opentelemetry/api';
-import { Logger, serverStream, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
+import { Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
-import { internalv1, type sinkv1, v1 } from '@agent/proto';
+import { internalv1, v1 } from '@agent/proto';
+import { Spool } from '@agent/spool';
+import { BusOut } from './bus-out';
 import { ReportFile } from './report-file';
-
-/** One thing waiting for the upstream, with the trace it came from. */
-type Outgoing = { readonly report: v1.Report; readonly ctx: Context } | { readonly change: sinkv1.ObjectChange; readonly ctx: Context };
-
-/** Reports waiting for the upstream beyond this many are dropped, oldest first, and counted. */
-const MAX_PENDING = 50_000;
-const UPSTREAM_BATCH = 500;
 
 /**
  * The reporter: report tasks (which objects are pushed) and the workers that
@@ -21,16 +16,18 @@ const UPSTREAM_BATCH = 500;
 export class ReporterService {
   private readonly tasks = new Set<string>();
   private readonly subscribers = new Map<string, Set<ServerWritableStream<internalv1.ObjectRef, v1.Report>>>();
-  private pending: Outgoing[] = [];
-  private dropped = 0;
-  private sending: Promise<void> | undefined;
   private file: ReportFile | undefined;
+  private readonly busOut: BusOut | undefined;
 
   constructor(
-    private readonly opts: { hostId: string; reportFile: string; reportFileMaxBytes: number; upstream?: Driver },
+    private readonly opts: { hostId: string; reportFile: string; reportFileMaxBytes: number; upstream?: Driver; spoolDir?: string; spoolMaxBytes?: number },
     private readonly log: Logger,
   ) {
     if (opts.reportFile !== 'off') this.file = new ReportFile(opts.reportFile, opts.reportFileMaxBytes);
+    if (opts.upstream) {
+      if (!opts.spoolDir) throw new Error('an upstream needs a spool directory');
+      this.busOut = new BusOut(new Spool(opts.spoolDir, { maxBytes: opts.spoolMaxBytes ?? 256 * 1024 * 1024 }), opts.upstream, opts.hostId, log);
+    }
   }
 
   start(objectId: string): void {
@@ -51,75 +48,23 @@ export class ReporterService {
     const stamped = reports.map((r) => ({ ...r, hostId: this.opts.hostId }));
     this.file?.append(stamped.map((r) => JSON.stringify(v1.Report.toJSON(r))));
     for (const r of stamped) for (const s of this.subscribers.get(r.objectId) ?? []) s.write(r);
-    if (this.opts.upstream) {
-      const ctx = context.active();
-      this.enqueue(stamped.map((report) => ({ report, ctx })));
-    }
+    this.busOut?.reports(stamped);
   }
 
   /** An object changed state: the upstream hears of it. */
   announce(object: v1.Object): void {
-    if (this.opts.upstream) this.enqueue([{ change: { object, at: new Date() }, ctx: context.active() }]);
+    this.busOut?.change({ object, at: new Date(), seq: 0, bootId: '' });
   }
 
-  private enqueue(items: readonly Outgoing[]): void {
-    this.pending.push(...items);
-    if (this.pending.length > MAX_PENDING) {
-      const over = this.pending.length - MAX_PENDING;
-      this.pending.splice(0, over);
-      this.dropped += over;
-      this.log.warn('upstream backlog full; oldest reports dropped', { dropped: this.dropped });
-    }
-    this.sending ??= this.drain().finally(() => (this.sending = undefined));
-  }
-
-  /**
-   * Sends the backlog in batches; on failure keeps it and retries with
-   * backoff. Each send runs in the trace of the first item it carries and
-   * links the others.
-   */
-  private async drain(): Promise<void> {
-    const upstream = this.opts.upstream;
-    let backoff = 200;
-    while (upstream && this.pending.length > 0) {
-      const batch = this.pending.slice(0, UPSTREAM_BATCH);
-      const reports = batch.flatMap((o) => ('report' in o ? [o.report] : []));
-      const changes = batch.flatMap((o) => ('change' in o ? [o.change] : []));
-      const links: Link[] = [];
-      for (const o of batch.slice(1)) {
-        const sc = trace.getSpanContext(o.ctx);
-        if (sc && !links.some((l) => l.context.spanId === sc.spanId)) links.push({ context: sc });
-      }
-      try {
-        await context.with(batch[0]!.ctx, () =>
-          tracer.startActiveSpan('reporter push upstream', { links: links.slice(0, 32), attributes: { 'agent.reports': reports.length, 'agent.changes': changes.length } }, (span) =>
-            upstream.push({ hostId: this.opts.hostId, reports, changes }).finally(() => span.end()),
-          ),
-        );
-        this.pending.splice(0, batch.length);
-        backoff = 200;
-      } catch (err) {
-        this.log.warn('upstream push failed; will retry', { pending: this.pending.length, reason: (err as Error).message });
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 10_000);
-        if (this.closing) return;
-      }
-    }
-  }
-
-  private closing = false;
-
-  /** Waits for the upstream backlog to go out, at most timeoutMs. */
+  /** Waits for the upstream backlog to go out, at most timeoutMs (what is left stays in the spool). */
   async flush(timeoutMs = 5_000): Promise<void> {
     this.file?.sync();
-    if (!this.sending) return;
-    await Promise.race([this.sending, new Promise((r) => setTimeout(r, timeoutMs))]);
+    await this.busOut?.flush(timeoutMs);
   }
 
   async close(): Promise<void> {
     await this.flush();
-    this.closing = true;
-    if (this.pending.length > 0) this.log.warn('reports not delivered upstream at exit', { pending: this.pending.length });
+    this.busOut?.close();
     this.file?.close();
     this.file = undefined;
     for (const set of this.subscribers.values()) for (const s of set) s.end();
@@ -160,7 +105,10 @@ export async function startReporter(
   listener: Listener,
 ): Promise<{ server: RunningServer; service: ReporterService }> {
   const log = new Logger(Module.Reporter, config.logLevel);
-  const service = new ReporterService({ hostId: config.hostId, reportFile: config.reportFile, reportFileMaxBytes: config.reportFileMaxBytes, upstream }, log);
+  const service = new ReporterService(
+    { hostId: config.hostId, reportFile: config.reportFile, reportFileMaxBytes: config.reportFileMaxBytes, upstream, spoolDir: path.join(config.dataDir, 'spool'), spoolMaxBytes: config.spoolMaxBytes },
+    log,
+  );
   const server = await startGrpcServer({
     listeners: [listener],
     log,

@@ -22,6 +22,18 @@ export interface ReportPayload {
   readonly reports: readonly unknown[];
   /** agent.v1.ObjectChange messages. */
   readonly changes?: readonly unknown[];
+  /** agent.v1.Gap messages: samples the spool dropped. */
+  readonly gaps?: readonly unknown[];
+}
+
+export interface PushResult {
+  readonly accepted: number;
+  /**
+   * Per boot id, the highest seq the upstream has stored everything up to.
+   * Undefined from an upstream that does not acknowledge by seq: it has the
+   * whole payload.
+   */
+  readonly acks?: ReadonlyMap<string, number>;
 }
 
 /**
@@ -55,7 +67,7 @@ export interface Driver {
    */
   adopt(spec: WorkloadSpec, runtime: Runtime | undefined): Promise<Runtime>;
   stats(runtime: Runtime): Figures;
-  push(payload: ReportPayload): Promise<number>;
+  push(payload: ReportPayload): Promise<PushResult>;
   /** Subscribes to workloads stopping or starting by themselves; returns the unsubscribe. */
   watch(listener: RuntimeListener): () => void;
   close(): Promise<void>;
@@ -115,7 +127,7 @@ export abstract class BaseDriver implements Driver {
   stats(_runtime: Runtime): Figures {
     throw new NotSupportedError(`${this.name} driver does not support stats`);
   }
-  push(_payload: ReportPayload): Promise<number> {
+  push(_payload: ReportPayload): Promise<PushResult> {
     return this.unsupported('push');
   }
   watch(_listener: RuntimeListener): () => void {

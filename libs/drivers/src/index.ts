@@ -1,5 +1,5 @@
 export { BaseDriver, NO_CAPABILITIES, WORKLOAD_CAPABILITIES, isDiscovering } from './driver';
-export type { Driver, Capabilities, ReportPayload, Discovering } from './driver';
+export type { Driver, Capabilities, ReportPayload, PushResult, Discovering } from './driver';
 export { containerFilter } from './types';
 export type {
   Resources,

@@ -2,11 +2,12 @@ import * as os from 'node:os';
 import { AGENT_VERSION, ConfigError, Driver as DriverNames, type AgentConfig, type DriverName } from '@agent/option';
 import { connect, errorMessage, readToken, UnavailableError, type Logger, type Peer } from '@agent/grpc-kit';
 import { sinkv1, type v1 } from '@agent/proto';
-import { BaseDriver, NO_CAPABILITIES, type Capabilities, type ReportPayload } from './driver';
+import { BaseDriver, NO_CAPABILITIES, type Capabilities, type PushResult, type ReportPayload } from './driver';
 
 /**
  * The RPC client for Bus Out: an upstream agent.v1.ReportSink. Registers the
- * host at startup and pushes report batches, each stamped with the host id.
+ * host at startup and pushes batches (reports, changes, gaps), each report
+ * stamped with the host id.
  */
 export class RpcDriver extends BaseDriver {
   readonly name: DriverName = DriverNames.Rpc;
@@ -36,17 +37,13 @@ export class RpcDriver extends BaseDriver {
     await this.peer.call('registerHost', host, { timeoutMs: this.timeoutMs });
   }
 
-  override async push(payload: ReportPayload): Promise<number> {
-    let accepted = 0;
-    if (payload.reports.length > 0) {
-      const reports = payload.reports.map((r) => ({ ...(r as v1.Report), hostId: payload.hostId }));
-      accepted += (await this.peer.call('push', { hostId: payload.hostId, reports }, { timeoutMs: this.timeoutMs })).accepted;
-    }
-    if (payload.changes && payload.changes.length > 0) {
-      const changes = payload.changes as sinkv1.ObjectChange[];
-      accepted += (await this.peer.call('pushChanges', { hostId: payload.hostId, changes }, { timeoutMs: this.timeoutMs })).accepted;
-    }
-    return accepted;
+  /** One batch, one call: reports, changes and gaps together, answered with what the upstream has stored. */
+  override async push(payload: ReportPayload): Promise<PushResult> {
+    const reports = payload.reports.map((r) => ({ ...(r as v1.Report), hostId: payload.hostId }));
+    const changes = (payload.changes ?? []) as sinkv1.ObjectChange[];
+    const gaps = (payload.gaps ?? []) as sinkv1.Gap[];
+    const res = await this.peer.call('push', { hostId: payload.hostId, reports, changes, gaps }, { timeoutMs: this.timeoutMs });
+    return { accepted: res.accepted, acks: res.acks.length > 0 ? new Map(res.acks.map((a) => [a.bootId, a.seq])) : undefined };
   }
 
   override async close(): Promise<void> {

@@ -169,6 +169,9 @@ function makeClient<C extends Client>(Ctor: ClientCtor<C>, address: string, tls?
   return new Ctor(address, tls ?? credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    // A peer or upstream that was down is found again within seconds (grpc-js would back off to 120 s).
+    'grpc.initial_reconnect_backoff_ms': 250,
+    'grpc.max_reconnect_backoff_ms': 5_000,
   });
 }
 

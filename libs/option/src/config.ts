@@ -130,6 +130,8 @@ export interface AgentConfig {
   readonly reportFile: string;
   /** AGENT_REPORT_FILE_MAX_BYTES: the report file is rotated before it grows past it, one old copy kept (<file>.1); 0 disables the cap. Default: 67108864 (64 MiB). */
   readonly reportFileMaxBytes: number;
+  /** AGENT_SPOOL_MAX_BYTES: the Bus Out spool (<dataDir>/spool) at most; past it the oldest samples are dropped, counted and told upstream as a gap; object changes never are. Default: 268435456 (256 MiB). */
+  readonly spoolMaxBytes: number;
   /** AGENT_CGROUP_PARENT: the agent's own cgroup root, under each hierarchy. Default: agent. */
   readonly cgroupParent: string;
   /** AGENT_CGROUP_MOUNT: where cgroup hierarchies are mounted. Default: /sys/fs/cgroup. */
@@ -230,6 +232,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     upstreamTokenFile: fileSetting(env, 'AGENT_UPSTREAM_TOKEN_FILE'),
     reportFile: str(env, 'AGENT_REPORT_FILE', path.join(dataDir, 'reports.jsonl')),
     reportFileMaxBytes: int(env, 'AGENT_REPORT_FILE_MAX_BYTES', 67_108_864, 0, 1_099_511_627_776),
+    spoolMaxBytes: int(env, 'AGENT_SPOOL_MAX_BYTES', 268_435_456, 1_048_576, 1_099_511_627_776),
     cgroupParent: str(env, 'AGENT_CGROUP_PARENT', 'agent'),
     cgroupMount: str(env, 'AGENT_CGROUP_MOUNT', '/sys/fs/cgroup'),
     dockerSocket: dockerHost !== '' ? dockerHost.slice('unix://'.length) : str(env, 'AGENT_DOCKER_SOCKET', '/var/run/docker.sock'),

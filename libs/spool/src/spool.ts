@@ -43,6 +43,8 @@ interface Position {
 const SEGMENT = /^(\d{10})\.seg$/;
 const ACK_FILE = 'acked';
 const READ_CHUNK = 4 * 1024 * 1024;
+/** With nothing left to send, the segment being written is closed (and so deleted) past this size. */
+const CAUGHT_UP_ROLL = 64 * 1024;
 
 /**
  * Bus Out's durable queue: append-only segment files in a private directory,
@@ -159,6 +161,8 @@ export class Spool {
     if (n === 0) return 0;
     this.peeked = this.peeked.slice(n);
     this.unacked -= n;
+    // All caught up: the segment being written goes too once it is of some size, so the spool shrinks back.
+    if (this.pos.seg === this.active.id && this.pos.offset === this.active.bytes && this.active.bytes >= Math.min(this.segmentBytes, CAUGHT_UP_ROLL)) this.roll();
     this.release();
     this.savePosition();
     return n;

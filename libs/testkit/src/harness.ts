@@ -129,15 +129,16 @@ export function removeCgroupParent(parent: string): void {
 
 export interface Sink {
   readonly address: string;
-  readonly lines: Array<{ type: string; hostId?: string; report?: Record<string, unknown>; host?: Record<string, unknown> }>;
-  stop(): Promise<void>;
+  readonly lines: Array<{ type: string; hostId?: string; bootId?: string; seq?: number; report?: Record<string, unknown>; change?: Record<string, unknown>; host?: Record<string, unknown> }>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /** Starts tools/sink, the upstream ReportSink a user would run. */
-export async function startSink(opts: { tokenFile?: string } = {}): Promise<Sink> {
-  const port = await freePort();
+export async function startSink(opts: { tokenFile?: string; port?: number; stateFile?: string } = {}): Promise<Sink> {
+  const port = opts.port ?? (await freePort());
   const auth = opts.tokenFile !== undefined ? ['--token-file', opts.tokenFile] : [];
-  const child = spawn(process.execPath, [path.join(ROOT, 'tools/sink/dist/main.js'), '--listen', `127.0.0.1:${port}`, ...auth], {
+  const state = opts.stateFile !== undefined ? ['--state', opts.stateFile] : [];
+  const child = spawn(process.execPath, [path.join(ROOT, 'tools/sink/dist/main.js'), '--listen', `127.0.0.1:${port}`, ...auth, ...state], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines: Sink['lines'] = [];
@@ -152,10 +153,11 @@ export async function startSink(opts: { tokenFile?: string } = {}): Promise<Sink
   return {
     address: `127.0.0.1:${port}`,
     lines,
-    stop: () =>
+    stop: (signal: NodeJS.Signals = 'SIGTERM') =>
       new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
-        child.kill('SIGTERM');
+        child.kill(signal);
       }),
   };
 }
@@ -314,10 +316,11 @@ export async function startOtlpReceiver(): Promise<Receiver> {
   return {
     endpoint: `http://127.0.0.1:${port}`,
     spans,
-    stop: () =>
+    stop: (signal: NodeJS.Signals = 'SIGTERM') =>
       new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
-        child.kill('SIGTERM');
+        child.kill(signal);
       }),
   };
 }

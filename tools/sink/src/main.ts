@@ -1,14 +1,18 @@
 // A small upstream (Bus Out) for the agent: serves agent.v1.ReportSink and
-// prints every host registration and report it receives as JSON Lines on
-// stdout. Run it, then start the agent with AGENT_UPSTREAM=<its address>.
+// prints every host registration, report, change and gap it receives as JSON
+// Lines on stdout, each with its boot id and seq. It acknowledges the highest
+// seq up to which it has everything, and prints a repeat as "duplicate"
+// instead. Run it, then start the agent with AGENT_UPSTREAM=<its address>.
 //
-//   npm run sink -- --listen 127.0.0.1:50070 [--token-file sink.token]
+//   npm run sink -- --listen 127.0.0.1:50070 [--token-file sink.token] [--state sink.json]
 //
+// With --state it keeps what it has stored across its own restarts.
 // With --token-file (made if absent, 0600) only callers that present it get
 // in: give the same file to the agent as AGENT_UPSTREAM_TOKEN_FILE.
 import { GrpcService } from '@agent/option';
 import { Logger, Role, TokenBook, ensureToken, startGrpcServer, tokenAuth, unary, exitOnSignal, type Authenticate } from '@agent/grpc-kit';
 import { sinkv1, v1 } from '@agent/proto';
+import { Ledger } from './ledger';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,18 +30,33 @@ function sinkAuth(log: Logger): Authenticate {
 async function main(): Promise<void> {
   const log = new Logger('sink');
   const out = (o: unknown): void => void process.stdout.write(JSON.stringify(o) + '\n');
+  const ledger = new Ledger(arg('state', ''));
   const implementation: sinkv1.ReportSinkServer = {
     registerHost: unary(log, async (h: sinkv1.Host) => {
       out({ type: 'host', host: sinkv1.Host.toJSON(h) });
       return {};
     }),
     push: unary(log, async (b: sinkv1.ReportBatch) => {
-      for (const r of b.reports) out({ type: 'report', hostId: b.hostId, report: v1.Report.toJSON(r) });
-      return { accepted: b.reports.length };
+      // Items from the agent's spool carry (boot_id, seq): taken in seq order, duplicates dropped.
+      const items = [
+        ...b.reports.map((r) => ({ bootId: r.bootId, seq: r.seq, line: { type: 'report', report: v1.Report.toJSON(r) } })),
+        ...b.changes.map((c) => ({ bootId: c.bootId, seq: c.seq, line: { type: 'change', change: sinkv1.ObjectChange.toJSON(c) } })),
+      ].sort((x, y) => (x.bootId === y.bootId ? x.seq - y.seq : 0));
+      const numbered = items.filter((i) => i.bootId !== '');
+      const { fresh, acks } = ledger.take(b.hostId, numbered, b.gaps);
+      for (const g of b.gaps) out({ type: 'gap', hostId: b.hostId, bootId: g.bootId, seq: g.seq, count: g.count, dropped: g.dropped });
+      let accepted = 0;
+      let k = 0;
+      for (const i of items) {
+        const isNew = i.bootId === '' || fresh[k++] === true;
+        if (isNew) accepted++;
+        out(isNew ? { ...i.line, hostId: b.hostId, bootId: i.bootId, seq: i.seq } : { type: 'duplicate', hostId: b.hostId, bootId: i.bootId, seq: i.seq });
+      }
+      return { accepted, acks };
     }),
     pushChanges: unary(log, async (b: sinkv1.ObjectChangeBatch) => {
       for (const c of b.changes) out({ type: 'change', hostId: b.hostId, change: sinkv1.ObjectChange.toJSON(c) });
-      return { accepted: b.changes.length };
+      return { accepted: b.changes.length, acks: [] };
     }),
   };
   const server = await startGrpcServer({
