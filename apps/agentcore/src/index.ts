@@ -1,3 +1,3 @@
 export { AgentCore, startAgentCore } from './agentcore';
-export type { Peers } from './agentcore';
+export type { Peers } from './peers';
 export { ClusterSync } from './cluster';

@@ -1,0 +1,266 @@
+import { EventEmitter } from 'node:events';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@agent/grpc-kit';
+import { internalv1, v1 } from '@agent/proto';
+import { newId } from './ids';
+import type { DamagedRecord, ObjectRecordData, Records } from './records';
+
+const { State } = v1;
+
+export interface ObjectRecord {
+  readonly object: v1.Object;
+  runtime?: internalv1.RuntimeInfo;
+  hasCollectTask: boolean;
+  /** A Delete is published: later events are refused at once. */
+  deleteRequested: boolean;
+  /** The tail of this object's event queue: events run in order per object. */
+  queue: Promise<void>;
+}
+
+/**
+ * The objects agentcore knows, by id and by name, and the one owner of their
+ * state: every change is recorded in the store, then told to watchers; the
+ * checks an event makes of its object are made here.
+ */
+export class ObjectTable {
+  private readonly objects = new Map<string, ObjectRecord>();
+  private readonly names = new Map<string, string>();
+  private readonly changes = new EventEmitter();
+
+  constructor(
+    private readonly records: Records,
+    private readonly opts: { discoverManage: boolean },
+  ) {
+    this.changes.setMaxListeners(0);
+  }
+
+  get(objectId: string): ObjectRecord | undefined {
+    return this.objects.get(objectId);
+  }
+
+  /** Every object, in the order they became known; one added or removed meanwhile is seen or skipped. */
+  all(): IterableIterator<ObjectRecord> {
+    return this.objects.values();
+  }
+
+  existing(objectId: string): ObjectRecord {
+    const rec = this.objects.get(objectId);
+    if (!rec) throw new NotFoundError(`no object ${objectId}`);
+    return rec;
+  }
+
+  /** An object that can still take events: not deleted, not being deleted, not failed. */
+  live(objectId: string, what: string): ObjectRecord {
+    const rec = this.existing(objectId);
+    if (rec.object.state === State.STATE_DELETED || rec.deleteRequested) throw new FailedPreconditionError(`cannot ${what} object ${objectId}: it is deleted`);
+    if (rec.object.state === State.STATE_FAILED) throw new FailedPreconditionError(`cannot ${what} object ${objectId}: it failed (${rec.object.lastError}); delete it`);
+    return rec;
+  }
+
+  /** A container the agent only discovered is someone else's: watched, not changed, unless AGENT_DISCOVER_MANAGE allows it. */
+  requireManaged(rec: ObjectRecord, what: string): void {
+    if (rec.object.origin !== v1.Origin.ORIGIN_DISCOVERED || this.opts.discoverManage) return;
+    throw new FailedPreconditionError(`cannot ${what} object ${rec.object.objectId}: not managed by this agent (a discovered container; AGENT_DISCOVER_MANAGE=true allows it)`);
+  }
+
+  /**
+   * A cgroup object's group is its own: not another's, not inside or around
+   * another's (deleting one would take the other's with it, or fail half-way).
+   * Checked in the same turn as the object is claimed, so two creates cannot race past it.
+   */
+  private requireOwnCgroup(path: string): void {
+    for (const { object } of this.objects.values()) {
+      const other = object.spec?.cgroup?.path;
+      if (other === undefined || object.state === State.STATE_DELETED) continue;
+      if (other === path) throw new AlreadyExistsError(`spec.cgroup.path: cgroup ${path} is held by ${object.objectId}`);
+      if (path.startsWith(`${other}/`)) throw new FailedPreconditionError(`spec.cgroup.path: ${path} is inside cgroup ${other} of ${object.objectId}; cgroup objects may not nest`);
+      if (other.startsWith(`${path}/`)) throw new FailedPreconditionError(`spec.cgroup.path: ${path} would hold cgroup ${other} of ${object.objectId}; cgroup objects may not nest`);
+    }
+  }
+
+  /** A new object, PENDING, its name and cgroup claimed and its record in the store; nothing is claimed if the store refuses. */
+  async claim(spec: v1.ObjectSpec): Promise<ObjectRecord> {
+    const name = spec.name;
+    const holder = this.names.get(name);
+    if (holder !== undefined) throw new AlreadyExistsError(`name ${JSON.stringify(name)} is in use by ${holder}`);
+    if (spec.cgroup) this.requireOwnCgroup(spec.cgroup.path);
+    const objectId = newId('obj');
+    const now = new Date();
+    const rec: ObjectRecord = {
+      object: {
+        objectId,
+        spec,
+        state: State.STATE_PENDING,
+        runtimeId: '',
+        pid: 0,
+        createdAt: now,
+        updatedAt: now,
+        lastError: '',
+        pushing: false,
+        pushIntervalMs: 0,
+        appliedResources: undefined,
+        origin: v1.Origin.ORIGIN_CREATED,
+      },
+      hasCollectTask: false,
+      deleteRequested: false,
+      queue: Promise.resolve(),
+    };
+    this.objects.set(objectId, rec);
+    this.names.set(name, objectId);
+    try {
+      await this.record(rec);
+    } catch (err) {
+      this.unmake(rec);
+      throw err;
+    }
+    return rec;
+  }
+
+  /** A claimed object whose create could not be queued: it goes at once, its record as soon as the store lets it. */
+  async unclaim(rec: ObjectRecord): Promise<void> {
+    this.unmake(rec);
+    // If this fails too, the PENDING record comes back after a restart as a FAILED object, to be deleted.
+    await this.records.deleteObject(rec.object.objectId).catch(() => undefined);
+  }
+
+  private unmake(rec: ObjectRecord): void {
+    this.objects.delete(rec.object.objectId);
+    this.names.delete(rec.object.spec?.name ?? '');
+  }
+
+  /** After a restart: a recorded object is known again; a DELETED one has given up its name. */
+  restore(saved: ObjectRecordData): ObjectRecord {
+    const object = saved.object;
+    const rec: ObjectRecord = { object, runtime: saved.runtime, hasCollectTask: false, deleteRequested: false, queue: Promise.resolve() };
+    this.objects.set(object.objectId, rec);
+    if (object.state !== State.STATE_DELETED) this.names.set(object.spec?.name ?? '', object.objectId);
+    return rec;
+  }
+
+  /** Every object record of this host, as the store has them. */
+  load(): Promise<{ records: ObjectRecordData[]; damaged: DamagedRecord[] }> {
+    return this.records.loadObjects();
+  }
+
+  /** A workload found running, as a new PENDING object; a name already held gets a suffix from its id. */
+  discovered(objectId: string, spec: v1.ObjectSpec): ObjectRecord {
+    if (this.names.has(spec.name)) spec.name = `${spec.name}-${objectId.slice(4, 10)}`;
+    const now = new Date();
+    const rec: ObjectRecord = {
+      object: v1.Object.fromPartial({ objectId, spec, state: State.STATE_PENDING, createdAt: now, updatedAt: now, origin: v1.Origin.ORIGIN_DISCOVERED }),
+      hasCollectTask: false,
+      deleteRequested: false,
+      queue: Promise.resolve(),
+    };
+    this.objects.set(objectId, rec);
+    this.names.set(spec.name, objectId);
+    return rec;
+  }
+
+  /** Removes the object's record, then the object; one whose record stays is kept. */
+  async remove(rec: ObjectRecord): Promise<void> {
+    await this.records.deleteObject(rec.object.objectId);
+    this.unmake(rec);
+  }
+
+  /** The name is free for a new object (this one is, or is about to be, DELETED). */
+  releaseName(rec: ObjectRecord): void {
+    this.names.delete(rec.object.spec?.name ?? '');
+  }
+
+  /** Forgets objects deleted before t (their records are already gone). */
+  dropDeletedBefore(t: number): number {
+    let n = 0;
+    for (const [id, { object }] of this.objects) {
+      if (object.state === State.STATE_DELETED && (object.updatedAt?.getTime() ?? 0) < t) {
+        this.objects.delete(id);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  summary(): Record<string, number> {
+    const out: Record<string, number> = { objects: 0, pushing: 0 };
+    for (const { object } of this.objects.values()) {
+      const k = `state_${State[object.state]?.replace('STATE_', '').toLowerCase()}`;
+      out[k] = (out[k] ?? 0) + 1;
+      out.objects = (out.objects ?? 0) + 1;
+      if (object.pushing) out.pushing = (out.pushing ?? 0) + 1;
+    }
+    return out;
+  }
+
+  setRuntime(rec: ObjectRecord, rt: internalv1.RuntimeInfo): void {
+    rec.runtime = rt;
+    rec.object.runtimeId = rt.runtimeId;
+    rec.object.pid = rt.pid;
+    rec.object.appliedResources = rt.applied;
+    rec.object.exitCode = rt.running ? undefined : rt.exitCode;
+  }
+
+  setState(rec: ObjectRecord, state: v1.State, lastError: string): Promise<void> {
+    rec.object.state = state;
+    rec.object.lastError = lastError;
+    return this.commit(rec);
+  }
+
+  /** Records the object's change, then tells watchers: nobody hears of a state the store does not have. */
+  async commit(rec: ObjectRecord): Promise<void> {
+    rec.object.updatedAt = new Date();
+    await this.record(rec);
+    this.changes.emit(rec.object.objectId, v1.Object.fromPartial(rec.object));
+  }
+
+  /**
+   * Every change of an object goes to the store before anyone is told of it:
+   * what a restart, even after SIGKILL, starts from. A deleted workload's
+   * record goes (the object stays visible here until cleanup).
+   */
+  private record(rec: ObjectRecord): Promise<void> {
+    return rec.object.state === State.STATE_DELETED ? this.records.deleteObject(rec.object.objectId) : this.records.putObject(rec.object, rec.runtime);
+  }
+
+  /** Calls fn with each committed change of the object until the returned function is called. */
+  onChange(objectId: string, fn: (o: v1.Object) => void): () => void {
+    this.changes.on(objectId, fn);
+    return () => this.changes.off(objectId, fn);
+  }
+
+  /** One page of the matching objects, in object_id order, bounded in count and in bytes. */
+  list(req: v1.ListRequest): v1.ListResponse {
+    const after = req.pageToken === '' ? '' : fromPageToken(req.pageToken);
+    const size = req.pageSize === 0 ? LIST_PAGE_SIZE : Math.min(req.pageSize, LIST_MAX_PAGE_SIZE);
+    const objects: v1.Object[] = [];
+    let bytes = 0;
+    for (const id of [...this.objects.keys()].filter((k) => k > after).sort()) {
+      const { object } = this.objects.get(id)!;
+      if (req.kind !== v1.Kind.KIND_UNSPECIFIED && object.spec?.kind !== req.kind) continue;
+      if (!req.includeDeleted && object.state === State.STATE_DELETED) continue;
+      const labels = object.spec?.labels ?? {};
+      if (!Object.entries(req.labels).every(([k, v]) => labels[k] === v)) continue;
+      const o = v1.Object.fromPartial(object);
+      const n = v1.Object.encode(o).finish().length;
+      // Another match that does not fit: the page ends, and the token says where the next begins.
+      if (objects.length === size || (objects.length > 0 && bytes + n > LIST_PAGE_BYTES)) return { objects, nextPageToken: toPageToken(objects[objects.length - 1]!.objectId) };
+      objects.push(o);
+      bytes += n;
+    }
+    return { objects, nextPageToken: '' };
+  }
+}
+
+const LIST_PAGE_SIZE = 500;
+const LIST_MAX_PAGE_SIZE = 1000;
+const LIST_PAGE_BYTES = 2 * 1024 * 1024;
+const PAGE_TOKEN_PREFIX = 'after:';
+
+/** Opaque to callers: where the next page begins. */
+function toPageToken(lastObjectId: string): string {
+  return Buffer.from(PAGE_TOKEN_PREFIX + lastObjectId).toString('base64url');
+}
+
+function fromPageToken(token: string): string {
+  const text = Buffer.from(token, 'base64url').toString('utf8');
+  if (!text.startsWith(PAGE_TOKEN_PREFIX)) throw new InvalidArgumentError('page_token', 'not a token from a previous List');
+  return text.slice(PAGE_TOKEN_PREFIX.length);
+}
