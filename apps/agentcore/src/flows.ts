@@ -69,7 +69,7 @@ export class Flows {
       await this.giveCollectTask(rec);
     } catch (err) {
       // No half-made object: undo the create.
-      await manager.call('deleteObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
+      await manager.call('deleteObject', { objectId, spec: rec.object.spec, runtime: rec.runtime }, { timeoutMs: this.opts.waitTimeoutMs }).catch((e: unknown) => this.log.error('undo create failed', { objectId, err: e }));
       await this.objects.setState(rec, State.STATE_FAILED, `collect task: ${errorMessage(err)}`);
       await this.announce(rec);
       throw err;
@@ -98,7 +98,7 @@ export class Flows {
     const labelsChanged = Object.keys(u.labels).length > 0;
     if (change.cpus !== 0 || change.memoryBytes !== 0 || change.pidsLimit !== 0) {
       try {
-        const rt = await this.peers.manager.call('updateObject', { objectId: rec.object.objectId, resources: change }, { timeoutMs: this.opts.waitTimeoutMs });
+        const rt = await this.peers.manager.call('updateObject', { objectId: rec.object.objectId, resources: change, kind: spec.kind, runtime: rec.runtime }, { timeoutMs: this.opts.waitTimeoutMs });
         this.objects.setRuntime(rec, rt);
       } catch (err) {
         rec.object.lastError = `update: ${errorMessage(err)}`;

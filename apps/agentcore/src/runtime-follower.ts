@@ -53,6 +53,9 @@ export class RuntimeFollower {
       if (s === State.STATE_DELETED || r.deleteRequested) return;
       if (e.removed) return this.flows.forget(r, e.reason);
       if (s !== State.STATE_RUNNING && s !== State.STATE_STOPPED && s !== State.STATE_PENDING) return;
+      // The manager passes on every event; one that changes nothing (a create already saw the exit) is no news.
+      const same = s === (e.running ? State.STATE_RUNNING : State.STATE_STOPPED) && r.runtime?.running === e.running;
+      if (same && !e.spec && !e.runtime) return;
       if (e.runtime) this.objects.setRuntime(r, e.runtime);
       else if (r.runtime) r.runtime.running = e.running;
       if (e.spec && e.running) await this.flows.giveCollectTask(r, true);

@@ -1,16 +1,9 @@
 import { type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/option';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
-import { NotFoundError, FailedPreconditionError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
+import { NotFoundError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
 import { healthv1, internalv1, v1 } from '@agent/proto';
-
-interface Managed {
-  readonly kind: v1.Kind;
-  runtime: Runtime;
-  /** Being removed: its own stop is not news. */
-  removing: boolean;
-}
 
 /** Which driver manages which kind of object. */
 export interface KindDrivers {
@@ -20,11 +13,12 @@ export interface KindDrivers {
 }
 
 /**
- * The manager: objects through drivers. It keeps each object's runtime
- * (ids, pid, cgroup paths) and applies creates, updates and deletes.
+ * The manager: objects through drivers. It keeps no copy of what agentcore
+ * owns: every call on an existing workload brings its kind and recorded
+ * runtime, and every runtime event goes to agentcore, which decides whether it
+ * is news (a stop during a Delete is not).
  */
 export class ManagerService {
-  private readonly objects = new Map<string, Managed>();
   private readonly watchers = new Set<ServerWritableStream<internalv1.Empty, internalv1.RuntimeEvent>>();
 
   constructor(
@@ -64,9 +58,6 @@ export class ManagerService {
     const objectId = `obj-${e.id.slice(0, 16)}`;
     let ev: internalv1.RuntimeEvent;
     if ((e.kind === 'found' || e.kind === 'started') && e.runtime && e.container) {
-      const m = this.objects.get(objectId);
-      if (m?.removing) return;
-      this.objects.set(objectId, { kind: v1.Kind.KIND_CONTAINER, runtime: e.runtime, removing: false });
       ev = {
         objectId,
         running: e.runtime.running,
@@ -84,15 +75,9 @@ export class ManagerService {
       this.discovered.set(e.id, ev);
     } else {
       const known = this.discovered.get(e.id);
-      const m = this.objects.get(objectId);
-      if (!known || m?.removing) return;
+      if (!known) return;
       const removed = e.kind === 'removed';
-      if (removed) {
-        this.discovered.delete(e.id);
-        this.objects.delete(objectId);
-      } else if (m) {
-        m.runtime = { ...m.runtime, running: false };
-      }
+      if (removed) this.discovered.delete(e.id);
       ev = { ...known, running: false, reason: e.reason, pid: 0, removed };
       if (!removed) this.discovered.set(e.id, { ...known, running: false, reason: e.reason });
     }
@@ -100,9 +85,6 @@ export class ManagerService {
   }
 
   private onRuntimeEvent(e: RuntimeEvent): void {
-    const m = this.objects.get(e.objectId);
-    if (!m || m.removing || m.runtime.running === e.running) return;
-    m.runtime = { ...m.runtime, running: e.running };
     this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
     const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false, exitCode: e.exitCode };
     for (const w of this.watchers) w.write(ev);
@@ -138,48 +120,34 @@ export class ManagerService {
   async create(req: internalv1.CreateObjectRequest): Promise<internalv1.RuntimeInfo> {
     const spec = req.spec;
     if (!spec) throw new InvalidArgumentError('spec', 'required');
-    if (this.objects.has(req.objectId)) throw new FailedPreconditionError(`object ${req.objectId} is already managed`);
     const driver = this.driverFor(spec.kind);
     const span = trace.getActiveSpan();
     span?.setAttributes({ 'agent.object_id': req.objectId, 'agent.object.kind': v1.Kind[spec.kind] ?? '' });
     const runtime = await driver.create(toWorkload(req.objectId, spec));
     if (spec.kind === v1.Kind.KIND_CONTAINER) span?.setAttribute('container.id', runtime.runtimeId);
     if (runtime.pid > 0) span?.setAttribute('process.pid', runtime.pid);
-    this.objects.set(req.objectId, { kind: spec.kind, runtime, removing: false });
     this.log.info('object created', { objectId: req.objectId, driver: driver.name, runtimeId: runtime.runtimeId, pid: runtime.pid });
     return toRuntimeInfo(runtime);
   }
 
   async update(req: internalv1.UpdateObjectRequest): Promise<internalv1.RuntimeInfo> {
-    const m = this.get(req.objectId);
-    const change = toChange(req.resources);
-    m.runtime = await this.driverFor(m.kind).update(m.runtime, change);
-    this.log.info('object updated', { objectId: req.objectId, applied: m.runtime.applied });
-    return toRuntimeInfo(m.runtime);
+    const runtime = await this.driverFor(req.kind).update(recorded(req), toChange(req.resources));
+    this.log.info('object updated', { objectId: req.objectId, applied: runtime.applied });
+    return toRuntimeInfo(runtime);
   }
 
   /**
-   * The workload the manager holds (else the recorded runtime) is removed,
-   * then whatever else carries the object's marks: a failed or interrupted
-   * create leaves nothing behind its Delete.
+   * The recorded workload is removed, then whatever else carries the
+   * object's marks: a failed or interrupted create leaves nothing behind its Delete.
    */
   async delete(req: internalv1.DeleteObjectRequest): Promise<internalv1.Empty> {
-    const m = this.objects.get(req.objectId);
-    if (!m && !req.spec) throw new NotFoundError(`manager has no object ${req.objectId}`);
-    const kind = m?.kind ?? req.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED;
-    const driver = this.driverFor(kind);
-    const runtime = m?.runtime ?? (req.runtime ? fromRuntimeInfo(req.runtime) : undefined);
-    if (m) m.removing = true;
-    try {
-      if (runtime) await driver.remove(runtime);
-      if (req.spec) await driver.purge(toWorkload(req.objectId, req.spec));
-    } catch (err) {
-      if (m) m.removing = false;
-      throw err;
-    }
-    this.objects.delete(req.objectId);
+    if (!req.spec) throw new InvalidArgumentError('spec', 'required');
+    const driver = this.driverFor(req.spec.kind);
+    const runtime = req.runtime ? fromRuntimeInfo(req.runtime) : undefined;
+    if (runtime) await driver.remove(runtime);
+    await driver.purge(toWorkload(req.objectId, req.spec));
     if (runtime) this.discovered.delete(runtime.runtimeId);
-    this.log.info('object deleted', { objectId: req.objectId, held: m !== undefined });
+    this.log.info('object deleted', { objectId: req.objectId });
     return {};
   }
 
@@ -188,21 +156,12 @@ export class ManagerService {
     if (!spec) throw new InvalidArgumentError('spec', 'required');
     const driver = this.driverFor(spec.kind);
     const runtime = await driver.adopt(toWorkload(req.objectId, spec), req.runtime ? fromRuntimeInfo(req.runtime) : undefined);
-    this.objects.set(req.objectId, { kind: spec.kind, runtime, removing: false });
     this.log.info('object adopted', { objectId: req.objectId, driver: driver.name, runtimeId: runtime.runtimeId, pid: runtime.pid, running: runtime.running });
     return toRuntimeInfo(runtime);
   }
 
-  async inspect(req: internalv1.ObjectRef): Promise<internalv1.RuntimeInfo> {
-    const m = this.get(req.objectId);
-    m.runtime = await this.driverFor(m.kind).inspect(m.runtime);
-    return toRuntimeInfo(m.runtime);
-  }
-
-  private get(objectId: string): Managed {
-    const m = this.objects.get(objectId);
-    if (!m) throw new NotFoundError(`manager has no object ${objectId}`);
-    return m;
+  async inspect(req: internalv1.InspectObjectRequest): Promise<internalv1.RuntimeInfo> {
+    return toRuntimeInfo(await this.driverFor(req.kind).inspect(recorded(req)));
   }
 
   implementation(): internalv1.ManagerServer {
@@ -238,6 +197,12 @@ export function toChange(r: v1.Resources | undefined): ResourceChange {
 
 function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
   return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0, exitCode: rt.exitCode };
+}
+
+/** The runtime agentcore recorded, which a call on an existing workload must bring. */
+function recorded(req: { readonly objectId: string; readonly runtime?: internalv1.RuntimeInfo }): Runtime {
+  if (!req.runtime) throw new NotFoundError(`object ${req.objectId} has no recorded workload`);
+  return fromRuntimeInfo(req.runtime);
 }
 
 function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
