@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { NatsStore } from '@agent/store';
-import { api, startAgent, startNats, waitFor, type Agent } from '@agent/testkit';
+import { api, bufCurl, startAgent, startNats, waitFor, type Agent } from '@agent/testkit';
 
 const FAST = { AGENT_HEARTBEAT_MS: '300', AGENT_CLEANUP_MS: '500', AGENT_POLICY_PULL_MS: '500' };
 
@@ -44,6 +44,17 @@ describe('two agents sharing one NATS JetStream store', () => {
     }
     assert.equal((await store.list(`workloads.${a.hostId}.`)).length, 1);
     assert.equal((await store.list(`workloads.${b.hostId}.`)).length, 1);
+  });
+
+  it('a policy applied on one agent is the policy of both (config.network), and the revision only goes up fleet-wide', async () => {
+    const policy = (revision: number): object => ({ revision, groups: [{ name: 'web', selector: { app: 'web' }, mode: 'MODE_PROTECT' }], rules: [{ id: 1, from: 'any', to: 'web', ports: ['tcp/80'], action: 'ACTION_ALLOW' }] });
+    const applied = await bufCurl(a.address, 'agent.v1.PolicyService/ApplyPolicy', policy(7), { token: a.token });
+    assert.equal(applied.ok, true, JSON.stringify(applied.error));
+    const seen = await bufCurl(b.address, 'agent.v1.PolicyService/GetPolicy', {}, { token: b.token });
+    assert.equal(Number(seen.body.revision), 7);
+    await waitFor('b applied revision 7', () => b.logs.find((l) => l.msg === 'network policy applied' && Number(l.revision) === 7), 2_000, 20);
+    const stale = await bufCurl(b.address, 'agent.v1.PolicyService/ApplyPolicy', policy(7), { token: b.token });
+    assert.equal(stale.error?.code, 'failed_precondition');
   });
 
   it('a change to config.agents.<host> changes that agent within 1 s, and only that one', async () => {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 
 export * as v1 from './gen/agent/v1/agent';
 export * as sinkv1 from './gen/agent/v1/sink';
+export * as policyv1 from './gen/agent/v1/policy';
 export * as internalv1 from './gen/agent/internal/v1/internal';
 export * as healthv1 from './gen/grpc/health/v1/health';
 

@@ -20,6 +20,7 @@ import { Flows } from './flows';
 import { ObjectTable } from './objects';
 import { PeerRepair } from './peer-repair';
 import type { Peers } from './peers';
+import { PolicyBook } from './policy';
 import { Records, type DamagedRecord } from './records';
 import { Recovery } from './recovery';
 import { RuntimeFollower } from './runtime-follower';
@@ -41,6 +42,7 @@ export class AgentCore implements CoreView {
   private readonly recovery: Recovery;
   private readonly follower: RuntimeFollower;
   private readonly repair: PeerRepair;
+  private readonly policy: PolicyBook;
   /** Creates in flight by request_id: a repeat that arrives before the first is recorded waits for it. */
   private readonly creating = new Map<string, Promise<v1.EventAck>>();
   private accepting = true;
@@ -61,6 +63,7 @@ export class AgentCore implements CoreView {
     this.recovery = new Recovery(this.objects, this.events, this.flows, this.scheduler, peers, opts, log);
     this.follower = new RuntimeFollower(this.objects, this.flows, peers.manager, log);
     this.repair = new PeerRepair(this.objects, this.flows, peers, opts, log);
+    this.policy = new PolicyBook(records, (name, fn) => this.system(name, fn), log);
   }
 
   // ---- what the cluster sync reads and asks for
@@ -208,6 +211,8 @@ export class AgentCore implements CoreView {
       getObject: unary(this.log, async (r) => this.getObject(r.objectId)),
       listObjects: unary(this.log, async (r) => this.listObjects(r)),
       getEvent: unary(this.log, async (r) => this.getEvent(r.eventId)),
+      applyPolicy: unary(this.log, (p) => this.policy.apply(p)),
+      getPolicy: unary(this.log, () => this.policy.current()),
       pushOnce: unary(this.log, (r) => this.pushOnce(r.objectId)),
       watch: serverStream(this.log, (r, call) => this.watch(r, call)),
     };

@@ -54,6 +54,15 @@ export class Records {
     return this.write(`remove event ${eventId}`, () => this.store.delete(Keys.event(this.hostId, eventId)));
   }
 
+  /** The fleet's network policy (config.network), as JSON. */
+  putPolicy(value: string): Promise<void> {
+    return this.write('record the network policy', () => this.store.put(Keys.network, value));
+  }
+
+  getPolicy(): Promise<string | undefined> {
+    return this.store.get(Keys.network);
+  }
+
   /** Every object record of this host; one that cannot be read is named, not fatal. */
   async loadObjects(): Promise<{ records: ObjectRecordData[]; damaged: DamagedRecord[] }> {
     const records: ObjectRecordData[] = [];

@@ -15,7 +15,8 @@ import {
   type Peer,
   type RunningServer,
 } from '@agent/grpc-kit';
-import { v1, type internalv1 } from '@agent/proto';
+import { policyv1, v1, type internalv1 } from '@agent/proto';
+import { validatePolicy } from './validate-policy';
 import { checkObjectId, checkProcessPolicy, validateCreate, validateList, validatePushOn, validateUpdate, type ProcessPolicy } from './validate';
 
 /** Who may call what: readers read (and take one report); everything else is the admin's. */
@@ -29,6 +30,9 @@ export const API_ACCESS: Access = {
     PushOnce: [Role.Admin, Role.Reader],
   },
 };
+
+/** Readers may read the policy; only admins change it. */
+export const POLICY_ACCESS: Access = { roles: [Role.Admin], methods: { GetPolicy: [Role.Admin, Role.Reader] } };
 
 const REDACTED = '<redacted>';
 
@@ -71,6 +75,19 @@ export class ApiServer {
   private publish(event: internalv1.PublishRequest, wait: boolean): Promise<v1.EventAck> {
     // A wait may last as long as the flow; a plain publish is quick.
     return this.core.call('publish', event, { timeoutMs: wait ? this.opts.waitTimeoutMs + 5_000 : 10_000 });
+  }
+
+  /** agent.v1.PolicyService: validated here, applied by agentcore on its system queue. */
+  policyImplementation(): policyv1.PolicyServiceServer {
+    const log = this.log;
+    return {
+      applyPolicy: unary(log, async (p: policyv1.Policy, call) => {
+        this.audit(call, 'ApplyPolicy', { revision: p.revision, groups: p.groups.length, rules: p.rules.length });
+        validatePolicy(p);
+        return this.core.call('applyPolicy', p, { timeoutMs: 30_000 });
+      }),
+      getPolicy: unary(log, async (r: policyv1.GetPolicyRequest) => this.core.call('getPolicy', r, { timeoutMs: 10_000 })),
+    };
   }
 
   implementation(): v1.AgentServiceServer {
@@ -154,7 +171,10 @@ export async function startApiServer(config: AgentConfig, core: Peer<internalv1.
   const server = await startGrpcServer({
     listeners: publicListeners(config),
     log,
-    services: [{ name: GrpcService.Agent, definition: v1.AgentServiceService, implementation: api.implementation(), access: API_ACCESS }],
+    services: [
+      { name: GrpcService.Agent, definition: v1.AgentServiceService, implementation: api.implementation(), access: API_ACCESS },
+      { name: GrpcService.Policy, definition: policyv1.PolicyServiceService, implementation: api.policyImplementation(), access: POLICY_ACCESS },
+    ],
   });
   server.health.setAll(true);
   // Whether a change can be recorded is agentcore's to know; callers of this server see it too.

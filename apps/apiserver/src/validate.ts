@@ -44,7 +44,7 @@ export function checkObjectId(field: string, id: string): void {
   maxLen(field, id, LIMITS.idLength);
 }
 
-function checkLabels(field: string, labels: Record<string, string>): void {
+export function checkLabels(field: string, labels: Record<string, string>): void {
   const entries = Object.entries(labels);
   if (entries.length > LIMITS.labels) fail(field, `more than ${LIMITS.labels} labels`);
   for (const [k, v] of entries) {

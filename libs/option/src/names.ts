@@ -32,6 +32,7 @@ export const Label = {
 /** Fully qualified gRPC service names, as health checks and reflection know them. */
 export const GrpcService = {
   Agent: 'agent.v1.AgentService',
+  Policy: 'agent.v1.PolicyService',
   ReportSink: 'agent.v1.ReportSink',
   AgentCore: 'agent.internal.v1.AgentCore',
   Manager: 'agent.internal.v1.Manager',
