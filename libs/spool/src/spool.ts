@@ -71,8 +71,6 @@ export class Spool {
   private syncTimer: NodeJS.Timeout | undefined;
   private readonly segmentBytes: number;
   private readonly syncMs: number;
-  /** Said once while the spool holds only changes past its bound. */
-  private overfull = false;
 
   constructor(
     private readonly dir: string,
@@ -92,7 +90,11 @@ export class Spool {
     }
     this.pos = this.loadPosition(boundaries);
     this.release();
-    for (const seg of this.segments) this.unacked += this.countFrom(seg, seg.id === this.pos.seg ? this.pos.offset : 0);
+    // What the scan found past the position is the backlog: the segments are not read twice.
+    for (const seg of this.segments) {
+      const from = seg.id === this.pos.seg ? this.pos.offset : 0;
+      for (const end of boundaries.get(seg.id) ?? []) if (end > from) this.unacked++;
+    }
     if (this.segments.length === 0) this.segments.push(this.newSegment(1));
     this.fd = fs.openSync(this.active.file, 'a', 0o600);
   }
@@ -229,11 +231,6 @@ export class Spool {
     return new Set([0, ...res.records.map((d) => d.end)]);
   }
 
-  private countFrom(seg: Segment, offset: number): number {
-    if (offset >= seg.bytes) return 0;
-    return decodeRecords(readAt(seg.file, offset, seg.bytes - offset)).records.length;
-  }
-
   /** The acknowledged position, if it still names a record boundary; else the start. */
   private loadPosition(boundaries: Map<number, Set<number>>): Position {
     const first: Position = { seg: this.segments[0]?.id ?? 1, offset: 0 };
@@ -284,18 +281,9 @@ export class Spool {
         this.roll();
         victim = this.segments[this.segments.length - 2];
       }
-      if (!victim) {
-        this.overfull = true; // only changes left: they are never dropped for the bound
-        return;
-      }
+      if (!victim) return; // only changes left: they are never dropped for the bound
       this.dropSamples(victim);
     }
-    this.overfull = false;
-  }
-
-  /** Whether the spool holds only changes beyond its bound (changes are kept regardless). */
-  get overBound(): boolean {
-    return this.overfull;
   }
 
   private dropSamples(seg: Segment): void {
