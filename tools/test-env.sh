@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready for the tests: Docker engine, busybox,
-# iptables, docker-compose, nats-server, openssl, useradd, cc (apt), a running dockerd, and a local busybox image (nothing can be
+# iptables, docker-compose, nats-server, openssl, useradd, cc, nftables, conntrack, ulogd2 (apt), a running dockerd, and a local busybox image (nothing can be
 # pulled here). Idempotent: does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,12 @@ command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v useradd >/dev/null 2>&1 || need+=(passwd)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# Network segmentation: nftables, conntrack (cuts connections), ulogd2 with JSON output (flows), ip netns.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+command -v ulogd >/dev/null 2>&1 || need+=(ulogd2)
+ls /usr/lib/*/ulogd/ulogd_output_JSON.so >/dev/null 2>&1 || need+=(ulogd2-json)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     log "missing ${need[*]} and cannot apt-get install them (need root on Debian)"; exit 1

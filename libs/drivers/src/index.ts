@@ -32,3 +32,7 @@ export { RpcDriver, connectUpstream } from './rpc-driver';
 export { hostFigures, netDevPath, parseNetDev, processStartTime, isAlive } from './proc-figures';
 export { createHostDrivers } from './registry';
 export type { HostDrivers } from './registry';
+export { NetworkDriver, macFor } from './network/network-driver';
+export type { NetworkDriverOptions } from './network/network-driver';
+export { LogVerdict } from './network/types';
+export type { Endpoint, NetRule, NetworkState, ProgramResult, Enforcing, EnforcementMode, RuleAction, LogVerdictCode } from './network/types';

@@ -17,6 +17,8 @@ export const Driver = {
   Process: 'process',
   Cgroup: 'cgroup',
   Rpc: 'rpc',
+  /** nftables: network segmentation of containers. */
+  Network: 'network',
 } as const;
 export type DriverName = (typeof Driver)[keyof typeof Driver];
 export const DRIVERS: readonly DriverName[] = Object.values(Driver);
@@ -50,6 +52,8 @@ export const HealthComponent = {
   Worker: 'agent.worker',
   /** Docker answers (manager). */
   Docker: 'agent.docker',
+  /** The network dataplane (nftables) takes transactions (manager). */
+  Network: 'agent.network',
 } as const;
 
 /** The agent's version, as registered upstream and in the host record. */

@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto';
+import { Driver as DriverNames } from '@agent/option';
+import { BaseDriver, NO_CAPABILITIES, type Capabilities } from '../driver';
+import { compile, type TableModel } from './compile';
+import { Nft, type ActualTable, type Command } from './nft';
+import type { Enforcing, NetworkState, ProgramResult } from './types';
+
+export interface NetworkDriverOptions {
+  /** The agent's own nftables table (inet family); it never touches another. */
+  readonly table: string;
+  /** NFLOG group the dataplane logs new connections to (the flow reader listens on it). */
+  readonly logGroup: number;
+  readonly nftPath?: string;
+  /** How old the followed copy of the table may get before it is read from the kernel again (10 s). */
+  readonly rereadMs?: number;
+}
+
+/**
+ * The network driver: segmentation of containers on nftables, in a table of
+ * the agent's own, hooked before Docker's chains. Each program() is one
+ * atomic transaction holding only the difference between what the kernel has
+ * and what is wanted; what the kernel has is read once and then followed
+ * from the transactions' echo, and read again after any failure.
+ */
+export class NetworkDriver extends BaseDriver implements Enforcing {
+  readonly name = DriverNames.Network;
+  readonly capabilities: Capabilities = NO_CAPABILITIES;
+  private readonly nft: Nft;
+  private actual: ActualTable | undefined;
+  /** When the kernel's table was last read (0: never; the cache is not trusted). */
+  private readAt = 0;
+
+  constructor(private readonly opts: NetworkDriverOptions) {
+    super();
+    this.nft = new Nft('inet', opts.table, opts.nftPath);
+  }
+
+  async health(): Promise<void> {
+    await this.nft.read();
+  }
+
+  async program(state: NetworkState): Promise<ProgramResult> {
+    const desired = compile(state, this.opts.logGroup);
+    const cached = this.readAt !== 0;
+    try {
+      return await this.transact(desired);
+    } catch (err) {
+      // The table may have been changed behind the agent's back (a handle gone): read it again, once.
+      if (!cached) throw err;
+      return this.transact(desired);
+    }
+  }
+
+  private async transact(desired: TableModel | undefined): Promise<ProgramResult> {
+    // Someone else may flush or edit the table (an admin, a firewall reload): the kernel is read again now and then.
+    if (this.readAt === 0 || Date.now() - this.readAt > (this.opts.rereadMs ?? 10_000)) {
+      this.actual = await this.nft.read();
+      this.readAt = Date.now();
+    }
+    const commands = this.nft.diff(desired, this.actual);
+    if (commands.length > 0) {
+      try {
+        const echo = await this.nft.run(commands, { echo: true });
+        this.actual = desired ? follow(this.actual, desired, commands, echo) : undefined;
+      } catch (err) {
+        this.readAt = 0;
+        throw err;
+      }
+    }
+    return { changes: commands.length, present: desired !== undefined };
+  }
+
+  async ruleHits(): Promise<Map<number, number>> {
+    const hits = new Map<number, number>();
+    for (const c of (await this.nft.read())?.chains.values() ?? []) {
+      for (const r of c.rules) {
+        const m = /^r(\d+):/.exec(r.key);
+        if (m) hits.set(Number(m[1]), (hits.get(Number(m[1])) ?? 0) + r.packets);
+      }
+    }
+    return hits;
+  }
+
+  async clear(): Promise<void> {
+    this.readAt = 0;
+    if (await this.nft.read()) await this.nft.run([this.nft.deleteTable()]);
+    this.actual = undefined;
+  }
+}
+
+/** What the kernel has after a transaction went through: the rules kept, plus the added ones with the handles nft echoed. */
+function follow(before: ActualTable | undefined, desired: TableModel, commands: readonly Command[], echo: unknown): ActualTable {
+  const flushed = new Set<string>();
+  const deleted = new Set<number>();
+  for (const c of commands) {
+    const del = c.delete as { rule?: { handle: number } } | undefined;
+    const flush = c.flush as { chain?: { name: string } } | undefined;
+    if (del?.rule) deleted.add(del.rule.handle);
+    if (flush?.chain) flushed.add(flush.chain.name);
+  }
+  const chains: ActualTable['chains'] = new Map();
+  for (const name of desired.chains.keys()) {
+    const kept = flushed.has(name) ? [] : (before?.chains.get(name)?.rules ?? []).filter((r) => !deleted.has(r.handle));
+    chains.set(name, { rules: [...kept] });
+  }
+  for (const item of (echo as { nftables?: Array<{ add?: { rule?: { chain: string; handle: number; comment?: string } } }> } | undefined)?.nftables ?? []) {
+    const r = item.add?.rule;
+    if (r) chains.get(r.chain)?.rules.push({ key: r.comment ?? '', handle: r.handle, packets: 0 });
+  }
+  return { sets: new Map(desired.sets), chains };
+}
+
+/**
+ * The MAC a container the agent creates is given, from its object id: known
+ * before the container exists, so the dataplane can hold its traffic from
+ * the first packet. Locally administered, unicast.
+ */
+export function macFor(objectId: string): string {
+  const h = createHash('sha1').update(objectId).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
