@@ -12,7 +12,7 @@ import {
   type Listener,
   INTERNAL_ONLY,
 } from '@agent/grpc-kit';
-import { internalv1, v1 } from '@agent/proto';
+import { internalv1, type policyv1, v1 } from '@agent/proto';
 import { openStore, type KvStore } from '@agent/store';
 import { ClusterSync, type CoreView } from './cluster';
 import { EventLog } from './events';
@@ -25,6 +25,7 @@ import { Records, type DamagedRecord } from './records';
 import { Recovery } from './recovery';
 import { RuntimeFollower } from './runtime-follower';
 import { Scheduler } from './scheduler';
+import { Segmentation } from './segmentation';
 
 const { State, EventType } = v1;
 
@@ -43,6 +44,7 @@ export class AgentCore implements CoreView {
   private readonly follower: RuntimeFollower;
   private readonly repair: PeerRepair;
   private readonly policy: PolicyBook;
+  private readonly network: Segmentation;
   /** Creates in flight by request_id: a repeat that arrives before the first is recorded waits for it. */
   private readonly creating = new Map<string, Promise<v1.EventAck>>();
   private accepting = true;
@@ -59,7 +61,8 @@ export class AgentCore implements CoreView {
     this.objects = new ObjectTable(records, opts);
     this.events = new EventLog(records, { count: opts.eventRetention, ageMs: opts.eventRetentionMs }, log);
     this.scheduler = new Scheduler(this.objects, this.events, opts, log);
-    this.flows = new Flows(this.objects, peers, opts, log);
+    this.network = new Segmentation(this.objects, peers, (name, fn) => this.system(name, fn), log);
+    this.flows = new Flows(this.objects, peers, opts, log, this.network);
     this.recovery = new Recovery(this.objects, this.events, this.flows, this.scheduler, peers, opts, log);
     this.follower = new RuntimeFollower(this.objects, this.flows, peers.manager, log);
     this.repair = new PeerRepair(this.objects, this.flows, peers, opts, log);
@@ -104,6 +107,33 @@ export class AgentCore implements CoreView {
     return this.recovery.recover();
   }
 
+  /** After recover: the network dataplane follows the policy and the objects (until then the kernel keeps enforcing what it had). */
+  async startNetwork(): Promise<void> {
+    await this.network.start(await this.policy.current());
+  }
+
+  /** The fleet's policy changed in the cluster store (here or on another agent). */
+  policyChanged(value: string | undefined): void {
+    void this.network.setPolicy(this.policy.parse(value), { force: value === undefined });
+  }
+
+  /** The current policy, with each rule's hits as the kernel counted them here. */
+  async getPolicy(): Promise<policyv1.Policy> {
+    const p = await this.policy.current();
+    const hits = await this.peers.manager.call('readRuleHits', {}, { timeoutMs: 10_000 }).catch((err: unknown) => {
+      this.log.debug('rule hits not read', { reason: (err as Error).message });
+      return { hits: {} as Record<number, number> };
+    });
+    for (const r of p.rules) r.hits = hits.hits[r.id] ?? 0;
+    return p;
+  }
+
+  async applyPolicy(p: policyv1.Policy): Promise<policyv1.PolicyStatus> {
+    const status = await this.policy.apply(p);
+    await this.network.setPolicy(p);
+    return status;
+  }
+
   /** Starts following workloads that stop, start, appear or vanish by themselves (after recover). */
   follow(): void {
     this.follower.start();
@@ -113,6 +143,8 @@ export class AgentCore implements CoreView {
   async drain(timeoutMs: number): Promise<void> {
     this.accepting = false;
     this.follower.stop();
+    // The dataplane stays as it is: the kernel keeps enforcing while the agent is away.
+    this.network.stop();
     const all = Promise.allSettled([...this.objects.all()].map((r) => r.queue));
     await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs))]);
   }
@@ -211,8 +243,8 @@ export class AgentCore implements CoreView {
       getObject: unary(this.log, async (r) => this.getObject(r.objectId)),
       listObjects: unary(this.log, async (r) => this.listObjects(r)),
       getEvent: unary(this.log, async (r) => this.getEvent(r.eventId)),
-      applyPolicy: unary(this.log, (p) => this.policy.apply(p)),
-      getPolicy: unary(this.log, () => this.policy.current()),
+      applyPolicy: unary(this.log, (p) => this.applyPolicy(p)),
+      getPolicy: unary(this.log, () => this.getPolicy()),
       pushOnce: unary(this.log, (r) => this.pushOnce(r.objectId)),
       watch: serverStream(this.log, (r, call) => this.watch(r, call)),
     };
@@ -245,6 +277,7 @@ export async function startAgentCore(
   // As the seed's clusterLoop: records of vanished workloads go, the others are
   // taken back and uploaded, then the watchers are registered.
   const damaged = await core.recover();
+  await core.startNetwork();
   core.follow();
   const cluster = new ClusterSync(store, core, peers.collector, server.health, { hostId: config.hostId, version: AGENT_VERSION, heartbeatMs: config.heartbeatMs, policyPullMs: config.policyPullMs, statsUploadMs: config.statsUploadMs, healthMs: config.healthMs, cleanupMs: config.cleanupMs }, log);
   server.health.setAll(true);

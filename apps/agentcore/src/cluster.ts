@@ -25,6 +25,8 @@ export interface CoreView {
   /** Notices a restarted collector or reporter and gives it its state again. */
   checkPeers(): Promise<void>;
   dropDeadTasks(): Promise<number>;
+  /** config.network changed (applied here or on another agent of the fleet). */
+  policyChanged(value: string | undefined): void;
 }
 
 interface HostRecord {
@@ -120,6 +122,7 @@ export class ClusterSync {
     const parsed = parse<{ revision?: string }>(value);
     this.policy = { ...this.policy, network: parsed };
     this.policyRevision = parsed?.revision ?? (value ? String(value.length) : '');
+    this.core.policyChanged(value);
     this.log.info('network policy applied', { revision: this.policyRevision || null });
   }
 

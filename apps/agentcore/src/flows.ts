@@ -2,6 +2,7 @@ import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotF
 import { type internalv1, v1 } from '@agent/proto';
 import type { ObjectRecord, ObjectTable } from './objects';
 import { PEER_TIMEOUT_MS, type Peers } from './peers';
+import type { Segmentation } from './segmentation';
 
 const { State, EventType } = v1;
 
@@ -25,6 +26,7 @@ export class Flows {
     private readonly peers: Peers,
     private readonly opts: { waitTimeoutMs: number },
     private readonly log: Logger,
+    private readonly network: Pick<Segmentation, 'beforeStart' | 'sync'>,
   ) {}
 
   /** What an event other than a create does, to which object; throws when the object cannot take it now. */
@@ -58,8 +60,11 @@ export class Flows {
     const { manager } = this.peers;
     const objectId = rec.object.objectId;
     try {
+      await this.network.beforeStart(rec);
       const rt = await manager.call('createObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs });
       this.objects.setRuntime(rec, rt);
+      // Its address is known now: the policy follows it before the create is done.
+      if (rec.object.spec?.kind === v1.Kind.KIND_CONTAINER) await this.network.sync();
     } catch (err) {
       await this.objects.setState(rec, State.STATE_FAILED, errorMessage(err));
       await this.announce(rec);

@@ -99,6 +99,11 @@ export class ObjectTable {
         pushIntervalMs: 0,
         appliedResources: undefined,
         origin: v1.Origin.ORIGIN_CREATED,
+        groups: [],
+        ip: '',
+        quarantined: false,
+        enforcement: v1.Enforcement.ENFORCEMENT_UNSPECIFIED,
+        policyRevision: 0,
       },
       hasCollectTask: false,
       deleteRequested: false,
@@ -196,6 +201,7 @@ export class ObjectTable {
     rec.object.pid = rt.pid;
     rec.object.appliedResources = rt.applied;
     rec.object.exitCode = rt.running ? undefined : rt.exitCode;
+    rec.object.ip = rt.running ? rt.ip : '';
   }
 
   setState(rec: ObjectRecord, state: v1.State, lastError: string): Promise<void> {
@@ -209,6 +215,12 @@ export class ObjectTable {
     rec.object.updatedAt = new Date();
     await this.record(rec);
     this.changes.emit(rec.object.objectId, v1.Object.fromPartial(rec.object));
+    this.changes.emit(ANY_CHANGE, rec);
+  }
+
+  /** Calls fn with every object whose change is committed, whichever object it is. */
+  onAnyChange(fn: (rec: ObjectRecord) => void): void {
+    this.changes.on(ANY_CHANGE, fn);
   }
 
   /**
@@ -249,6 +261,8 @@ export class ObjectTable {
   }
 }
 
+/** The change event of every object (object ids are strings; this cannot be one). */
+const ANY_CHANGE = Symbol('any object');
 const LIST_PAGE_SIZE = 500;
 const LIST_MAX_PAGE_SIZE = 1000;
 const LIST_PAGE_BYTES = 2 * 1024 * 1024;

@@ -35,7 +35,11 @@ export class PolicyBook {
 
   /** What the store holds (revision 0 and nothing before the first); one that cannot be read counts as none. */
   async current(): Promise<policyv1.Policy> {
-    const value = await this.records.getPolicy();
+    return this.parse(await this.records.getPolicy());
+  }
+
+  /** A stored value as a policy: none (revision 0) when absent or unreadable. */
+  parse(value: string | undefined): policyv1.Policy {
     if (value === undefined) return policyv1.Policy.fromPartial({});
     try {
       return policyv1.Policy.fromJSON(JSON.parse(value));

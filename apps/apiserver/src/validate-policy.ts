@@ -5,6 +5,7 @@ import { checkLabels } from './validate';
 
 /** Rule ids from here up are the agent's (learned); a user writes 1..9999. */
 export const LEARNED_RULE_IDS = 10_000;
+const MAX_RULE_ID = 4_294_967_295;
 
 const POLICY_LIMITS = { groups: 10_000, rules: 100_000, ports: 64 } as const;
 const GROUP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -35,6 +36,8 @@ export function validatePolicy(p: policyv1.Policy): void {
   p.rules.forEach((r, i) => {
     const at = `rules[${i}]`;
     if (r.id <= 0) fail(`${at}.id`, 'required and positive');
+    // The dataplane marks each connection with the id of the rule that allowed it (32 bits).
+    if (r.id > MAX_RULE_ID) fail(`${at}.id`, `at most ${MAX_RULE_ID}`);
     if (r.learned !== r.id >= LEARNED_RULE_IDS) fail(`${at}.id`, r.learned ? `a learned rule has an id of at least ${LEARNED_RULE_IDS}` : `ids from ${LEARNED_RULE_IDS} up are for learned rules`);
     if (ids.has(r.id)) fail(`${at}.id`, `duplicate rule id ${r.id}`);
     ids.add(r.id);

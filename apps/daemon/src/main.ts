@@ -36,7 +36,7 @@ runMain(Module.Daemon, async (log, telemetry) => {
   //    so that no call is taken before the flows can run. The four inside
   //    listen on unix sockets unless told otherwise.
   const drivers = createHostDrivers(config);
-  const manager = await startManager(config, { container: drivers.docker, process: drivers.process, cgroup: drivers.cgroup }, internalListen(config.managerListen, 'AGENT_MANAGER_LISTEN', Module.Manager));
+  const manager = await startManager(config, { container: drivers.docker, process: drivers.process, cgroup: drivers.cgroup, network: drivers.network }, internalListen(config.managerListen, 'AGENT_MANAGER_LISTEN', Module.Manager));
   const reporter = await startReporter(config, rpc, internalListen(config.reporterListen, 'AGENT_REPORTER_LISTEN', Module.Reporter));
   // Unary calls between services of this one process skip the network (still
   // through each server's wrapper: same statuses, same spans); streams and

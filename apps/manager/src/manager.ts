@@ -2,7 +2,7 @@ import { type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/o
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { NotFoundError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
-import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
+import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type Enforcing, type EnforcementMode, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
 import { healthv1, internalv1, v1 } from '@agent/proto';
 
 /** Which driver manages which kind of object. */
@@ -10,6 +10,8 @@ export interface KindDrivers {
   readonly container: Driver;
   readonly process: Driver;
   readonly cgroup: Driver;
+  /** Network segmentation of containers (nftables). */
+  readonly network: Driver & Enforcing;
 }
 
 /**
@@ -164,6 +166,28 @@ export class ManagerService {
     return toRuntimeInfo(await this.driverFor(req.kind).inspect(recorded(req)));
   }
 
+  async programNetwork(req: internalv1.NetworkState): Promise<internalv1.NetworkResult> {
+    const r = await this.drivers.network.program({
+      groups: req.groups,
+      endpoints: req.endpoints.map((e) => ({
+        objectId: e.objectId,
+        ip: e.ip || undefined,
+        mac: e.mac || undefined,
+        groups: e.groups,
+        mode: toMode(e.mode),
+        pending: e.pending,
+        quarantined: e.quarantined,
+      })),
+      rules: req.rules.map((r) => ({ id: r.id, from: r.from, to: r.to, ports: r.ports, action: r.action === 'deny' ? 'deny' : 'allow' })),
+    });
+    if (r.changes > 0) this.log.info('network programmed', { changes: r.changes, present: r.present, endpoints: req.endpoints.length, rules: req.rules.length });
+    return r;
+  }
+
+  async readRuleHits(): Promise<internalv1.RuleHits> {
+    return { hits: Object.fromEntries(await this.drivers.network.ruleHits()) };
+  }
+
   implementation(): internalv1.ManagerServer {
     return {
       createObject: unary(this.log, (r) => this.create(r)),
@@ -172,6 +196,8 @@ export class ManagerService {
       inspectObject: unary(this.log, (r) => this.inspect(r)),
       adoptObject: unary(this.log, (r) => this.adopt(r)),
       watchRuntime: serverStream(this.log, (_r, call) => this.watchRuntime(call)),
+      programNetwork: unary(this.log, (r) => this.programNetwork(r)),
+      readRuleHits: unary(this.log, () => this.readRuleHits()),
     };
   }
 }
@@ -196,7 +222,12 @@ export function toChange(r: v1.Resources | undefined): ResourceChange {
 }
 
 function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
-  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0, exitCode: rt.exitCode };
+  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0, exitCode: rt.exitCode, ip: rt.ip ?? '', mac: rt.mac ?? '' };
+}
+
+function toMode(m: string): EnforcementMode {
+  if (m === 'protect' || m === 'monitor' || m === 'discover') return m;
+  throw new InvalidArgumentError('endpoints.mode', `one of protect, monitor, discover: ${JSON.stringify(m)}`);
 }
 
 /** The runtime agentcore recorded, which a call on an existing workload must bring. */
@@ -214,6 +245,8 @@ function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
     running: r.running,
     startTime: r.startTime || undefined,
     exitCode: r.exitCode,
+    ip: r.ip || undefined,
+    mac: r.mac || undefined,
   };
 }
 
@@ -229,16 +262,23 @@ export async function startManager(config: AgentConfig, drivers: KindDrivers, li
   server.health.setAll(true);
   // Docker is optional: without it container creates fail clearly, the rest
   // works; grpc.health.v1 tells under "agent.docker" whether it is reachable.
-  const checkDocker = (): Promise<void> =>
-    drivers.container.health().then(
-      () => server.health.set(HealthComponent.Docker, true),
-      (err: Error) => {
-        if (server.health.get(HealthComponent.Docker) !== healthv1.HealthCheckResponse_ServingStatus.NOT_SERVING) log.warn('docker is not reachable; container creates will fail', { reason: err.message });
-        server.health.set(HealthComponent.Docker, false);
-      },
-    );
-  await checkDocker();
-  setInterval(() => void checkDocker(), config.healthMs).unref();
+  await followHealth(server, log, HealthComponent.Docker, drivers.container, config.healthMs, 'docker is not reachable; container creates will fail');
+  // nftables is needed only once a policy selects a container: "agent.network" tells.
+  await followHealth(server, log, HealthComponent.Network, drivers.network, config.healthMs, 'nftables is not usable; network policy cannot be enforced');
   void svc.startDiscovery(config.discover);
   return server;
+}
+
+/** A driver's health under its component name: checked now and every ms, a warning when it turns bad. */
+async function followHealth(server: RunningServer, log: Logger, component: string, driver: Driver, ms: number, warning: string): Promise<void> {
+  const check = (): Promise<void> =>
+    driver.health().then(
+      () => server.health.set(component, true),
+      (err: Error) => {
+        if (server.health.get(component) !== healthv1.HealthCheckResponse_ServingStatus.NOT_SERVING) log.warn(warning, { reason: err.message });
+        server.health.set(component, false);
+      },
+    );
+  await check();
+  setInterval(() => void check(), ms).unref();
 }

@@ -3,6 +3,7 @@ import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
 import { DriverError, FailedPreconditionError, NotFoundError, UnavailableError, traced } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Discovering } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
+import { macFor } from './network/address';
 import type { ContainerFilter, DiscoveryListener, Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 export interface DockerDriverOptions {
@@ -50,6 +51,7 @@ export class DockerDriver extends BaseDriver implements Discovering {
     const c = spec.container;
     if (!c) throw new DriverError(this.name, 'spec has no container');
     const r = spec.resources;
+    const mac = macFor(spec.objectId);
     const options: Docker.ContainerCreateOptions = {
       name: `agent-${spec.name}-${spec.objectId.slice(-8)}`,
       Image: c.image,
@@ -62,6 +64,10 @@ export class DockerDriver extends BaseDriver implements Discovering {
         [Label.HostId]: this.opts.hostId,
         [Label.Name]: spec.name,
       },
+      // Known before the container exists, so that the network policy can hold its traffic from the first packet.
+      // Top-level for Engine API < 1.44, per endpoint after; a network mode other than the default bridge keeps Docker's.
+      MacAddress: mac,
+      NetworkingConfig: { EndpointsConfig: { bridge: { MacAddress: mac } } },
       HostConfig: {
         Init: true, // PID 1 forwards SIGTERM: stop takes ~90 ms, not the whole timeout
         Memory: r.memoryBytes || undefined,
@@ -159,7 +165,7 @@ export class DockerDriver extends BaseDriver implements Discovering {
     if (!running) return { runtimeId: info.Id, pid: 0, cgroup: rt.cgroup, applied: rt.applied, running, exitCode: info.State.ExitCode };
     try {
       const cgroup = this.cgroups.fs.refForPid(pid);
-      return { runtimeId: info.Id, pid, cgroup, applied: this.cgroups.fs.readLimits(cgroup), running };
+      return { runtimeId: info.Id, pid, cgroup, applied: this.cgroups.fs.readLimits(cgroup), running, ...addressOf(info) };
     } catch (err) {
       // It exited between Docker's answer and the read of its cgroup: ask again (Docker takes a
       // moment to notice), for how it ended.
@@ -325,6 +331,7 @@ export class DockerDriver extends BaseDriver implements Discovering {
       cgroup: running ? this.cgroups.fs.refForPid(info.State.Pid) : { version: this.cgroups.fs.version, paths: {} },
       applied: { cpus: (info.HostConfig.NanoCpus ?? 0) / 1e9, memoryBytes: info.HostConfig.Memory ?? 0, pidsLimit: info.HostConfig.PidsLimit ?? 0 },
       running,
+      ...(running ? addressOf(info) : {}),
     };
     if (running) (runtime as { applied: Runtime['applied'] }).applied = this.cgroups.fs.readLimits(runtime.cgroup);
     d.listener({
@@ -390,4 +397,13 @@ function isNoSuchImage(err: unknown): boolean {
 function dockerMessage(err: unknown): string {
   const e = err as DockerApiError;
   return (e.json?.message ?? e.message ?? String(err)).trim();
+}
+
+/** A running container's IPv4 address and MAC on its (first) network. */
+function addressOf(info: Docker.ContainerInspectInfo): { ip?: string; mac?: string } {
+  // The default bridge's endpoint also shows at the top level (deprecated there); the per-network one is what stays.
+  const net = Object.values(info.NetworkSettings?.Networks ?? {}).find((n) => n?.IPAddress);
+  const ip = net?.IPAddress || undefined;
+  const mac = net?.MacAddress || undefined;
+  return { ...(ip ? { ip } : {}), ...(mac ? { mac } : {}) };
 }

@@ -3,12 +3,14 @@ import type { AgentConfig } from '@agent/option';
 import { CgroupDriver } from './cgroup-driver';
 import { CgroupFs } from './cgroup-fs';
 import { DockerDriver } from './docker-driver';
+import { NetworkDriver } from './network/network-driver';
 import { ProcessDriver } from './process-driver';
 
 export interface HostDrivers {
   readonly cgroup: CgroupDriver;
   readonly process: ProcessDriver;
   readonly docker: DockerDriver;
+  readonly network: NetworkDriver;
 }
 
 /** The object drivers of this host, built from the one config. */
@@ -26,5 +28,6 @@ export function createHostDrivers(config: AgentConfig): HostDrivers {
       logMaxBytes: config.processLogMaxBytes,
     }),
     docker: new DockerDriver(cgroup, { socketPath: config.dockerSocket, hostId: config.hostId, stopGraceMs: config.stopGraceMs }),
+    network: new NetworkDriver({ table: config.nftTable, logGroup: config.nflogGroup }),
   };
 }

@@ -69,6 +69,9 @@ export interface Runtime {
   readonly startTime?: number;
   /** Not running: how it ended, when known (128 + n when killed by signal n). */
   readonly exitCode?: number;
+  /** Running containers: the IPv4 address and MAC on their network. */
+  readonly ip?: string;
+  readonly mac?: string;
 }
 
 /** One sample of an object's figures; a figure it does not have is undefined. */

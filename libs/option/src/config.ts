@@ -112,6 +112,10 @@ export interface AgentConfig {
   readonly processLogMaxBytes: number;
   /** AGENT_DISCOVER_MANAGE: true lets Update and Delete act on discovered containers. Default: false (read-only). */
   readonly discoverManage: boolean;
+  /** AGENT_NFT_TABLE: the nftables table (inet family) the agent owns for network segmentation; it touches no other. Default: agent. */
+  readonly nftTable: string;
+  /** AGENT_NFLOG_GROUP: the NFLOG group the dataplane logs new connections to (flows). Default: 100. */
+  readonly nflogGroup: number;
   /** AGENT_<MODULE>_LISTEN: an internal service's own address when run alone. Default: 127.0.0.1:0. */
   readonly agentcoreListen: string;
   readonly managerListen: string;
@@ -181,6 +185,13 @@ function clusterUrl(env: Env): string {
   return v;
 }
 
+/** An nft identifier: it goes into nft commands as a table name. */
+function nftTable(env: Env): string {
+  const v = str(env, 'AGENT_NFT_TABLE', 'agent');
+  if (!/^[a-zA-Z][a-zA-Z0-9_]{0,31}$/.test(v)) throw new ConfigError('AGENT_NFT_TABLE', `a letter, then letters, digits or "_", at most 32: ${JSON.stringify(v)}`);
+  return v;
+}
+
 function discoverSpec(env: Env): string {
   const v = str(env, 'AGENT_DISCOVER', '*');
   if (v !== '*' && v !== 'off' && !/^[A-Za-z0-9_./-]+(=[^,]*)?(,[A-Za-z0-9_./-]+(=[^,]*)?)*$/.test(v)) {
@@ -220,6 +231,8 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     processAllow: pathList(env, 'AGENT_PROCESS_ALLOW'),
     processLogMaxBytes: int(env, 'AGENT_PROCESS_LOG_MAX_BYTES', 10_485_760, 0, 1_099_511_627_776),
     discoverManage: bool(env, 'AGENT_DISCOVER_MANAGE', false),
+    nftTable: nftTable(env),
+    nflogGroup: int(env, 'AGENT_NFLOG_GROUP', 100, 1, 65_535),
     agentcoreListen: address(env, 'AGENT_AGENTCORE_LISTEN', listenDefault),
     managerListen: address(env, 'AGENT_MANAGER_LISTEN', listenDefault),
     collectorListen: address(env, 'AGENT_COLLECTOR_LISTEN', listenDefault),

@@ -23,3 +23,4 @@ export type { Agent, Sink, Receiver, ReceivedSpan, CurlResult, CurlOpts, LogLine
 export { apiClient, rawCall } from './client';
 export { fillDisk, mountTmpfs, type Tmpfs } from './disk';
 export type { Api, Outcome } from './client';
+export { tcpConnects } from './net';

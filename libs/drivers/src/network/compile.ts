@@ -60,7 +60,8 @@ const accept: Expr = { accept: null };
 const drop: Expr = { drop: null };
 const jump = (chain: string): Expr => ({ jump: { target: chain } });
 const goTo = (chain: string): Expr => ({ goto: { target: chain } });
-const log = (group: number, verdict: string, ruleId: number): Expr => ({ log: { prefix: `${verdict}:${ruleId}`, group } });
+// Headers are all a flow needs: the kernel would copy up to 64 KiB of each packet otherwise.
+const log = (group: number, verdict: string, ruleId: number): Expr => ({ log: { prefix: `${verdict}:${ruleId}`, group, snaplen: 64 } });
 
 function rule(tag: string, expr: Expr[]): RuleModel {
   const hash = createHash('sha1').update(JSON.stringify(expr)).digest('hex').slice(0, 16);

@@ -6,7 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
-import { NetworkDriver, macFor } from './network-driver';
+import { tcpConnects } from '@agent/testkit';
+import { NetworkDriver } from './network-driver';
+import { macFor } from './address';
 import type { Endpoint, NetRule, NetworkState } from './types';
 
 const TABLE = `agent_test_${process.pid}`;
@@ -29,22 +31,11 @@ function state(rules: NetRule[], endpoints: Endpoint[] = [endpoint('obj-web', WE
 const allowHostToDb: NetRule = { id: 7, from: 'host', to: 'db', ports: [`tcp/${PORT}`], action: 'allow' };
 
 /**
- * Whether a TCP connect from the host to ip:PORT completes within ms. From
- * 127.0.0.1: on loopback the kernel would otherwise pick the member's own
- * address as the source, which no container traffic does.
+ * Whether a TCP connect from the host to ip:PORT completes. From 127.0.0.1:
+ * on loopback the kernel would otherwise pick the member's own address as the
+ * source, which no container traffic does.
  */
-function connects(ip: string, ms = 400): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: ip, port: PORT, localAddress: '127.0.0.1' });
-    const done = (ok: boolean): void => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(ms, () => done(false));
-    s.on('connect', () => done(true));
-    s.on('error', () => done(false));
-  });
-}
+const connects = (ip: string): Promise<boolean> => tcpConnects(ip, PORT, { ms: 400, localAddress: '127.0.0.1' });
 
 describe('NetworkDriver (real nftables)', () => {
   const servers: net.Server[] = [];

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Driver as DriverNames } from '@agent/option';
 import { BaseDriver, NO_CAPABILITIES, type Capabilities } from '../driver';
 import { compile, type TableModel } from './compile';
@@ -45,6 +44,8 @@ export class NetworkDriver extends BaseDriver implements Enforcing {
     try {
       return await this.transact(desired);
     } catch (err) {
+      // Nothing to enforce needs no nftables: a host without it runs everything else.
+      if (!desired && /ENOENT/.test((err as Error).message)) return { changes: 0, present: false };
       // The table may have been changed behind the agent's back (a handle gone): read it again, once.
       if (!cached) throw err;
       return this.transact(desired);
@@ -108,14 +109,4 @@ function follow(before: ActualTable | undefined, desired: TableModel, commands: 
     if (r) chains.get(r.chain)?.rules.push({ key: r.comment ?? '', handle: r.handle, packets: 0 });
   }
   return { sets: new Map(desired.sets), chains };
-}
-
-/**
- * The MAC a container the agent creates is given, from its object id: known
- * before the container exists, so the dataplane can hold its traffic from
- * the first packet. Locally administered, unicast.
- */
-export function macFor(objectId: string): string {
-  const h = createHash('sha1').update(objectId).digest();
-  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }

@@ -1,0 +1,164 @@
+import { errorMessage, type Logger } from '@agent/grpc-kit';
+import { macFor, type EnforcementMode } from '@agent/drivers';
+import { type internalv1, policyv1, v1 } from '@agent/proto';
+import type { ObjectRecord, ObjectTable } from './objects';
+import type { Peers } from './peers';
+
+const { State, Enforcement } = v1;
+const { Mode, Action } = policyv1;
+
+const MODE_NAMES: Record<number, EnforcementMode> = { [Mode.MODE_DISCOVER]: 'discover', [Mode.MODE_MONITOR]: 'monitor', [Mode.MODE_PROTECT]: 'protect' };
+const STRICTNESS: Record<EnforcementMode, number> = { discover: 1, monitor: 2, protect: 3 };
+const RETRY_MS = 1_000;
+
+/**
+ * The policy engine: which containers the policy's groups select, in which
+ * mode, and the dataplane state that follows, reconciled through the
+ * manager's network driver on the system queue. Any change of an object that
+ * matters to the network (labels, address, alive or not) brings a reconcile;
+ * reconciles asked for while one waits are the same reconcile.
+ */
+export class Segmentation {
+  private policy = policyv1.Policy.fromPartial({});
+  private started = false;
+  private queued: Promise<void> | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  /** Per object, what the last reconcile saw of it: a change elsewhere in the object needs none. */
+  private readonly seen = new Map<string, string>();
+
+  constructor(
+    private readonly objects: ObjectTable,
+    private readonly peers: Peers,
+    private readonly system: (name: string, fn: () => Promise<void>) => Promise<void>,
+    private readonly log: Logger,
+  ) {
+    objects.onAnyChange((rec) => {
+      if (this.started && this.seen.get(rec.object.objectId) !== fingerprint(rec)) void this.sync();
+    });
+  }
+
+  /** After recovery: from here on the dataplane follows the objects (before, it keeps what the kernel has). */
+  async start(policy: policyv1.Policy): Promise<void> {
+    this.policy = policy;
+    this.started = true;
+    await this.sync();
+  }
+
+  stop(): void {
+    this.started = false;
+    clearTimeout(this.retry);
+  }
+
+  /** A new policy (applied here, or by another agent of the fleet). */
+  setPolicy(p: policyv1.Policy, opts: { force?: boolean } = {}): Promise<void> {
+    // Watches and pulls may bring an older revision late; a policy removed from the store is taken as none.
+    if (p.revision < this.policy.revision && !opts.force) return Promise.resolve();
+    this.policy = p;
+    return this.sync();
+  }
+
+  currentPolicy(): policyv1.Policy {
+    return this.policy;
+  }
+
+  /** The groups that select these labels, and the strictest of their modes. */
+  selection(labels: Readonly<Record<string, string>>): { groups: string[]; mode?: EnforcementMode } {
+    const groups = this.policy.groups.filter((g) => Object.entries(g.selector).every(([k, v]) => labels[k] === v));
+    let mode: EnforcementMode | undefined;
+    for (const g of groups) {
+      const m = MODE_NAMES[g.mode];
+      if (m && (!mode || STRICTNESS[m] > STRICTNESS[mode])) mode = m;
+    }
+    return { groups: groups.map((g) => g.name), mode };
+  }
+
+  /**
+   * A container the agent is about to start: when its policy forbids by
+   * default, the dataplane holds its MAC (fixed from its object id) before
+   * it exists. Throws when that cannot be done: better not started than
+   * unguarded.
+   */
+  async beforeStart(rec: ObjectRecord): Promise<void> {
+    if (rec.object.spec?.kind !== v1.Kind.KIND_CONTAINER) return;
+    if (this.selection(rec.object.spec.labels).mode !== 'protect') return;
+    await this.sync();
+    if (rec.object.enforcement !== Enforcement.ENFORCEMENT_PENDING) throw new Error(`network policy could not hold the container before its start: ${rec.object.lastError || 'dataplane refused'}`);
+  }
+
+  /** A reconcile that starts after this call; one already waiting to start is shared. */
+  sync(): Promise<void> {
+    if (!this.started) return Promise.resolve();
+    if (this.queued) return this.queued;
+    const run = this.system('network reconcile', async () => {
+      this.queued = undefined;
+      await this.reconcile();
+    });
+    this.queued = run;
+    return run;
+  }
+
+  private async reconcile(): Promise<void> {
+    const policy = this.policy;
+    const members: Array<{ rec: ObjectRecord; endpoint: internalv1.NetworkEndpoint }> = [];
+    const others: ObjectRecord[] = [];
+    for (const rec of this.objects.all()) {
+      const endpoint = this.endpoint(rec);
+      if (endpoint) members.push({ rec, endpoint });
+      else if (rec.object.enforcement !== Enforcement.ENFORCEMENT_UNSPECIFIED || rec.object.groups.length > 0) others.push(rec);
+      this.seen.set(rec.object.objectId, fingerprint(rec));
+    }
+    const state: internalv1.NetworkState = {
+      endpoints: members.map((m) => m.endpoint),
+      groups: policy.groups.map((g) => g.name),
+      rules: policy.rules.map((r) => ({ id: r.id, from: r.from, to: r.to, ports: r.ports, action: r.action === Action.ACTION_DENY ? 'deny' : 'allow' })),
+    };
+    let failure: string | undefined;
+    try {
+      await this.peers.manager.call('programNetwork', state, { timeoutMs: 30_000 });
+    } catch (err) {
+      failure = errorMessage(err);
+      this.log.warn('network policy not programmed; retrying', { reason: failure, endpoints: state.endpoints.length, rules: state.rules.length });
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => void this.sync(), RETRY_MS);
+      this.retry.unref();
+    }
+    const commits: Array<Promise<void>> = [];
+    for (const { rec, endpoint } of members) {
+      const enforcement = failure !== undefined ? Enforcement.ENFORCEMENT_FAILED : endpoint.pending || endpoint.ip === '' ? Enforcement.ENFORCEMENT_PENDING : Enforcement.ENFORCEMENT_ENFORCED;
+      commits.push(this.record(rec, { groups: endpoint.groups, ip: endpoint.ip, enforcement, policyRevision: failure === undefined ? policy.revision : rec.object.policyRevision }));
+    }
+    for (const rec of others) commits.push(this.record(rec, { groups: [], ip: rec.runtime?.ip ?? '', enforcement: Enforcement.ENFORCEMENT_UNSPECIFIED, policyRevision: 0 }));
+    await Promise.all(commits);
+  }
+
+  /** What the dataplane must know of an object: a live container some group selects, or one held, quarantined. */
+  private endpoint(rec: ObjectRecord): internalv1.NetworkEndpoint | undefined {
+    const { object } = rec;
+    if (object.spec?.kind !== v1.Kind.KIND_CONTAINER) return undefined;
+    if (object.state !== State.STATE_PENDING && object.state !== State.STATE_RUNNING) return undefined;
+    if (rec.deleteRequested) return undefined;
+    const { groups, mode } = this.selection(object.spec.labels);
+    if (!mode && !object.quarantined) return undefined;
+    const ip = rec.runtime?.running ? rec.runtime.ip : '';
+    const created = object.origin === v1.Origin.ORIGIN_CREATED;
+    const mac = rec.runtime?.mac || (created ? macFor(object.objectId) : '');
+    // Created, not started yet (or its address not known): held until it is, if its policy forbids by default.
+    const pending = ip === '' && mac !== '' && (mode === 'protect' || object.quarantined);
+    return { objectId: object.objectId, ip, mac, groups, mode: mode ?? 'discover', pending, quarantined: object.quarantined };
+  }
+
+  private async record(rec: ObjectRecord, n: { groups: string[]; ip: string; enforcement: v1.Enforcement; policyRevision: number }): Promise<void> {
+    const o = rec.object;
+    if (o.enforcement === n.enforcement && o.ip === n.ip && o.policyRevision === n.policyRevision && o.groups.join('\n') === n.groups.join('\n')) return;
+    Object.assign(o, n);
+    this.seen.set(o.objectId, fingerprint(rec));
+    await this.objects.commit(rec).catch((err: unknown) => this.log.warn('network state of object not recorded', { objectId: o.objectId, reason: errorMessage(err) }));
+  }
+}
+
+/** What of an object the dataplane depends on. */
+function fingerprint(rec: ObjectRecord): string {
+  const o = rec.object;
+  const live = (o.state === State.STATE_PENDING || o.state === State.STATE_RUNNING) && !rec.deleteRequested;
+  return JSON.stringify([o.spec?.kind, live, o.spec?.labels, rec.runtime?.running ? rec.runtime.ip : '', rec.runtime?.mac ?? '', o.quarantined]);
+}
