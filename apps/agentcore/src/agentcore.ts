@@ -2,6 +2,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { AGENT_VERSION, type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/option';
 import {
   InvalidArgumentError,
+  errorMessage,
   Logger,
   UnavailableError,
   retry,
@@ -121,7 +122,7 @@ export class AgentCore implements CoreView {
   async getPolicy(): Promise<policyv1.Policy> {
     const p = await this.policy.current();
     const hits = await this.peers.manager.call('readRuleHits', {}, { timeoutMs: 10_000 }).catch((err: unknown) => {
-      this.log.debug('rule hits not read', { reason: (err as Error).message });
+      this.log.debug('rule hits not read', { reason: errorMessage(err) });
       return { hits: {} as Record<number, number> };
     });
     for (const r of p.rules) r.hits = hits.hits[r.id] ?? 0;

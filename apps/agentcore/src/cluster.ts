@@ -51,8 +51,8 @@ export class ClusterSync {
   private readonly unwatch: Array<() => void> = [];
   private readonly startedAt = new Date().toISOString();
   private policyRevision = '';
-  /** The network policy and this node's rules as last applied (the policy engine's input). */
-  policy: { network?: unknown; rules?: unknown } = {};
+  /** This node's rules as last applied (the network policy's engine is agentcore's segmentation). */
+  nodeRules: unknown;
 
   constructor(
     private readonly store: KvStore,
@@ -120,14 +120,13 @@ export class ClusterSync {
 
   private applyNetwork(value: string | undefined): void {
     const parsed = parse<{ revision?: string }>(value);
-    this.policy = { ...this.policy, network: parsed };
     this.policyRevision = parsed?.revision ?? (value ? String(value.length) : '');
     this.core.policyChanged(value);
     this.log.info('network policy applied', { revision: this.policyRevision || null });
   }
 
   private applyRules(value: string | undefined): void {
-    this.policy = { ...this.policy, rules: parse(value) };
+    this.nodeRules = parse(value);
     this.log.info('node rules applied', { present: value !== undefined });
   }
 

@@ -26,7 +26,7 @@ export class Flows {
     private readonly peers: Peers,
     private readonly opts: { waitTimeoutMs: number },
     private readonly log: Logger,
-    private readonly network: Pick<Segmentation, 'beforeStart' | 'sync'>,
+    private readonly network: Pick<Segmentation, 'beforeStart' | 'refresh'>,
   ) {}
 
   /** What an event other than a create does, to which object; throws when the object cannot take it now. */
@@ -64,7 +64,7 @@ export class Flows {
       const rt = await manager.call('createObject', { objectId, spec: rec.object.spec }, { timeoutMs: this.opts.waitTimeoutMs });
       this.objects.setRuntime(rec, rt);
       // Its address is known now: the policy follows it before the create is done.
-      if (rec.object.spec?.kind === v1.Kind.KIND_CONTAINER) await this.network.sync();
+      await this.network.refresh(rec);
     } catch (err) {
       await this.objects.setState(rec, State.STATE_FAILED, errorMessage(err));
       await this.announce(rec);

@@ -1,14 +1,12 @@
 import { errorMessage, type Logger } from '@agent/grpc-kit';
-import { macFor, type EnforcementMode } from '@agent/drivers';
+import { macFor } from '@agent/drivers';
 import { type internalv1, policyv1, v1 } from '@agent/proto';
 import type { ObjectRecord, ObjectTable } from './objects';
 import type { Peers } from './peers';
 
 const { State, Enforcement } = v1;
-const { Mode, Action } = policyv1;
+const { Mode } = policyv1;
 
-const MODE_NAMES: Record<number, EnforcementMode> = { [Mode.MODE_DISCOVER]: 'discover', [Mode.MODE_MONITOR]: 'monitor', [Mode.MODE_PROTECT]: 'protect' };
-const STRICTNESS: Record<EnforcementMode, number> = { discover: 1, monitor: 2, protect: 3 };
 const RETRY_MS = 1_000;
 
 /**
@@ -23,8 +21,8 @@ export class Segmentation {
   private started = false;
   private queued: Promise<void> | undefined;
   private retry: NodeJS.Timeout | undefined;
-  /** Per object, what the last reconcile saw of it: a change elsewhere in the object needs none. */
-  private readonly seen = new Map<string, string>();
+  /** Per object, the endpoint the last reconcile programmed ("null": none); a change that leaves it as it was needs no reconcile. */
+  private readonly programmed = new Map<string, string>();
 
   constructor(
     private readonly objects: ObjectTable,
@@ -32,9 +30,7 @@ export class Segmentation {
     private readonly system: (name: string, fn: () => Promise<void>) => Promise<void>,
     private readonly log: Logger,
   ) {
-    objects.onAnyChange((rec) => {
-      if (this.started && this.seen.get(rec.object.objectId) !== fingerprint(rec)) void this.sync();
-    });
+    objects.onAnyChange((rec) => void this.refresh(rec));
   }
 
   /** After recovery: from here on the dataplane follows the objects (before, it keeps what the kernel has). */
@@ -57,19 +53,11 @@ export class Segmentation {
     return this.sync();
   }
 
-  currentPolicy(): policyv1.Policy {
-    return this.policy;
-  }
-
-  /** The groups that select these labels, and the strictest of their modes. */
-  selection(labels: Readonly<Record<string, string>>): { groups: string[]; mode?: EnforcementMode } {
+  /** The groups that select these labels, and the strictest of their modes (UNSPECIFIED: none selects them). */
+  selection(labels: Readonly<Record<string, string>>): { groups: string[]; mode: policyv1.Mode } {
     const groups = this.policy.groups.filter((g) => Object.entries(g.selector).every(([k, v]) => labels[k] === v));
-    let mode: EnforcementMode | undefined;
-    for (const g of groups) {
-      const m = MODE_NAMES[g.mode];
-      if (m && (!mode || STRICTNESS[m] > STRICTNESS[mode])) mode = m;
-    }
-    return { groups: groups.map((g) => g.name), mode };
+    // Modes are numbered in order of strictness.
+    return { groups: groups.map((g) => g.name), mode: Math.max(Mode.MODE_UNSPECIFIED, ...groups.map((g) => g.mode)) };
   }
 
   /**
@@ -80,9 +68,15 @@ export class Segmentation {
    */
   async beforeStart(rec: ObjectRecord): Promise<void> {
     if (rec.object.spec?.kind !== v1.Kind.KIND_CONTAINER) return;
-    if (this.selection(rec.object.spec.labels).mode !== 'protect') return;
+    if (this.selection(rec.object.spec.labels).mode !== Mode.MODE_PROTECT) return;
     await this.sync();
     if (rec.object.enforcement !== Enforcement.ENFORCEMENT_PENDING) throw new Error(`network policy could not hold the container before its start: ${rec.object.lastError || 'dataplane refused'}`);
+  }
+
+  /** A reconcile when the object is not what the dataplane was last given of it (its address is new, its labels changed, it stopped). */
+  refresh(rec: ObjectRecord): Promise<void> {
+    if (!this.started || this.programmed.get(rec.object.objectId) === endpointKey(this.endpoint(rec))) return Promise.resolve();
+    return this.sync();
   }
 
   /** A reconcile that starts after this call; one already waiting to start is shared. */
@@ -105,13 +99,9 @@ export class Segmentation {
       const endpoint = this.endpoint(rec);
       if (endpoint) members.push({ rec, endpoint });
       else if (rec.object.enforcement !== Enforcement.ENFORCEMENT_UNSPECIFIED || rec.object.groups.length > 0) others.push(rec);
-      this.seen.set(rec.object.objectId, fingerprint(rec));
+      this.programmed.set(rec.object.objectId, endpointKey(endpoint));
     }
-    const state: internalv1.NetworkState = {
-      endpoints: members.map((m) => m.endpoint),
-      groups: policy.groups.map((g) => g.name),
-      rules: policy.rules.map((r) => ({ id: r.id, from: r.from, to: r.to, ports: r.ports, action: r.action === Action.ACTION_DENY ? 'deny' : 'allow' })),
-    };
+    const state: internalv1.NetworkState = { endpoints: members.map((m) => m.endpoint), groups: policy.groups.map((g) => g.name), rules: policy.rules };
     let failure: string | undefined;
     try {
       await this.peers.manager.call('programNetwork', state, { timeoutMs: 30_000 });
@@ -125,9 +115,9 @@ export class Segmentation {
     const commits: Array<Promise<void>> = [];
     for (const { rec, endpoint } of members) {
       const enforcement = failure !== undefined ? Enforcement.ENFORCEMENT_FAILED : endpoint.pending || endpoint.ip === '' ? Enforcement.ENFORCEMENT_PENDING : Enforcement.ENFORCEMENT_ENFORCED;
-      commits.push(this.record(rec, { groups: endpoint.groups, ip: endpoint.ip, enforcement, policyRevision: failure === undefined ? policy.revision : rec.object.policyRevision }));
+      commits.push(this.record(rec, { groups: endpoint.groups, enforcement, policyRevision: failure === undefined ? policy.revision : rec.object.policyRevision }));
     }
-    for (const rec of others) commits.push(this.record(rec, { groups: [], ip: rec.runtime?.ip ?? '', enforcement: Enforcement.ENFORCEMENT_UNSPECIFIED, policyRevision: 0 }));
+    for (const rec of others) commits.push(this.record(rec, { groups: [], enforcement: Enforcement.ENFORCEMENT_UNSPECIFIED, policyRevision: 0 }));
     await Promise.all(commits);
   }
 
@@ -138,27 +128,26 @@ export class Segmentation {
     if (object.state !== State.STATE_PENDING && object.state !== State.STATE_RUNNING) return undefined;
     if (rec.deleteRequested) return undefined;
     const { groups, mode } = this.selection(object.spec.labels);
-    if (!mode && !object.quarantined) return undefined;
-    const ip = rec.runtime?.running ? rec.runtime.ip : '';
+    if (mode === Mode.MODE_UNSPECIFIED && !object.quarantined) return undefined;
+    const { ip } = object;
     const created = object.origin === v1.Origin.ORIGIN_CREATED;
     const mac = rec.runtime?.mac || (created ? macFor(object.objectId) : '');
     // Created, not started yet (or its address not known): held until it is, if its policy forbids by default.
-    const pending = ip === '' && mac !== '' && (mode === 'protect' || object.quarantined);
-    return { objectId: object.objectId, ip, mac, groups, mode: mode ?? 'discover', pending, quarantined: object.quarantined };
+    const pending = ip === '' && mac !== '' && (mode === Mode.MODE_PROTECT || object.quarantined);
+    // In no group (only quarantined): a mode the dataplane does not read for it.
+    return { objectId: object.objectId, ip, mac, groups, mode: mode || Mode.MODE_DISCOVER, pending, quarantined: object.quarantined };
   }
 
-  private async record(rec: ObjectRecord, n: { groups: string[]; ip: string; enforcement: v1.Enforcement; policyRevision: number }): Promise<void> {
+  /** The object's network fields (its ip is the runtime's, set with it). */
+  private async record(rec: ObjectRecord, n: { groups: string[]; enforcement: v1.Enforcement; policyRevision: number }): Promise<void> {
     const o = rec.object;
-    if (o.enforcement === n.enforcement && o.ip === n.ip && o.policyRevision === n.policyRevision && o.groups.join('\n') === n.groups.join('\n')) return;
+    if (o.enforcement === n.enforcement && o.policyRevision === n.policyRevision && o.groups.join('\n') === n.groups.join('\n')) return;
     Object.assign(o, n);
-    this.seen.set(o.objectId, fingerprint(rec));
     await this.objects.commit(rec).catch((err: unknown) => this.log.warn('network state of object not recorded', { objectId: o.objectId, reason: errorMessage(err) }));
   }
 }
 
-/** What of an object the dataplane depends on. */
-function fingerprint(rec: ObjectRecord): string {
-  const o = rec.object;
-  const live = (o.state === State.STATE_PENDING || o.state === State.STATE_RUNNING) && !rec.deleteRequested;
-  return JSON.stringify([o.spec?.kind, live, o.spec?.labels, rec.runtime?.running ? rec.runtime.ip : '', rec.runtime?.mac ?? '', o.quarantined]);
+/** An endpoint as the reconcile compares it. */
+function endpointKey(e: internalv1.NetworkEndpoint | undefined): string {
+  return JSON.stringify(e ?? null);
 }

@@ -3,7 +3,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { NotFoundError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type Enforcing, type EnforcementMode, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
-import { healthv1, internalv1, v1 } from '@agent/proto';
+import { healthv1, internalv1, policyv1, v1 } from '@agent/proto';
 
 /** Which driver manages which kind of object. */
 export interface KindDrivers {
@@ -174,11 +174,11 @@ export class ManagerService {
         ip: e.ip || undefined,
         mac: e.mac || undefined,
         groups: e.groups,
-        mode: toMode(e.mode),
+        mode: modeOf(e.mode),
         pending: e.pending,
         quarantined: e.quarantined,
       })),
-      rules: req.rules.map((r) => ({ id: r.id, from: r.from, to: r.to, ports: r.ports, action: r.action === 'deny' ? 'deny' : 'allow' })),
+      rules: req.rules.map((r) => ({ id: r.id, from: r.from, to: r.to, ports: r.ports, action: r.action === policyv1.Action.ACTION_DENY ? 'deny' : 'allow' })),
     });
     if (r.changes > 0) this.log.info('network programmed', { changes: r.changes, present: r.present, endpoints: req.endpoints.length, rules: req.rules.length });
     return r;
@@ -225,9 +225,12 @@ function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
   return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0, exitCode: rt.exitCode, ip: rt.ip ?? '', mac: rt.mac ?? '' };
 }
 
-function toMode(m: string): EnforcementMode {
-  if (m === 'protect' || m === 'monitor' || m === 'discover') return m;
-  throw new InvalidArgumentError('endpoints.mode', `one of protect, monitor, discover: ${JSON.stringify(m)}`);
+const MODES: Partial<Record<policyv1.Mode, EnforcementMode>> = { [policyv1.Mode.MODE_DISCOVER]: 'discover', [policyv1.Mode.MODE_MONITOR]: 'monitor', [policyv1.Mode.MODE_PROTECT]: 'protect' };
+
+function modeOf(m: policyv1.Mode): EnforcementMode {
+  const mode = MODES[m];
+  if (!mode) throw new InvalidArgumentError('endpoints.mode', `one of MODE_DISCOVER, MODE_MONITOR, MODE_PROTECT: ${m}`);
+  return mode;
 }
 
 /** The runtime agentcore recorded, which a call on an existing workload must bring. */

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { openPrivateFile, privateDir } from '@agent/grpc-kit';
 
 export interface NflogPacket {
   /** When the kernel logged the packet (ulogd's oob.time), else when the line arrived. */
@@ -57,7 +58,7 @@ export class FlowLog {
   static async start(opts: FlowLogOptions): Promise<FlowLog> {
     if (!Number.isInteger(opts.group) || opts.group < 1 || opts.group > 65535) throw new Error(`NFLOG group must be 1-65535, not ${opts.group}`);
     const pluginDir = findPluginDir();
-    fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    privateDir(opts.dir);
     const files = filesIn(path.resolve(opts.dir));
     await killStale(files);
     writePrivate(files.conf, ulogdConfig(pluginDir, opts.group, files.sock));
@@ -101,8 +102,7 @@ export class FlowLog {
   /** Spawns ulogd; settles when it has connected to our socket, or failed to within 5 s (then it is killed). */
   private launch(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const out = fs.openSync(this.files.log, 'a', 0o600);
-      fs.fchmodSync(out, 0o600);
+      const out = openPrivateFile(this.files.log);
       const child = spawn(this.opts.ulogdPath ?? 'ulogd', ['-c', this.files.conf], { stdio: ['ignore', out, out] });
       fs.closeSync(out);
       this.child = child;
