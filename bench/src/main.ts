@@ -153,7 +153,7 @@ async function sweepCase(objs: v1.Object[], n: number): Promise<void> {
   }
   const cpu = process.cpuUsage(cpu0);
   const cpuUsPerSample = (cpu.user + cpu.system) / (P.sweepReps * n);
-  collector.close();
+  await collector.close();
   reporter.close();
 
   const ids = subset.map((o) => o.runtimeId);

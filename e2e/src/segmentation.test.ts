@@ -5,10 +5,34 @@
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import * as net from 'node:net';
+import { connect } from '@agent/grpc-kit';
+import { policyv1 } from '@agent/proto';
 import { BUSYBOX, api, bufCurl, sh, startAgent, tcpConnects, waitFor, type Agent } from '@agent/testkit';
 
 const TABLE = `agent_seg_${process.pid}`;
+// A group of this test's own: the flow log of another agent on this host must not take it.
+const NFLOG_GROUP = String(1000 + (process.pid % 60_000));
+const ENV = { AGENT_NFT_TABLE: TABLE, AGENT_NFLOG_GROUP: NFLOG_GROUP };
 const PORT = 5432;
+
+type Flow = { srcObjectId?: string; dstObjectId?: string; srcGroup?: string; dstGroup?: string; dstPort?: number; protocol?: string; verdict: string; ruleId?: string; mode?: string; count?: string; hostId?: string };
+
+async function listFlows(agent: Agent, body: Record<string, unknown>): Promise<Flow[]> {
+  const r = await bufCurl(agent.address, 'agent.v1.PolicyService/ListFlows', body, { token: agent.token });
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  return (r.body.flows ?? []) as Flow[];
+}
+
+/** The first flow between two objects with this verdict, waited for at most ms. */
+function flowSeen(agent: Agent, src: Obj | undefined, dst: Obj, verdict: string, ms = 5_000): Promise<Flow> {
+  return waitFor(
+    `a ${verdict} flow to ${dst.objectId}`,
+    async () => (await listFlows(agent, { objectId: dst.objectId, verdicts: [verdict] })).find((f) => f.dstObjectId === dst.objectId && (!src || f.srcObjectId === src.objectId)),
+    ms,
+    100,
+  );
+}
 
 type Obj = { objectId: string; runtimeId: string; ip?: string; groups?: string[]; enforcement?: string; policyRevision?: string; state: string };
 
@@ -56,7 +80,7 @@ describe('network segmentation (real Docker, real nftables)', () => {
   let other: Obj;
 
   before(async () => {
-    agent = await startAgent({ AGENT_NFT_TABLE: TABLE });
+    agent = await startAgent(ENV);
     db = await create(agent, 'seg-db', 'db', server());
     web = await create(agent, 'seg-web', 'web', idle);
     other = await create(agent, 'seg-other', 'other', idle);
@@ -74,6 +98,9 @@ describe('network segmentation (real Docker, real nftables)', () => {
     const o = await get(agent, db.objectId);
     assert.deepEqual([o.groups, o.enforcement, Number(o.policyRevision)], [['db'], 'ENFORCEMENT_ENFORCED', revision]);
     assert.equal(await reaches(web, db.ip!), false, 'no rule: blocked');
+    const denied = await flowSeen(agent, web, db, 'VERDICT_DENIED');
+    assert.deepEqual([denied.srcGroup, denied.dstGroup, denied.protocol, denied.dstPort, denied.mode, denied.ruleId ?? '0'], ['web', 'db', 'tcp', PORT, 'MODE_PROTECT', '0']);
+    assert.equal(denied.hostId, agent.hostId);
     await applyPolicy(agent, [['db', 'db', 'MODE_PROTECT'], ['web', 'web', 'MODE_PROTECT']], [{ id: 1, from: 'web', to: 'db', ports: [`tcp/${PORT + 1}`], action: 'ACTION_ALLOW' }]);
     assert.equal(await reaches(web, db.ip!), false, 'a rule for another port');
     // ApplyPolicy answers once the dataplane enforces it: the very next connection passes.
@@ -92,10 +119,126 @@ describe('network segmentation (real Docker, real nftables)', () => {
     assert.equal(await reaches(web, db.ip!), false);
   });
 
-  it('monitor: the same client passes', async () => {
+  it('monitor: the same client passes and one VIOLATION is recorded within 1 s', async () => {
     await applyPolicy(agent, [['db', 'db', 'MODE_MONITOR'], ['web', 'web', 'MODE_MONITOR']]);
+    const violations = async (): Promise<Flow[]> => (await listFlows(agent, { objectId: db.objectId, verdicts: ['VERDICT_VIOLATION'] })).filter((f) => f.srcObjectId === web.objectId);
+    const was = (await violations()).length;
+    const t0 = Date.now();
     assert.equal(await reaches(web, db.ip!), true);
+    const seen = await waitFor('a violation', async () => ((await violations()).length > was ? Date.now() : undefined), 5_000, 50);
+    assert.ok(seen - t0 <= 1_000, `recorded ${seen - t0} ms after the connection started`);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const all = (await violations()).slice(was);
+    assert.deepEqual(all.map((f) => [f.count, f.mode, f.dstPort]), [['1', 'MODE_MONITOR', PORT]], 'one connection, one violation');
     assert.equal(await reaches(other, db.ip!), true);
+  });
+
+  it('flows: WatchFlows streams them as they are recorded; bad filters are named', async () => {
+    const peer = connect(policyv1.PolicyServiceClient, agent.address, { token: agent.token });
+    const got: policyv1.Flow[] = [];
+    const stream = peer.client.watchFlows({ objectId: db.objectId, verdicts: [policyv1.Verdict.VERDICT_VIOLATION] }, peer.traceMetadata());
+    stream.on('data', (f: policyv1.Flow) => got.push(f));
+    stream.on('error', () => undefined);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(await reaches(other, db.ip!), true);
+      const f = await waitFor('a streamed violation', () => got.find((x) => x.srcObjectId === other.objectId), 5_000);
+      assert.equal(f.verdict, policyv1.Verdict.VERDICT_VIOLATION);
+    } finally {
+      stream.cancel();
+      peer.close();
+    }
+    const bad = await bufCurl(agent.address, 'agent.v1.PolicyService/ListFlows', { limit: 10_001 }, { token: agent.token });
+    assert.deepEqual([bad.error?.code, /limit/.test(bad.error?.message ?? '')], ['invalid_argument', true]);
+  });
+
+  it('discover: three flows become learned rules; after switching to Protect they still pass and a new client is blocked', async () => {
+    const clients = await Promise.all(['c1', 'c2', 'c3'].map((app) => create(agent, `seg-${app}`, app, idle)));
+    const groups = (mode: string): Array<[string, string, string]> => [['db', 'db', mode], ...['c1', 'c2', 'c3'].map((app): [string, string, string] => [app, app, mode])];
+    await applyPolicy(agent, groups('MODE_DISCOVER'));
+    for (const c of clients) assert.equal(await reaches(c, db.ip!), true, 'discover passes');
+    const learned = await waitFor('three learned rules', async () => {
+      const p = await bufCurl(agent.address, 'agent.v1.PolicyService/GetPolicy', {}, { token: agent.token });
+      const rules = ((p.body.rules ?? []) as Array<{ id: string; from: string; to: string; ports: string[]; learned?: boolean }>).filter((r) => r.learned);
+      return rules.length >= 3 ? rules : undefined;
+    });
+    assert.deepEqual(learned.map((r) => [r.from, r.to, r.ports]).sort(), [['c1', 'db', [`tcp/${PORT}`]], ['c2', 'db', [`tcp/${PORT}`]], ['c3', 'db', [`tcp/${PORT}`]]]);
+    assert.ok(learned.every((r) => Number(r.id) >= 10_000));
+    const flow = await flowSeen(agent, clients[0], db, 'VERDICT_LEARNED');
+    assert.ok(learned.some((r) => r.id === flow.ruleId), 'the LEARNED flow names its rule');
+    await applyPolicy(agent, groups('MODE_PROTECT'));
+    for (const c of clients) assert.equal(await reaches(c, db.ip!), true, 'learned rules hold in Protect');
+    assert.equal(await reaches(web, db.ip!), false, 'a client nothing was learned for is blocked');
+    for (const c of clients) await api(agent, 'Delete', { objectId: c.objectId, wait: true });
+  });
+
+  it('quarantine: a live connection stops at once, both directions are blocked; lifting restores the policy', async () => {
+    await applyPolicy(agent, []);
+    const open = await create(agent, 'seg-q-open', 'q-open', server(7001));
+    // A live connection from the host, echoed by db's cat.
+    const sock = net.connect(PORT, db.ip!);
+    let echoed = '';
+    sock.on('data', (d) => (echoed += d.toString()));
+    sock.on('error', () => undefined);
+    try {
+      await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+      sock.write('one\n');
+      await waitFor('the echo', () => (echoed.includes('one') ? true : undefined), 3_000);
+      const q = await bufCurl(agent.address, 'agent.v1.PolicyService/SetQuarantine', { objectId: db.objectId, quarantined: true }, { token: agent.token });
+      assert.equal(q.ok, true, JSON.stringify(q.error));
+      assert.deepEqual([q.body.quarantined, q.body.enforcement], [true, 'ENFORCEMENT_ENFORCED']);
+      sock.write('two\n');
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(echoed.includes('two'), false, 'the live connection is cut');
+      assert.equal(await reaches(web, db.ip!), false, 'nothing gets in');
+      const out = await sh('docker', ['exec', db.runtimeId, 'sh', '-c', `echo ping-out | nc -w 1 ${open.ip} 7001 2>/dev/null | head -c 64; true`]).catch(() => '');
+      assert.equal(out.includes('ping-out'), false, 'nothing gets out');
+      const lifted = await bufCurl(agent.address, 'agent.v1.PolicyService/SetQuarantine', { objectId: db.objectId, quarantined: false }, { token: agent.token });
+      assert.equal(lifted.ok, true, JSON.stringify(lifted.error));
+      assert.equal(await reaches(web, db.ip!), true, 'lifted: no policy stands in the way');
+    } finally {
+      sock.destroy();
+    }
+    const notContainer = await bufCurl(agent.address, 'agent.v1.PolicyService/SetQuarantine', { objectId: 'no-such-object', quarantined: true }, { token: agent.token });
+    assert.equal(notContainer.error?.code, 'not_found');
+    await api(agent, 'Delete', { objectId: open.objectId, wait: true });
+  });
+
+  it('established connections keep flowing through rule changes; a rule removed with revoke_established cuts what it allowed', async () => {
+    const allow = (revoke: boolean): Record<string, unknown> => ({ id: 4, from: 'host', to: 'db', ports: [`tcp/${PORT}`], action: 'ACTION_ALLOW', revokeEstablished: revoke });
+    const live = async (): Promise<{ says: (text: string) => Promise<boolean>; close: () => void }> => {
+      const sock = net.connect(PORT, db.ip!);
+      let echoed = '';
+      sock.on('data', (d) => (echoed += d.toString()));
+      sock.on('error', () => undefined);
+      await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+      return {
+        says: async (text) => {
+          sock.write(`${text}\n`);
+          return waitFor(`echo of ${text}`, () => (echoed.includes(text) ? true : undefined), 1_000).catch(() => false);
+        },
+        close: () => sock.destroy(),
+      };
+    };
+    await applyPolicy(agent, [['db', 'db', 'MODE_PROTECT']], [allow(false)]);
+    const kept = await live();
+    try {
+      assert.equal(await kept.says('a1'), true);
+      await applyPolicy(agent, [['db', 'db', 'MODE_PROTECT']], []);
+      assert.equal(await kept.says('a2'), true, 'removed without revoke: the established connection goes on');
+      assert.equal(await hostReaches(db.ip!), false, 'but no new one');
+    } finally {
+      kept.close();
+    }
+    await applyPolicy(agent, [['db', 'db', 'MODE_PROTECT']], [allow(true)]);
+    const revoked = await live();
+    try {
+      assert.equal(await revoked.says('b1'), true);
+      await applyPolicy(agent, [['db', 'db', 'MODE_PROTECT']], []);
+      assert.equal(await revoked.says('b2'), false, 'removed with revoke_established: cut');
+    } finally {
+      revoked.close();
+    }
   });
 
   it('host traffic: "host" in a rule covers the host\'s own processes (input/output hooks)', async () => {
@@ -133,7 +276,7 @@ describe('network segmentation (real Docker, real nftables)', () => {
     assert.equal(await reaches(other, db.ip!), false, 'still blocked with the agent down');
     assert.equal(await reaches(web, db.ip!), true, 'still allowed with the agent down');
     assert.equal(ruleset(), before);
-    agent = await startAgent({ AGENT_NFT_TABLE: TABLE }, agent);
+    agent = await startAgent(ENV, agent);
     await waitFor('db enforced again', async () => ((await get(agent, db.objectId)).enforcement === 'ENFORCEMENT_ENFORCED' ? true : undefined));
     assert.equal(ruleset(), before, 'the same rule set: nothing added twice, nothing lost');
     assert.equal(await reaches(other, db.ip!), false);
@@ -142,7 +285,7 @@ describe('network segmentation (real Docker, real nftables)', () => {
   it('SIGTERM leaves enforcement in place; deleting every member removes everything the agent added', async () => {
     await agent.stop('SIGTERM');
     assert.equal(tableExists(), true, 'a clean stop leaves the kernel enforcing');
-    agent = await startAgent({ AGENT_NFT_TABLE: TABLE }, agent);
+    agent = await startAgent(ENV, agent);
     for (const o of [db, web, other]) assert.equal((await api(agent, 'Delete', { objectId: o.objectId, wait: true })).ok, true);
     await waitFor('the table is gone', () => (tableExists() ? undefined : true));
   });

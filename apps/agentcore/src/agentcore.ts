@@ -1,6 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { AGENT_VERSION, type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/option';
 import {
+  FailedPreconditionError,
   InvalidArgumentError,
   errorMessage,
   Logger,
@@ -13,11 +14,12 @@ import {
   type Listener,
   INTERNAL_ONLY,
 } from '@agent/grpc-kit';
-import { internalv1, type policyv1, v1 } from '@agent/proto';
+import { internalv1, policyv1, v1 } from '@agent/proto';
 import { openStore, type KvStore } from '@agent/store';
 import { ClusterSync, type CoreView } from './cluster';
 import { EventLog } from './events';
 import { Flows } from './flows';
+import { LearnedRules } from './learning';
 import { ObjectTable } from './objects';
 import { PeerRepair } from './peer-repair';
 import type { Peers } from './peers';
@@ -27,6 +29,7 @@ import { Recovery } from './recovery';
 import { RuntimeFollower } from './runtime-follower';
 import { Scheduler } from './scheduler';
 import { Segmentation } from './segmentation';
+import { Traffic } from './traffic';
 
 const { State, EventType } = v1;
 
@@ -46,6 +49,9 @@ export class AgentCore implements CoreView {
   private readonly repair: PeerRepair;
   private readonly policy: PolicyBook;
   private readonly network: Segmentation;
+  private readonly learned: LearnedRules;
+  private readonly records: Records;
+  private readonly traffic: Traffic;
   /** Creates in flight by request_id: a repeat that arrives before the first is recorded waits for it. */
   private readonly creating = new Map<string, Promise<v1.EventAck>>();
   private accepting = true;
@@ -59,10 +65,14 @@ export class AgentCore implements CoreView {
     onStoreRefused?: (err: Error) => void,
   ) {
     const records = new Records(store, opts.hostId, log, onStoreRefused);
+    this.records = records;
     this.objects = new ObjectTable(records, opts);
     this.events = new EventLog(records, { count: opts.eventRetention, ageMs: opts.eventRetentionMs }, log);
     this.scheduler = new Scheduler(this.objects, this.events, opts, log);
-    this.network = new Segmentation(this.objects, peers, (name, fn) => this.system(name, fn), log);
+    this.learned = new LearnedRules(records, opts.hostId, log);
+    this.network = new Segmentation(this.objects, peers, this.learned, (name, fn) => this.system(name, fn), { hostId: opts.hostId }, log);
+    this.traffic = new Traffic(peers.collector, (logged) => this.network.describe(logged), (flows) => this.shipFlows(flows), log);
+    this.network.onDataplane = (present) => this.traffic.setActive(present);
     this.flows = new Flows(this.objects, peers, opts, log, this.network);
     this.recovery = new Recovery(this.objects, this.events, this.flows, this.scheduler, peers, opts, log);
     this.follower = new RuntimeFollower(this.objects, this.flows, peers.manager, log);
@@ -110,6 +120,8 @@ export class AgentCore implements CoreView {
 
   /** After recover: the network dataplane follows the policy and the objects (until then the kernel keeps enforcing what it had). */
   async startNetwork(): Promise<void> {
+    // What was learned applies from the first reconcile: a restart must not drop what Protect lets through by it.
+    for (const [host, value] of await this.records.listLearned()) this.learned.changed(host, value);
     await this.network.start(await this.policy.current());
   }
 
@@ -118,9 +130,15 @@ export class AgentCore implements CoreView {
     void this.network.setPolicy(this.policy.parse(value), { force: value === undefined });
   }
 
-  /** The current policy, with each rule's hits as the kernel counted them here. */
+  /** Rules an agent of the fleet (this one too) learned changed in the cluster store. */
+  learnedChanged(host: string, value: string | undefined): void {
+    this.network.learnedChanged(host, value);
+  }
+
+  /** The current policy and the rules learned under it, with each rule's hits as the kernel counted them here. */
   async getPolicy(): Promise<policyv1.Policy> {
     const p = await this.policy.current();
+    p.rules.push(...this.learned.effective(p));
     const hits = await this.peers.manager.call('readRuleHits', {}, { timeoutMs: 10_000 }).catch((err: unknown) => {
       this.log.debug('rule hits not read', { reason: errorMessage(err) });
       return { hits: {} as Record<number, number> };
@@ -135,6 +153,33 @@ export class AgentCore implements CoreView {
     return status;
   }
 
+  /**
+   * Stops (or lets again) all traffic of a container, established
+   * connections included; recorded on the object first, answered once the
+   * dataplane does it (enforcement FAILED says it could not yet: retried).
+   */
+  async setQuarantine(req: policyv1.SetQuarantineRequest): Promise<v1.Object> {
+    const rec = this.objects.live(req.objectId, 'quarantine');
+    if (rec.object.spec?.kind !== v1.Kind.KIND_CONTAINER) throw new FailedPreconditionError(`object_id: ${req.objectId} is not a container; only containers are segmented`);
+    if (rec.object.quarantined !== req.quarantined) {
+      rec.object.quarantined = req.quarantined;
+      await this.objects.commit(rec);
+      this.log.info(req.quarantined ? 'container quarantined' : 'quarantine lifted', { objectId: req.objectId });
+    }
+    await this.network.sync();
+    return v1.Object.fromPartial(rec.object);
+  }
+
+  /** Flows go upstream (Bus Out, the cluster's stream) through the reporter; it spools them, so a failed call is the only loss. */
+  private shipFlows(flows: readonly policyv1.Flow[]): void {
+    if (flows.length === 0) return;
+    void this.peers.reporter.call('deliverFlows', { flows: [...flows] }).catch((err: unknown) => this.log.warn('flows not handed to the reporter', { count: flows.length, reason: errorMessage(err) }));
+  }
+
+  listFlows(req: policyv1.ListFlowsRequest): policyv1.ListFlowsResponse {
+    return { flows: this.traffic.list(req) };
+  }
+
   /** Starts following workloads that stop, start, appear or vanish by themselves (after recover). */
   follow(): void {
     this.follower.start();
@@ -146,6 +191,7 @@ export class AgentCore implements CoreView {
     this.follower.stop();
     // The dataplane stays as it is: the kernel keeps enforcing while the agent is away.
     this.network.stop();
+    this.traffic.setActive(false);
     const all = Promise.allSettled([...this.objects.all()].map((r) => r.queue));
     await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs))]);
   }
@@ -246,6 +292,9 @@ export class AgentCore implements CoreView {
       getEvent: unary(this.log, async (r) => this.getEvent(r.eventId)),
       applyPolicy: unary(this.log, (p) => this.applyPolicy(p)),
       getPolicy: unary(this.log, () => this.getPolicy()),
+      setQuarantine: unary(this.log, (r) => this.setQuarantine(r)),
+      listFlows: unary(this.log, async (r) => this.listFlows(r)),
+      watchFlows: serverStream(this.log, (r, call) => this.traffic.watch(r, call)),
       pushOnce: unary(this.log, (r) => this.pushOnce(r.objectId)),
       watch: serverStream(this.log, (r, call) => this.watch(r, call)),
     };

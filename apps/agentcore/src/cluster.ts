@@ -27,6 +27,8 @@ export interface CoreView {
   dropDeadTasks(): Promise<number>;
   /** config.network changed (applied here or on another agent of the fleet). */
   policyChanged(value: string | undefined): void;
+  /** config.learned.<host> changed: the rules that agent learned. */
+  learnedChanged(host: string, value: string | undefined): void;
 }
 
 interface HostRecord {
@@ -68,6 +70,7 @@ export class ClusterSync {
     await this.beat().catch((err: unknown) => this.log.warn('host record not written', { reason: errorMessage(err) }));
     this.unwatch.push(this.store.watch(Keys.agentConfig(this.opts.hostId), (c) => void this.core.system('config agent', () => this.applyAgentConfig(c.value))));
     this.unwatch.push(this.store.watch(Keys.network, (c) => void this.core.system('config network', () => this.applyNetwork(c.value))));
+    this.unwatch.push(this.store.watch(Keys.learnedAll, (c) => void this.core.system('config learned', () => this.core.learnedChanged(c.key.slice(Keys.learnedAll.length), c.value))));
     this.unwatch.push(this.store.watch(Keys.nodeRules(this.opts.hostId), (c) => void this.core.system('config rules', () => this.applyRules(c.value))));
     this.every(this.opts.heartbeatMs, 'heartbeat', () => this.beat());
     this.every(this.opts.heartbeatMs, 'peer check', () => this.core.checkPeers());

@@ -63,6 +63,16 @@ export class Records {
     return this.store.get(Keys.network);
   }
 
+  /** What every agent of the fleet learned: [host, JSON] pairs. */
+  async listLearned(): Promise<Array<[string, string]>> {
+    return (await this.store.list(Keys.learnedAll)).map(([k, v]) => [k.slice(Keys.learnedAll.length), v]);
+  }
+
+  /** The rules this host learned (config.learned.<host>), as JSON. */
+  putLearned(value: string): Promise<void> {
+    return this.write('record the learned network rules', () => this.store.put(Keys.learned(this.hostId), value));
+  }
+
   /** Every object record of this host; one that cannot be read is named, not fatal. */
   async loadObjects(): Promise<{ records: ObjectRecordData[]; damaged: DamagedRecord[] }> {
     const records: ObjectRecordData[] = [];

@@ -1,11 +1,19 @@
 import { errorMessage, type Logger } from '@agent/grpc-kit';
 import { macFor } from '@agent/drivers';
 import { type internalv1, policyv1, v1 } from '@agent/proto';
+import type { LearnedRules } from './learning';
 import type { ObjectRecord, ObjectTable } from './objects';
 import type { Peers } from './peers';
 
 const { State, Enforcement } = v1;
-const { Mode } = policyv1;
+const { Mode, Verdict } = policyv1;
+
+/** The mode a verdict comes from (an allowed flow's is its ends'). */
+const VERDICT_MODE: Partial<Record<policyv1.Verdict, policyv1.Mode>> = {
+  [Verdict.VERDICT_DENIED]: Mode.MODE_PROTECT,
+  [Verdict.VERDICT_VIOLATION]: Mode.MODE_MONITOR,
+  [Verdict.VERDICT_LEARNED]: Mode.MODE_DISCOVER,
+};
 
 const RETRY_MS = 1_000;
 
@@ -23,11 +31,17 @@ export class Segmentation {
   private retry: NodeJS.Timeout | undefined;
   /** Per object, the endpoint the last reconcile programmed ("null": none); a change that leaves it as it was needs no reconcile. */
   private readonly programmed = new Map<string, string>();
+  /** Rules removed or changed with revoke_established, whose connections the next reconcile cuts. */
+  private readonly revoke = new Set<number>();
+  /** Told after each reconcile whether the dataplane has anything (the flow log is read while it has). */
+  onDataplane: (present: boolean) => void = () => undefined;
 
   constructor(
     private readonly objects: ObjectTable,
     private readonly peers: Peers,
+    private readonly learned: LearnedRules,
     private readonly system: (name: string, fn: () => Promise<void>) => Promise<void>,
+    private readonly opts: { readonly hostId: string },
     private readonly log: Logger,
   ) {
     objects.onAnyChange((rec) => void this.refresh(rec));
@@ -49,8 +63,69 @@ export class Segmentation {
   setPolicy(p: policyv1.Policy, opts: { force?: boolean } = {}): Promise<void> {
     // Watches and pulls may bring an older revision late; a policy removed from the store is taken as none.
     if (p.revision < this.policy.revision && !opts.force) return Promise.resolve();
+    const before = this.rules();
     this.policy = p;
+    this.revokeChanged(before);
     return this.sync();
+  }
+
+  /** Another agent of the fleet (or this one) learned rules: they apply here too. */
+  learnedChanged(host: string, value: string | undefined): void {
+    const before = this.rules();
+    if (!this.learned.changed(host, value)) return;
+    this.revokeChanged(before);
+    void this.sync();
+  }
+
+  /** The rules in force: the policy's, then what Discover learned (GetPolicy shows them). */
+  rules(): policyv1.Rule[] {
+    return [...this.policy.rules, ...this.learned.effective(this.policy)];
+  }
+
+  private revokeChanged(before: readonly policyv1.Rule[]): void {
+    const now = new Map(this.rules().map((r) => [r.id, r]));
+    for (const r of before) {
+      const n = now.get(r.id);
+      if (r.revokeEstablished && (!n || n.from !== r.from || n.to !== r.to || n.ports.join() !== r.ports.join() || n.action !== r.action)) this.revoke.add(r.id);
+    }
+  }
+
+  /**
+   * Flows as the dataplane logged them, their ends named (object, group,
+   * "host"), with the mode that decided; those Discover passed become
+   * learned rules, which the next reconcile programs.
+   */
+  async describe(logged: readonly internalv1.LoggedFlow[]): Promise<policyv1.Flow[]> {
+    const byIp = new Map<string, v1.Object>();
+    for (const { object: o } of this.objects.all()) {
+      if (o.ip !== '' && o.spec?.kind === v1.Kind.KIND_CONTAINER && o.state !== State.STATE_DELETED) byIp.set(o.ip, o);
+    }
+    const flows = logged.map((l) => this.named(l, byIp));
+    const discovered = flows.filter((f) => f.verdict === Verdict.VERDICT_LEARNED);
+    if (discovered.length > 0) {
+      let ids: number[] = [];
+      await this.system('network learn', async () => {
+        ids = await this.learned.learn(discovered, this.policy);
+      });
+      discovered.forEach((f, i) => (f.ruleId = ids[i] ?? 0));
+      if (ids.some((id) => id > 0)) void this.sync();
+    }
+    return flows;
+  }
+
+  private named(l: internalv1.LoggedFlow, byIp: ReadonlyMap<string, v1.Object>): policyv1.Flow {
+    const f = policyv1.Flow.fromPartial({ ...l.flow, hostId: this.opts.hostId });
+    const src = byIp.get(f.srcIp);
+    const dst = byIp.get(f.dstIp);
+    const sel = (o: v1.Object | undefined): { groups: string[]; mode: policyv1.Mode } => (o?.spec ? this.selection(o.spec.labels) : { groups: [], mode: Mode.MODE_UNSPECIFIED });
+    const s = l.path === 'out' ? undefined : sel(src);
+    const d = l.path === 'in' ? undefined : sel(dst);
+    f.srcObjectId = src?.objectId ?? '';
+    f.dstObjectId = dst?.objectId ?? '';
+    f.srcGroup = s ? (s.groups[0] ?? '') : 'host';
+    f.dstGroup = d ? (d.groups[0] ?? '') : 'host';
+    f.mode = VERDICT_MODE[f.verdict] ?? Math.max(Mode.MODE_UNSPECIFIED, s?.mode ?? 0, d?.mode ?? 0);
+    return f;
   }
 
   /** The groups that select these labels, and the strictest of their modes (UNSPECIFIED: none selects them). */
@@ -68,7 +143,7 @@ export class Segmentation {
    */
   async beforeStart(rec: ObjectRecord): Promise<void> {
     if (rec.object.spec?.kind !== v1.Kind.KIND_CONTAINER) return;
-    if (this.selection(rec.object.spec.labels).mode !== Mode.MODE_PROTECT) return;
+    if (this.selection(rec.object.spec.labels).mode !== Mode.MODE_PROTECT && !rec.object.quarantined) return;
     await this.sync();
     if (rec.object.enforcement !== Enforcement.ENFORCEMENT_PENDING) throw new Error(`network policy could not hold the container before its start: ${rec.object.lastError || 'dataplane refused'}`);
   }
@@ -101,10 +176,13 @@ export class Segmentation {
       else if (rec.object.enforcement !== Enforcement.ENFORCEMENT_UNSPECIFIED || rec.object.groups.length > 0) others.push(rec);
       this.programmed.set(rec.object.objectId, endpointKey(endpoint));
     }
-    const state: internalv1.NetworkState = { endpoints: members.map((m) => m.endpoint), groups: policy.groups.map((g) => g.name), rules: policy.rules };
+    const revoke = [...this.revoke];
+    const state: internalv1.NetworkState = { endpoints: members.map((m) => m.endpoint), groups: policy.groups.map((g) => g.name), rules: this.rules(), revoke };
     let failure: string | undefined;
     try {
-      await this.peers.manager.call('programNetwork', state, { timeoutMs: 30_000 });
+      const r = await this.peers.manager.call('programNetwork', state, { timeoutMs: 30_000 });
+      for (const id of revoke) this.revoke.delete(id);
+      this.onDataplane(r.present);
     } catch (err) {
       failure = errorMessage(err);
       this.log.warn('network policy not programmed; retrying', { reason: failure, endpoints: state.endpoints.length, rules: state.rules.length });

@@ -1,4 +1,4 @@
-import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { ClientReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/option';
 import {
   InvalidArgumentError,
@@ -16,7 +16,7 @@ import {
   type RunningServer,
 } from '@agent/grpc-kit';
 import { policyv1, v1, type internalv1 } from '@agent/proto';
-import { validatePolicy } from './validate-policy';
+import { validateFlowFilter, validateListFlows, validatePolicy } from './validate-policy';
 import { checkObjectId, checkProcessPolicy, validateCreate, validateList, validatePushOn, validateUpdate, type ProcessPolicy } from './validate';
 
 /** Who may call what: readers read (and take one report); everything else is the admin's. */
@@ -31,8 +31,8 @@ export const API_ACCESS: Access = {
   },
 };
 
-/** Readers may read the policy; only admins change it. */
-export const POLICY_ACCESS: Access = { roles: [Role.Admin], methods: { GetPolicy: [Role.Admin, Role.Reader] } };
+/** Readers may read the policy and the flows; only admins change the policy or quarantine. */
+export const POLICY_ACCESS: Access = { roles: [Role.Admin], methods: { GetPolicy: [Role.Admin, Role.Reader], ListFlows: [Role.Admin, Role.Reader], WatchFlows: [Role.Admin, Role.Reader] } };
 
 const REDACTED = '<redacted>';
 
@@ -87,6 +87,19 @@ export class ApiServer {
         return this.core.call('applyPolicy', p, { timeoutMs: 30_000 });
       }),
       getPolicy: unary(log, async (r: policyv1.GetPolicyRequest) => this.core.call('getPolicy', r, { timeoutMs: 10_000 })),
+      setQuarantine: unary(log, async (r: policyv1.SetQuarantineRequest, call) => {
+        this.audit(call, 'SetQuarantine', { objectId: r.objectId, quarantined: r.quarantined });
+        checkObjectId('object_id', r.objectId);
+        return this.core.call('setQuarantine', r, { timeoutMs: 30_000 });
+      }),
+      listFlows: unary(log, async (r: policyv1.ListFlowsRequest) => {
+        validateListFlows(r);
+        return this.core.call('listFlows', r, { timeoutMs: 10_000 });
+      }),
+      watchFlows: serverStream(log, (r: policyv1.WatchFlowsRequest, call) => {
+        validateFlowFilter(r);
+        return relay(this.core.client.watchFlows(r, this.core.traceMetadata()), call, (f) => f);
+      }),
     };
   }
 
@@ -142,23 +155,27 @@ export class ApiServer {
     };
   }
 
-  /** Relays agentcore's Watch stream; errors keep their status. */
+  /** Relays agentcore's Watch stream. */
   private watch(req: v1.WatchRequest, call: ServerWritableStream<v1.WatchRequest, v1.WatchEvent>): Promise<void> {
     checkObjectId('object_id', req.objectId);
-    const upstream = this.core.client.watch(req, this.core.traceMetadata());
     const reader = isReader(call);
-    return new Promise<void>((resolve, reject) => {
-      upstream.on('data', (e: v1.WatchEvent) => call.write(reader && e.object ? { ...e, object: redact(e.object) } : e));
-      upstream.on('end', () => resolve());
-      upstream.on('error', (err: Error) => {
-        if (call.cancelled) resolve();
-        else reject(err);
-      });
-      call.on('cancelled', () => upstream.cancel());
-    }).catch((err: unknown) => {
-      throw fromGrpcError(err);
-    });
+    return relay(this.core.client.watch(req, this.core.traceMetadata()), call, (e: v1.WatchEvent) => (reader && e.object ? { ...e, object: redact(e.object) } : e));
   }
+}
+
+/** Relays one of agentcore's streams to the caller until either ends; errors keep their status. */
+function relay<T>(upstream: ClientReadableStream<T>, call: ServerWritableStream<unknown, T>, map: (item: T) => T): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    upstream.on('data', (item: T) => call.write(map(item)));
+    upstream.on('end', () => resolve());
+    upstream.on('error', (err: Error) => {
+      if (call.cancelled) resolve();
+      else reject(err);
+    });
+    call.on('cancelled', () => upstream.cancel());
+  }).catch((err: unknown) => {
+    throw fromGrpcError(err);
+  });
 }
 
 export async function startApiServer(config: AgentConfig, core: Peer<internalv1.AgentCoreClient>): Promise<RunningServer> {

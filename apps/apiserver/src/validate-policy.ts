@@ -1,10 +1,9 @@
 import { isIP } from 'node:net';
 import { InvalidArgumentError } from '@agent/grpc-kit';
+import { LEARNED_RULE_IDS } from '@agent/option';
 import { policyv1 } from '@agent/proto';
-import { checkLabels } from './validate';
+import { checkLabels, checkObjectId } from './validate';
 
-/** Rule ids from here up are the agent's (learned); a user writes 1..9999. */
-export const LEARNED_RULE_IDS = 10_000;
 const MAX_RULE_ID = 4_294_967_295;
 
 const POLICY_LIMITS = { groups: 10_000, rules: 100_000, ports: 64 } as const;
@@ -73,4 +72,20 @@ function checkPort(field: string, port: string): void {
   const from = Number(m[2]);
   const to = m[3] === undefined ? from : Number(m[3]);
   if (from < 1 || to > 65535 || from > to) fail(field, `ports are 1..65535, low to high: ${JSON.stringify(port)}`);
+}
+
+/** ListFlows answers at most this many flows (the most recent). */
+export const MAX_FLOWS_LISTED = 10_000;
+
+/** WatchFlows (and ListFlows): an object id if any, known verdicts. */
+export function validateFlowFilter(r: { objectId: string; verdicts: readonly policyv1.Verdict[] }): void {
+  if (r.objectId !== '') checkObjectId('object_id', r.objectId);
+  r.verdicts.forEach((v, i) => {
+    if (v === policyv1.Verdict.VERDICT_UNSPECIFIED || policyv1.Verdict[v] === undefined || v === policyv1.Verdict.UNRECOGNIZED) fail(`verdicts[${i}]`, `unknown verdict ${v}`);
+  });
+}
+
+export function validateListFlows(r: policyv1.ListFlowsRequest): void {
+  validateFlowFilter(r);
+  if (r.limit > MAX_FLOWS_LISTED) fail('limit', `at most ${MAX_FLOWS_LISTED}`);
 }

@@ -51,7 +51,7 @@ describe('collector on real cgroups', () => {
   });
 
   after(async () => {
-    collector.close();
+    await collector.close();
     reporter.close();
     await procs.remove(half).catch(() => undefined);
     await procs.remove(full).catch(() => undefined);

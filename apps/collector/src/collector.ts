@@ -1,9 +1,29 @@
+import * as path from 'node:path';
+import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { context, trace, type Link, type SpanContext } from '@opentelemetry/api';
-import { AlreadyExistsError, Logger, NotFoundError, InvalidArgumentError, INTERNAL_ONLY, startGrpcServer, tracer, unary, type Listener, type Peer, type RunningServer } from '@agent/grpc-kit';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  Logger,
+  NotFoundError,
+  InvalidArgumentError,
+  INTERNAL_ONLY,
+  serverStream,
+  startGrpcServer,
+  tracer,
+  unary,
+  type Listener,
+  type Peer,
+  type RunningServer,
+} from '@agent/grpc-kit';
 import { withModule } from '@agent/telemetry';
 import { hostFigures, type CgroupDriver, type CgroupRef, type FigureReader, type Figures } from '@agent/drivers';
 import { internalv1, type v1 } from '@agent/proto';
+import { FlowSource } from './flow-source';
+
+/** Batches a WatchFlows call may have waiting to be sent; past it new ones are dropped (a stuck watcher must not hold memory). */
+const FLOW_WATCH_BACKLOG = 64;
 
 interface Task {
   readonly objectId: string;
@@ -29,12 +49,16 @@ export class CollectorService {
   private timer: NodeJS.Timeout | undefined;
   private timerDue = Infinity;
   private closed = false;
+  /** Ends each running WatchFlows call. */
+  private readonly flowWatchers = new Set<() => void>();
 
   constructor(
     private readonly cgroups: CgroupDriver,
     private readonly reporter: Peer<internalv1.ReporterClient>,
     private readonly opts: { readonly hostId: string; baseIntervalMs: number },
     private readonly log: Logger,
+    /** The dataplane's flow log; without it WatchFlows is FAILED_PRECONDITION. */
+    private readonly flows?: FlowSource,
   ) {}
 
   createTask(target: internalv1.CollectTarget): internalv1.CollectTask {
@@ -94,10 +118,41 @@ export class CollectorService {
     return this.tasks.size;
   }
 
-  close(): void {
+  /** Stops sampling, ends the WatchFlows calls (after the open window) and stops the flow log. */
+  async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     for (const t of this.tasks.values()) t.reader?.close();
+    const flows = this.flows?.close();
+    for (const end of [...this.flowWatchers]) end();
+    await flows;
+  }
+
+  /** Writes every flow batch to the call until it is cancelled or the collector closes. */
+  private async watchFlows(call: ServerWritableStream<internalv1.Empty, internalv1.FlowBatch>): Promise<void> {
+    if (!this.flows) throw new FailedPreconditionError('this collector has no flow log');
+    let dropped = 0;
+    const unsubscribe = await this.flows.subscribe((batch) => {
+      if (call.writableLength >= FLOW_WATCH_BACKLOG) {
+        if (dropped++ % 100 === 0) this.log.warn('flow watcher is not reading; batches dropped', { dropped, flows: batch.flows.length });
+        return;
+      }
+      call.write(batch);
+    });
+    try {
+      await new Promise<void>((resolve) => {
+        if (call.cancelled || this.closed) return resolve();
+        const end = (): void => {
+          this.flowWatchers.delete(end);
+          resolve();
+        };
+        this.flowWatchers.add(end);
+        call.on('cancelled', end);
+        call.on('close', end);
+      });
+    } finally {
+      unsubscribe();
+    }
   }
 
   private get(objectId: string): Task {
@@ -172,7 +227,7 @@ export class CollectorService {
       void withModule(Module.Collector, () =>
         tracer.startActiveSpan('collector forward', { root: true, links, attributes: { 'agent.reports': out.length } }, (span) =>
           this.reporter
-            .call('deliver', { hostId: this.opts.hostId, reports: out, changes: [], gaps: [] }, { timeoutMs: 5_000 })
+            .call('deliver', { hostId: this.opts.hostId, reports: out, changes: [], gaps: [], flows: [] }, { timeoutMs: 5_000 })
             .catch((err: Error) => this.log.warn('deliver to reporter failed', { reports: out.length, reason: err.message }))
             .finally(() => span.end()),
         ),
@@ -190,6 +245,7 @@ export class CollectorService {
       collectOnce: unary(this.log, async (r) => this.collectOnce(r.objectId)),
       configure: unary(this.log, async (r) => (this.configure(r.baseIntervalMs), {})),
       listTasks: unary(this.log, async () => ({ objectIds: [...this.tasks.keys()] })),
+      watchFlows: serverStream(this.log, (_r, call) => this.watchFlows(call)),
     };
   }
 }
@@ -215,7 +271,13 @@ export async function startCollector(
   listener: Listener,
 ): Promise<{ server: RunningServer; service: CollectorService }> {
   const log = new Logger(Module.Collector, config.logLevel);
-  const service = new CollectorService(cgroups, reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log);
+  const flows = new FlowSource({
+    group: config.nflogGroup,
+    dir: path.join(config.dataDir, 'flowlog'),
+    windowMs: config.flowWindowMs,
+    onError: (message) => log.warn('flow log', { reason: message }),
+  });
+  const service = new CollectorService(cgroups, reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log, flows);
   const server = await startGrpcServer({
     listeners: [listener],
     log,

@@ -1,1 +1,3 @@
 export { CollectorService, startCollector } from './collector';
+export { FlowSource } from './flow-source';
+export type { FlowSourceOptions, FlowBatchHandler } from './flow-source';

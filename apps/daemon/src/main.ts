@@ -64,7 +64,10 @@ runMain(Module.Daemon, async (log, telemetry) => {
     ['stop cluster sync', () => core.cluster.stop()],
     ['close the store', () => core.store.close()],
     ['stop agentcore', () => core.server.shutdown(500)],
-    ['stop collector', () => (collector.service.close(), collector.server.shutdown(500))],
+    ['stop collector', async () => {
+      await collector.service.close();
+      await collector.server.shutdown(500);
+    }],
     ['flush reporters', () => reporter.service.close()],
     ['stop reporter', () => reporter.server.shutdown(500)],
     ['stop manager', () => manager.shutdown(500)],

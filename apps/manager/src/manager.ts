@@ -179,9 +179,13 @@ export class ManagerService {
         quarantined: e.quarantined,
       })),
       rules: req.rules.map((r) => ({ id: r.id, from: r.from, to: r.to, ports: r.ports, action: r.action === policyv1.Action.ACTION_DENY ? 'deny' : 'allow' })),
+      revoke: req.revoke,
     });
     if (r.changes > 0) this.log.info('network programmed', { changes: r.changes, present: r.present, endpoints: req.endpoints.length, rules: req.rules.length });
-    return r;
+    // The policy is in place either way: a connection left standing is logged, not failed.
+    if (r.cutError) this.log.warn('connections not cut', { reason: r.cutError, cut: r.cut, revoke: req.revoke });
+    else if (r.cut > 0) this.log.info('connections cut', { cut: r.cut, revoke: req.revoke });
+    return { changes: r.changes, present: r.present, cut: r.cut };
   }
 
   async readRuleHits(): Promise<internalv1.RuleHits> {

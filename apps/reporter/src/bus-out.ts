@@ -1,7 +1,7 @@
 import { context, trace, type Context, type Link } from '@opentelemetry/api';
 import { errorMessage, tracer, type Logger } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
-import { sinkv1, v1 } from '@agent/proto';
+import { policyv1, sinkv1, v1 } from '@agent/proto';
 import { Kind, type GapPayload, type Spool, type SpoolRecord, type SpoolStats } from '@agent/spool';
 
 const UPSTREAM_BATCH = 500;
@@ -9,8 +9,8 @@ const UPSTREAM_BATCH = 500;
 const MAX_CONTEXTS = 100_000;
 
 /**
- * Bus Out: every report and object change for the upstream goes into the
- * spool first, then out in batches, oldest first, until the upstream
+ * Bus Out: every report, network flow and object change for the upstream
+ * goes into the spool first, then out in batches, oldest first, until the upstream
  * acknowledges it. At-least-once and in order; retries back off without a
  * deadline; a restart resumes from what the spool holds.
  */
@@ -40,6 +40,11 @@ export class BusOut {
     this.add(reports.map((r) => ({ kind: Kind.Sample as const, payload: Buffer.from(v1.Report.encode(r).finish()) })));
   }
 
+  /** Flows go as reports do: dropped (with a gap) when the spool is full. */
+  flows(flows: readonly policyv1.Flow[]): void {
+    this.add(flows.map((f) => ({ kind: Kind.Flow as const, payload: Buffer.from(policyv1.Flow.encode(f).finish()) })));
+  }
+
   change(change: sinkv1.ObjectChange): void {
     this.add([{ kind: Kind.Change as const, payload: Buffer.from(sinkv1.ObjectChange.encode(change).finish()) }]);
   }
@@ -61,7 +66,7 @@ export class BusOut {
     this.spool.close();
   }
 
-  private add(items: ReadonlyArray<{ kind: Kind.Sample | Kind.Change; payload: Buffer }>): void {
+  private add(items: ReadonlyArray<{ kind: Kind.Sample | Kind.Change | Kind.Flow; payload: Buffer }>): void {
     if (this.closing) return;
     let records: SpoolRecord[];
     try {
@@ -101,7 +106,7 @@ export class BusOut {
       let passed = 0;
       try {
         const res = await context.with(ctxs[0] ?? context.active(), () =>
-          tracer.startActiveSpan('reporter push upstream', { links, attributes: { 'agent.reports': payload.reports.length, 'agent.changes': payload.changes.length, 'agent.gaps': payload.gaps.length } }, (span) =>
+          tracer.startActiveSpan('reporter push upstream', { links, attributes: { 'agent.reports': payload.reports.length, 'agent.flows': payload.flows.length, 'agent.changes': payload.changes.length, 'agent.gaps': payload.gaps.length } }, (span) =>
             this.upstream.push(payload).finally(() => span.end()),
           ),
         );
@@ -135,8 +140,9 @@ export class BusOut {
    * at open, a record that does not decode) goes as a gap, so that the
    * upstream's contiguous acknowledgement never waits for it.
    */
-  private payload(records: readonly SpoolRecord[]): { hostId: string; reports: v1.Report[]; changes: sinkv1.ObjectChange[]; gaps: sinkv1.Gap[] } {
+  private payload(records: readonly SpoolRecord[]): { hostId: string; reports: v1.Report[]; flows: sinkv1.SpooledFlow[]; changes: sinkv1.ObjectChange[]; gaps: sinkv1.Gap[] } {
     const reports: v1.Report[] = [];
+    const flows: sinkv1.SpooledFlow[] = [];
     const changes: sinkv1.ObjectChange[] = [];
     const gaps: sinkv1.Gap[] = [];
     const lost = (boot: string, from: number, to: number): void => void gaps.push({ bootId: boot, seq: to, count: to - from + 1, dropped: [{ from, to }] });
@@ -147,17 +153,18 @@ export class BusOut {
       last.set(r.boot, Math.max(prev ?? 0, r.seq));
       try {
         if (r.kind === Kind.Sample) reports.push({ ...v1.Report.decode(r.payload), seq: r.seq, bootId: r.boot });
+        else if (r.kind === Kind.Flow) flows.push({ flow: policyv1.Flow.decode(r.payload), seq: r.seq, bootId: r.boot });
         else if (r.kind === Kind.Change) changes.push({ ...sinkv1.ObjectChange.decode(r.payload), seq: r.seq, bootId: r.boot });
-        else {
+        else if (r.kind === Kind.Gap) {
           const g = JSON.parse(r.payload.toString('utf8')) as GapPayload;
           gaps.push({ bootId: r.boot, seq: r.seq, count: g.count, dropped: g.ranges.map(([from, to]) => ({ from, to })) });
-        }
+        } else throw new Error(`unknown record kind ${String(r.kind)}`);
       } catch (err) {
         this.log.warn('spool record not decodable; sent as a gap', { boot: r.boot, seq: r.seq, reason: errorMessage(err) });
         lost(r.boot, r.seq, r.seq);
       }
     }
-    return { hostId: this.hostId, reports, changes, gaps };
+    return { hostId: this.hostId, reports, flows, changes, gaps };
   }
 }
 

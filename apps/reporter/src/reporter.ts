@@ -3,24 +3,28 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import type { Driver } from '@agent/drivers';
-import { internalv1, v1 } from '@agent/proto';
+import { internalv1, type policyv1, v1 } from '@agent/proto';
 import { Spool } from '@agent/spool';
 import { BusOut } from './bus-out';
+import { FlowStream } from './flow-stream';
 import { ReportFile } from './report-file';
 
 /**
  * The reporter: report tasks (which objects are pushed) and the workers that
  * push reports out: to the upstream through the RPC driver (Bus Out), to a
- * JSON Lines file, and to every Subscribe stream (Watch).
+ * JSON Lines file, and to every Subscribe stream (Watch). Network flows go to
+ * the upstream (Bus Out) and, with a cluster store on NATS, to the cluster's
+ * flow stream; not to the file.
  */
 export class ReporterService {
   private readonly tasks = new Set<string>();
   private readonly subscribers = new Map<string, Set<ServerWritableStream<internalv1.ObjectRef, v1.Report>>>();
   private file: ReportFile | undefined;
   private readonly busOut: BusOut | undefined;
+  private readonly flowStream: FlowStream | undefined;
 
   constructor(
-    private readonly opts: { hostId: string; reportFile: string; reportFileMaxBytes: number; upstream?: Driver; spoolDir?: string; spoolMaxBytes?: number },
+    private readonly opts: { hostId: string; reportFile: string; reportFileMaxBytes: number; upstream?: Driver; spoolDir?: string; spoolMaxBytes?: number; clusterUrl?: string },
     private readonly log: Logger,
   ) {
     if (opts.reportFile !== 'off') this.file = new ReportFile(opts.reportFile, opts.reportFileMaxBytes);
@@ -28,6 +32,7 @@ export class ReporterService {
       if (!opts.spoolDir) throw new Error('an upstream needs a spool directory');
       this.busOut = new BusOut(new Spool(opts.spoolDir, { maxBytes: opts.spoolMaxBytes ?? 256 * 1024 * 1024 }), opts.upstream, opts.hostId, log);
     }
+    if (opts.clusterUrl) this.flowStream = new FlowStream({ url: opts.clusterUrl, hostId: opts.hostId }, log);
   }
 
   start(objectId: string): void {
@@ -51,6 +56,14 @@ export class ReporterService {
     this.busOut?.reports(stamped);
   }
 
+  /** Network flows agentcore recorded: to the upstream and the cluster's flow stream, each with this host's id where it has none. */
+  deliverFlows(flows: readonly policyv1.Flow[]): void {
+    if (flows.length === 0) return;
+    const stamped = flows.map((f) => (f.hostId === '' ? { ...f, hostId: this.opts.hostId } : f));
+    this.busOut?.flows(stamped);
+    this.flowStream?.publish(stamped);
+  }
+
   /** An object changed state: the upstream hears of it. */
   announce(object: v1.Object): void {
     this.busOut?.change({ object, at: new Date(), seq: 0, bootId: '' });
@@ -65,6 +78,7 @@ export class ReporterService {
   async close(): Promise<void> {
     await this.flush();
     this.busOut?.close();
+    await this.flowStream?.close();
     this.file?.close();
     this.file = undefined;
     for (const set of this.subscribers.values()) for (const s of set) s.end();
@@ -92,6 +106,7 @@ export class ReporterService {
       deliver: unary(this.log, async (r) => (this.deliver(r.reports), {})),
       reportOnce: unary(this.log, async (r) => (this.send([r]), {})),
       announce: unary(this.log, async (o) => (this.announce(o), {})),
+      deliverFlows: unary(this.log, async (r) => (this.deliverFlows(r.flows), {})),
       subscribe: serverStream(this.log, (r, call) => this.subscribe(r, call)),
       flush: unary(this.log, async () => (await this.flush(), {})),
       listReports: unary(this.log, async () => ({ objectIds: [...this.tasks] })),
@@ -106,7 +121,7 @@ export async function startReporter(
 ): Promise<{ server: RunningServer; service: ReporterService }> {
   const log = new Logger(Module.Reporter, config.logLevel);
   const service = new ReporterService(
-    { hostId: config.hostId, reportFile: config.reportFile, reportFileMaxBytes: config.reportFileMaxBytes, upstream, spoolDir: path.join(config.dataDir, 'spool'), spoolMaxBytes: config.spoolMaxBytes },
+    { hostId: config.hostId, reportFile: config.reportFile, reportFileMaxBytes: config.reportFileMaxBytes, upstream, spoolDir: path.join(config.dataDir, 'spool'), spoolMaxBytes: config.spoolMaxBytes, clusterUrl: config.clusterUrl },
     log,
   );
   const server = await startGrpcServer({

@@ -24,6 +24,8 @@ export interface ReportPayload {
   readonly changes?: readonly unknown[];
   /** agent.v1.Gap messages: samples the spool dropped. */
   readonly gaps?: readonly unknown[];
+  /** agent.v1.SpooledFlow messages: network flows recorded on the host. */
+  readonly flows?: readonly unknown[];
 }
 
 export interface PushResult {

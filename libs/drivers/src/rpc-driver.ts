@@ -37,12 +37,13 @@ export class RpcDriver extends BaseDriver {
     await this.peer.call('registerHost', host, { timeoutMs: this.timeoutMs });
   }
 
-  /** One batch, one call: reports, changes and gaps together, answered with what the upstream has stored. */
+  /** One batch, one call: reports, changes, gaps and flows together, answered with what the upstream has stored. */
   override async push(payload: ReportPayload): Promise<PushResult> {
     const reports = payload.reports.map((r) => ({ ...(r as v1.Report), hostId: payload.hostId }));
     const changes = (payload.changes ?? []) as sinkv1.ObjectChange[];
     const gaps = (payload.gaps ?? []) as sinkv1.Gap[];
-    const res = await this.peer.call('push', { hostId: payload.hostId, reports, changes, gaps }, { timeoutMs: this.timeoutMs });
+    const flows = (payload.flows ?? []) as sinkv1.SpooledFlow[];
+    const res = await this.peer.call('push', { hostId: payload.hostId, reports, changes, gaps, flows }, { timeoutMs: this.timeoutMs });
     return { accepted: res.accepted, acks: res.acks.length > 0 ? new Map(res.acks.map((a) => [a.bootId, a.seq])) : undefined };
   }
 

@@ -116,6 +116,8 @@ export interface AgentConfig {
   readonly nftTable: string;
   /** AGENT_NFLOG_GROUP: the NFLOG group the dataplane logs new connections to (flows). Default: 100. */
   readonly nflogGroup: number;
+  /** AGENT_FLOW_WINDOW_MS: flows are aggregated per (src, dst, protocol, port, verdict, rule) over windows this long. Default: 500. */
+  readonly flowWindowMs: number;
   /** AGENT_<MODULE>_LISTEN: an internal service's own address when run alone. Default: 127.0.0.1:0. */
   readonly agentcoreListen: string;
   readonly managerListen: string;
@@ -233,6 +235,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     discoverManage: bool(env, 'AGENT_DISCOVER_MANAGE', false),
     nftTable: nftTable(env),
     nflogGroup: int(env, 'AGENT_NFLOG_GROUP', 100, 1, 65_535),
+    flowWindowMs: int(env, 'AGENT_FLOW_WINDOW_MS', 500, 50, 60_000),
     agentcoreListen: address(env, 'AGENT_AGENTCORE_LISTEN', listenDefault),
     managerListen: address(env, 'AGENT_MANAGER_LISTEN', listenDefault),
     collectorListen: address(env, 'AGENT_COLLECTOR_LISTEN', listenDefault),

@@ -8,6 +8,7 @@ export {
   HealthComponent,
   HOST_OBJECT_ID,
   AGENT_VERSION,
+  LEARNED_RULE_IDS,
 } from './names';
 export type { ModuleName, DriverName } from './names';
 export { ConfigError, LOG_LEVELS, loadConfig, requireAddr, requireListen } from './config';

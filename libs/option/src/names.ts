@@ -61,3 +61,6 @@ export const AGENT_VERSION = '0.1.0';
 
 /** The object id under which the host's own heartbeat figures are reported. */
 export const HOST_OBJECT_ID = 'host';
+
+/** Network rule ids from here up are the agent's own (learned in Discover mode); a user writes 1..9999. */
+export const LEARNED_RULE_IDS = 10_000;

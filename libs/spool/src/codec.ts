@@ -10,8 +10,15 @@ export enum Kind {
   Sample = 1,
   /** An object change: never dropped for samples. */
   Change = 2,
-  /** Which samples were dropped: payload is JSON {ranges: [[from, to], ...], count}. */
+  /** Which samples and flows were dropped: payload is JSON {ranges: [[from, to], ...], count}. */
   Gap = 3,
+  /** A network flow: dropped under pressure exactly like a sample. */
+  Flow = 4,
+}
+
+/** The kinds the bound may drop (with a gap record): samples and flows, never changes. */
+export function droppable(kind: Kind): boolean {
+  return kind === Kind.Sample || kind === Kind.Flow;
 }
 
 export interface SpoolRecord {

@@ -1,6 +1,6 @@
 // The spool on a real file system: order, acknowledgement, reopening after a
-// kill (torn tail, corrupt record), the bound (samples dropped, changes kept,
-// gap records exact), private files, and a full disk (tmpfs).
+// kill (torn tail, corrupt record), the bound (samples and flows dropped,
+// changes kept, gap records exact), private files, and a full disk (tmpfs).
 import { after, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -17,6 +17,7 @@ const freshDir = (): string => path.join(root, `s${++n}`);
 
 const sample = (i: number): { kind: Kind.Sample; payload: Buffer } => ({ kind: Kind.Sample, payload: Buffer.from(`sample-${i}-${'x'.repeat(100)}`) });
 const change = (i: number): { kind: Kind.Change; payload: Buffer } => ({ kind: Kind.Change, payload: Buffer.from(`change-${i}`) });
+const flow = (i: number): { kind: Kind.Flow; payload: Buffer } => ({ kind: Kind.Flow, payload: Buffer.from(`flow-${i}-${'y'.repeat(100)}`) });
 
 /** Everything not yet acknowledged, acknowledging nothing. */
 function all(s: Spool): SpoolRecord[] {
@@ -125,6 +126,54 @@ describe('spool', () => {
     for (const q of delivered) assert.equal(gapped.has(q), false, `seq ${q} both delivered and dropped`);
     assert.equal(delivered.length + gapped.size, 3000);
     s.close();
+  });
+
+  it('drops flows under pressure like samples (named by gap records), never a change; also after a reopen', () => {
+    const dir = freshDir();
+    const max = 32 * 1024;
+    const opts = { maxBytes: max, segmentBytes: 4 * 1024 };
+    // Flows and changes only: were flows not droppable, only changes would be left to drop, and nothing would go.
+    const a = new Spool(dir, opts);
+    const kinds = new Map<string, Map<number, Kind>>();
+    const put = (s: Spool, item: { kind: Kind.Flow | Kind.Change; payload: Buffer }): void => {
+      const [r] = s.append([item]);
+      let m = kinds.get(r!.boot);
+      if (!m) kinds.set(r!.boot, (m = new Map()));
+      m.set(r!.seq, r!.kind);
+      assert.ok(s.stats().bytes <= max + opts.segmentBytes, `bytes ${s.stats().bytes}`);
+    };
+    for (let i = 0; i < 1000; i++) put(a, i % 25 === 0 ? change(i) : flow(i));
+    assert.ok(a.stats().dropped > 500, `dropped ${a.stats().dropped}`);
+    const droppedA = a.stats().dropped;
+    // No close: a kill. The flows left in the segments are counted again at open, and go first.
+    const b = new Spool(dir, opts);
+    for (let i = 0; i < 1000; i++) put(b, i % 25 === 0 ? change(i) : flow(i));
+    assert.ok(b.stats().dropped > 500, `dropped after reopen ${b.stats().dropped}`);
+    const recs = all(b);
+    const gapped = new Map<string, Set<number>>();
+    let counted = 0;
+    for (const g of recs.filter((r) => r.kind === Kind.Gap)) {
+      const p = JSON.parse(g.payload.toString()) as GapPayload;
+      counted += p.count;
+      let set = gapped.get(g.boot);
+      if (!set) gapped.set(g.boot, (set = new Set()));
+      for (const [from, to] of p.ranges) for (let q = from; q <= to; q++) set.add(q);
+    }
+    assert.equal(counted, droppedA + b.stats().dropped);
+    for (const [boot, m] of kinds) {
+      const delivered = new Set(recs.filter((r) => r.boot === boot && r.kind !== Kind.Gap).map((r) => r.seq));
+      const gone = gapped.get(boot) ?? new Set<number>();
+      for (const [seq, kind] of m) {
+        if (kind === Kind.Change) assert.ok(delivered.has(seq) && !gone.has(seq), `change ${boot}/${seq} kept, not in a gap`);
+        else assert.ok(delivered.has(seq) !== gone.has(seq), `flow ${boot}/${seq}: delivered or named by a gap, exactly one`);
+      }
+      assert.ok(gone.size > 0, `flows of boot ${boot === a.boot ? 'a' : 'b'} dropped`);
+    }
+    // What is delivered is what was appended, in order.
+    const flowsLeft = recs.filter((r) => r.kind === Kind.Flow);
+    assert.ok(flowsLeft.length > 0);
+    for (const r of flowsLeft) assert.match(r.payload.toString(), /^flow-\d+-y+$/);
+    b.close();
   });
 
   it('keeps its files private: directory 0700, segments and position 0600', () => {

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { decodeRecords, encodeRecord, Kind, toRanges, type GapPayload, type SpoolRecord } from './codec';
+import { decodeRecords, droppable, encodeRecord, Kind, toRanges, type GapPayload, type SpoolRecord } from './codec';
 
 export interface SpoolOptions {
-  /** The most the segments may hold; beyond it the oldest samples go (changes never do). */
+  /** The most the segments may hold; beyond it the oldest samples and flows go (changes never do). */
   readonly maxBytes: number;
   /** A segment is closed and a new one begun past this size. Default: maxBytes / 8, at most 8 MiB. */
   readonly segmentBytes?: number;
@@ -18,7 +18,7 @@ export interface SpoolStats {
   readonly segments: number;
   /** Records not yet acknowledged. */
   readonly backlog: number;
-  /** Samples dropped because the spool was full, since it was opened. */
+  /** Samples and flows dropped because the spool was full, since it was opened. */
   readonly dropped: number;
   /** Records skipped at open because their checksum failed. */
   readonly corrupt: number;
@@ -30,7 +30,7 @@ interface Segment {
   readonly id: number;
   readonly file: string;
   bytes: number;
-  /** Sample records in it: whether dropping its samples would free anything. */
+  /** Droppable records (samples, flows) in it: whether dropping them would free anything. */
   samples: number;
 }
 
@@ -48,12 +48,13 @@ const CAUGHT_UP_ROLL = 64 * 1024;
 
 /**
  * Bus Out's durable queue: append-only segment files in a private directory,
- * one checksummed record per report or change, each with the boot id and a
+ * one checksummed record per report, flow or change, each with the boot id and a
  * seq counting from 1 in every run. The upstream acknowledges by (boot, seq);
  * only acknowledged records are passed and only wholly acknowledged segments
  * deleted. A torn tail is cut and a corrupt record skipped and counted at
  * open: opening never fails on what it finds. Bounded: past maxBytes the
- * oldest samples are dropped, counted, and a gap record per boot says which.
+ * oldest samples and flows are dropped, counted, and a gap record per boot
+ * says which.
  * One owner: the reporter.
  */
 export class Spool {
@@ -100,7 +101,7 @@ export class Spool {
   }
 
   /** Appends records; they are on disk (page cache) when it returns, synced within syncMs. Throws what the disk says. */
-  append(items: ReadonlyArray<{ kind: Kind.Sample | Kind.Change; payload: Buffer }>): SpoolRecord[] {
+  append(items: ReadonlyArray<{ kind: Kind.Sample | Kind.Change | Kind.Flow; payload: Buffer }>): SpoolRecord[] {
     if (items.length === 0) return [];
     const records = items.map((i, k): SpoolRecord => ({ kind: i.kind, boot: this.boot, seq: this.seq + 1 + k, payload: i.payload }));
     const bytes = Buffer.concat(records.map(encodeRecord));
@@ -115,7 +116,7 @@ export class Spool {
     }
     this.seq += records.length;
     seg.bytes += bytes.length;
-    seg.samples += records.filter((r) => r.kind === Kind.Sample).length;
+    seg.samples += records.filter((r) => droppable(r.kind)).length;
     this.unacked += records.length;
     this.syncTimer ??= setTimeout(() => this.sync(), this.syncMs);
     this.bound();
@@ -227,7 +228,7 @@ export class Spool {
       fs.truncateSync(seg.file, res.stop);
     }
     seg.bytes = res.stop;
-    seg.samples = res.records.filter((d) => d.record.kind === Kind.Sample).length;
+    seg.samples = res.records.filter((d) => droppable(d.record.kind)).length;
     return new Set([0, ...res.records.map((d) => d.end)]);
   }
 
@@ -273,7 +274,7 @@ export class Spool {
     return this.segments.reduce((n, s) => n + s.bytes, 0);
   }
 
-  /** Over the bound: the oldest segment with samples loses them, for a gap record per boot. */
+  /** Over the bound: the oldest segment with samples (or flows) loses them, for a gap record per boot. */
   private bound(): void {
     while (this.totalBytes() > this.opts.maxBytes) {
       let victim = this.segments.find((s) => s !== this.active && s.samples > 0);
@@ -293,7 +294,7 @@ export class Spool {
     const dropped = new Map<string, number[]>();
     const kept: Buffer[] = [];
     for (const d of records) {
-      if (d.record.kind === Kind.Sample) {
+      if (droppable(d.record.kind)) {
         let seqs = dropped.get(d.record.boot);
         if (!seqs) dropped.set(d.record.boot, (seqs = []));
         seqs.push(d.record.seq);

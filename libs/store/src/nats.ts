@@ -5,6 +5,15 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /**
+ * A connection to the cluster's NATS servers (AGENT_CLUSTER_URL:
+ * nats://host:port[,...]) that reconnects for ever once up: the store's, and
+ * any other client of the same cluster (the reporter's flow stream).
+ */
+export function connectNats(url: string, name?: string): Promise<NatsConnection> {
+  return connect({ servers: url.split(','), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5_000 });
+}
+
+/**
  * The cluster store: a NATS JetStream key-value bucket shared by a fleet of
  * agents. Replication and consistency are JetStream's, not ours. Keys are
  * the same dotted names as in the embedded store; a watch on a prefix gets
@@ -17,7 +26,7 @@ export class NatsStore implements KvStore {
   ) {}
 
   static async open(url: string, bucket = 'agent', name?: string): Promise<NatsStore> {
-    const nc = await connect({ servers: url.split(','), name, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5_000 });
+    const nc = await connectNats(url, name);
     const kv = await nc.jetstream().views.kv(bucket, { history: 1 });
     return new NatsStore(nc, kv);
   }

@@ -34,6 +34,9 @@ export const Keys = {
   hosts: 'hosts.',
   agentConfig: (host: string): string => `config.agents.${host}`,
   network: 'config.network',
+  /** The network rules an agent learned (Discover): each agent writes its own, all read them all. */
+  learned: (host: string): string => `config.learned.${host}`,
+  learnedAll: 'config.learned.',
   nodeRules: (host: string): string => `config.nodes.${host}.rules`,
   stats: (host: string): string => `stats.${host}`,
   event: (host: string, eventId: string): string => `events.${host}.${eventId}`,

@@ -129,7 +129,7 @@ export function removeCgroupParent(parent: string): void {
 
 export interface Sink {
   readonly address: string;
-  readonly lines: Array<{ type: string; hostId?: string; bootId?: string; seq?: number; report?: Record<string, unknown>; change?: Record<string, unknown>; host?: Record<string, unknown> }>;
+  readonly lines: Array<{ type: string; hostId?: string; bootId?: string; seq?: number; report?: Record<string, unknown>; flow?: Record<string, unknown>; change?: Record<string, unknown>; host?: Record<string, unknown> }>;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 

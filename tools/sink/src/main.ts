@@ -1,5 +1,5 @@
 // A small upstream (Bus Out) for the agent: serves agent.v1.ReportSink and
-// prints every host registration, report, change and gap it receives as JSON
+// prints every host registration, report, flow, change and gap it receives as JSON
 // Lines on stdout, each with its boot id and seq. It acknowledges the highest
 // seq up to which it has everything, and prints a repeat as "duplicate"
 // instead. Run it, then start the agent with AGENT_UPSTREAM=<its address>.
@@ -11,7 +11,7 @@
 // in: give the same file to the agent as AGENT_UPSTREAM_TOKEN_FILE.
 import { GrpcService } from '@agent/option';
 import { Logger, Role, TokenBook, ensureToken, startGrpcServer, tokenAuth, unary, exitOnSignal, type Authenticate } from '@agent/grpc-kit';
-import { sinkv1, v1 } from '@agent/proto';
+import { policyv1, sinkv1, v1 } from '@agent/proto';
 import { Ledger } from './ledger';
 
 function arg(name: string, def: string): string {
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
       const items = [
         ...b.reports.map((r) => ({ bootId: r.bootId, seq: r.seq, line: { type: 'report', report: v1.Report.toJSON(r) } })),
         ...b.changes.map((c) => ({ bootId: c.bootId, seq: c.seq, line: { type: 'change', change: sinkv1.ObjectChange.toJSON(c) } })),
+        ...b.flows.map((f) => ({ bootId: f.bootId, seq: f.seq, line: { type: 'flow', flow: policyv1.Flow.toJSON(f.flow ?? policyv1.Flow.fromPartial({})) } })),
       ].sort((x, y) => (x.bootId === y.bootId ? x.seq - y.seq : 0));
       const numbered = items.filter((i) => i.bootId !== '');
       const { fresh, acks } = ledger.take(b.hostId, numbered, b.gaps);

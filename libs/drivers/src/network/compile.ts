@@ -4,7 +4,7 @@
 // hashes do) and set elements.
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { LogVerdict, type EnforcementMode, type NetRule, type NetworkState } from './types';
+import { LogVerdict, formatLogPrefix, type EnforcementMode, type LogVerdictCode, type NetPath, type NetRule, type NetworkState } from './types';
 
 export type Expr = Record<string, unknown>;
 
@@ -36,12 +36,12 @@ export interface TableModel {
 export const HOOK_PRIORITY = -10;
 
 /** The three places traffic of a container passes: to another container or out (forward), to the host (input), from the host (output). */
-const PATHS = [
+const PATHS: readonly Path[] = [
   { path: 'fwd', hook: 'forward', src: true, dst: true },
   { path: 'in', hook: 'input', src: true, dst: false },
   { path: 'out', hook: 'output', src: false, dst: true },
-] as const;
-type Path = (typeof PATHS)[number];
+];
+interface Path { readonly path: NetPath; readonly hook: 'forward' | 'input' | 'output'; readonly src: boolean; readonly dst: boolean }
 
 export const SetName = {
   members: 'members',
@@ -61,7 +61,7 @@ const drop: Expr = { drop: null };
 const jump = (chain: string): Expr => ({ jump: { target: chain } });
 const goTo = (chain: string): Expr => ({ goto: { target: chain } });
 // Headers are all a flow needs: the kernel would copy up to 64 KiB of each packet otherwise.
-const log = (group: number, verdict: string, ruleId: number): Expr => ({ log: { prefix: `${verdict}:${ruleId}`, group, snaplen: 64 } });
+const log = (group: number, verdict: LogVerdictCode, ruleId: number, p: Path): Expr => ({ log: { prefix: formatLogPrefix({ verdict, ruleId, path: p.path }), group, snaplen: 64 } });
 
 function rule(tag: string, expr: Expr[]): RuleModel {
   const hash = createHash('sha1').update(JSON.stringify(expr)).digest('hex').slice(0, 16);
@@ -126,10 +126,10 @@ function noMatchRules(p: Path, logGroup: number): RuleModel[] {
     [SetName.mode('protect'), LogVerdict.Denied, drop],
     [SetName.mode('monitor'), LogVerdict.Violation, accept],
   ] as const) {
-    if (p.src) out.push(rule('nomatch', [inSet(ip('saddr'), set), counter, log(logGroup, verdict, 0), end]));
-    if (p.dst) out.push(rule('nomatch', [inSet(ip('daddr'), set), counter, log(logGroup, verdict, 0), end]));
+    if (p.src) out.push(rule('nomatch', [inSet(ip('saddr'), set), counter, log(logGroup, verdict, 0, p), end]));
+    if (p.dst) out.push(rule('nomatch', [inSet(ip('daddr'), set), counter, log(logGroup, verdict, 0, p), end]));
   }
-  out.push(rule('nomatch', [counter, log(logGroup, LogVerdict.Learned, 0), accept]));
+  out.push(rule('nomatch', [counter, log(logGroup, LogVerdict.Learned, 0, p), accept]));
   return out;
 }
 
@@ -140,11 +140,11 @@ function noMatchRules(p: Path, logGroup: number): RuleModel[] {
  */
 function verdictRules(r: NetRule, p: Path, m: Expr[], logGroup: number): RuleModel[] {
   const tag = `r${r.id}`;
-  if (r.action === 'allow') return [rule(tag, [...m, counter, { mangle: { key: { ct: { key: 'mark' } }, value: r.id } }, log(logGroup, LogVerdict.Allowed, r.id), accept])];
+  if (r.action === 'allow') return [rule(tag, [...m, counter, { mangle: { key: { ct: { key: 'mark' } }, value: r.id } }, log(logGroup, LogVerdict.Allowed, r.id, p), accept])];
   const out: RuleModel[] = [];
-  if (p.src) out.push(rule(tag, [...m, inSet(ip('saddr'), SetName.mode('protect')), counter, log(logGroup, LogVerdict.Denied, r.id), drop]));
-  if (p.dst) out.push(rule(tag, [...m, inSet(ip('daddr'), SetName.mode('protect')), counter, log(logGroup, LogVerdict.Denied, r.id), drop]));
-  out.push(rule(tag, [...m, counter, log(logGroup, LogVerdict.Violation, r.id), accept]));
+  if (p.src) out.push(rule(tag, [...m, inSet(ip('saddr'), SetName.mode('protect')), counter, log(logGroup, LogVerdict.Denied, r.id, p), drop]));
+  if (p.dst) out.push(rule(tag, [...m, inSet(ip('daddr'), SetName.mode('protect')), counter, log(logGroup, LogVerdict.Denied, r.id, p), drop]));
+  out.push(rule(tag, [...m, counter, log(logGroup, LogVerdict.Violation, r.id, p), accept]));
   return out;
 }
 

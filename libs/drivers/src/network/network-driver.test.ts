@@ -4,8 +4,11 @@
 // traffic does.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { tcpConnects } from '@agent/testkit';
 import { NetworkDriver } from './network-driver';
 import { macFor } from './address';
@@ -55,7 +58,7 @@ describe('NetworkDriver (real nftables)', () => {
 
   it('with nothing segmented, has no table', async () => {
     const r = await driver.program({ endpoints: [], groups: [], rules: [] });
-    assert.deepEqual(r, { changes: 0, present: false });
+    assert.deepEqual(r, { changes: 0, present: false, cut: 0 });
     assert.equal(tableExists(), false);
   });
 
@@ -126,8 +129,168 @@ describe('NetworkDriver (real nftables)', () => {
     await driver.program(state([], [{ objectId: 'obj-new', mac, groups: ['web'], mode: 'protect', pending: true, quarantined: false }]));
     assert.match(nftList(), new RegExp(mac));
     const r = await driver.program({ endpoints: [], groups: ['web', 'db'], rules: [allowHostToDb] });
-    assert.deepEqual(r, { changes: 1, present: false });
+    assert.deepEqual(r, { changes: 1, present: false, cut: 0 });
     assert.equal(tableExists(), false);
     assert.equal(await connects(DB), true);
+  });
+});
+
+/**
+ * Cutting established connections: echo servers on DB, clients from
+ * 127.0.0.1 kept open. The driver's conntrack is a wrapper that records its
+ * calls, so "no call" can be seen.
+ */
+describe('NetworkDriver cutting connections (real nftables and conntrack)', () => {
+  const table = `agent_cut_test_${process.pid}`;
+  const [echoA, echoB] = [PORT + 1, PORT + 2];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-cut-test-'));
+  const wrapper = path.join(dir, 'conntrack');
+  const callLog = path.join(dir, 'calls');
+  const servers: net.Server[] = [];
+  const sockets = new Set<net.Socket>();
+  const driver = new NetworkDriver({ table, logGroup: LOG_GROUP, conntrackPath: wrapper });
+
+  const allowEcho = (id: number, port: number): NetRule => ({ id, from: 'host', to: 'db', ports: [`tcp/${port}`], action: 'allow' });
+  const quarantined = (...ips: string[]): Endpoint[] => [WEB, DB].map((ip) => ({ ...endpoint(`obj-${ip}`, ip, [ip === WEB ? 'web' : 'db']), quarantined: ips.includes(ip) }));
+
+  /** The conntrack calls since the last look, sorted. */
+  const calls = (): string[] => {
+    const text = fs.existsSync(callLog) ? fs.readFileSync(callLog, 'utf8') : '';
+    fs.rmSync(callLog, { force: true });
+    return text.split('\n').filter((l) => l !== '').sort();
+  };
+
+  /** The conntrack entries of a client's connection (from its own port), with more filters ("--mark", "N"). */
+  const tracked = (sock: net.Socket, ...filter: string[]): string[] =>
+    execFileSync('conntrack', ['-L', '-p', 'tcp', '--orig-src', '127.0.0.1', '--orig-dst', DB, '--sport', String(sock.localPort), ...filter], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+
+  const open = (port: number): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: DB, port, localAddress: '127.0.0.1' });
+      sockets.add(s);
+      s.on('error', reject);
+      s.setTimeout(2000, () => reject(new Error(`connect to ${DB}:${port} timed out`)));
+      s.once('connect', () => {
+        s.setTimeout(0);
+        resolve(s);
+      });
+    });
+
+  /** Whether what the client writes comes back within ms (a dropped packet is retransmitted, and dropped again). */
+  const echoes = (sock: net.Socket, ms = 500): Promise<boolean> =>
+    new Promise((resolve) => {
+      const token = `ping-${Math.random()}`;
+      let got = '';
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        sock.off('data', onData);
+        resolve(ok);
+      };
+      const onData = (b: Buffer): void => {
+        got += b.toString('utf8');
+        if (got.includes(token)) done(true);
+      };
+      const timer = setTimeout(() => done(false), ms);
+      sock.on('data', onData);
+      sock.write(token);
+    });
+
+  before(async () => {
+    fs.writeFileSync(wrapper, `#!/bin/sh\necho "$*" >> '${callLog}'\nexec conntrack "$@"\n`, { mode: 0o755 });
+    for (const port of [echoA, echoB]) {
+      const s = net.createServer((c) => {
+        sockets.add(c);
+        c.on('error', () => {});
+        c.pipe(c);
+      });
+      await new Promise<void>((r) => s.listen(port, DB, r));
+      servers.push(s);
+    }
+  });
+  after(() => {
+    // A connection whose packets are dropped would hold the process: every end is destroyed, not ended.
+    for (const s of sockets) s.destroy();
+    for (const s of servers) s.close();
+    spawnSync('nft', ['delete', 'table', 'inet', table], { stdio: 'ignore' });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a live connection goes on through unrelated changes and is cut once its endpoint is quarantined; the same quarantine again cuts nothing', { timeout: 30_000 }, async () => {
+    const rules = [allowEcho(10, echoA)];
+    const first = await driver.program(state(rules));
+    assert.equal(first.cut, 0);
+    assert.deepEqual(calls(), []);
+    const sock = await open(echoA);
+    assert.equal(await echoes(sock), true);
+    assert.equal(tracked(sock, '--mark', '10').length, 1, 'loopback is tracked, marked by rule 10');
+
+    // Unrelated: a rule more, a membership change, another endpoint quarantined (its connections alone are cut).
+    for (const s of [state([...rules, allowHostToDb]), state(rules, [endpoint('obj-web', WEB, ['web', 'db']), endpoint('obj-db', DB, ['db'])])]) {
+      const r = await driver.program(s);
+      assert.ok(r.changes > 0);
+      assert.equal(r.cut, 0);
+      assert.deepEqual(calls(), []);
+    }
+    const web = await driver.program(state(rules, quarantined(WEB)));
+    assert.equal(web.cutError, undefined);
+    assert.deepEqual(calls(), ['-D --orig-dst', '-D --orig-src', '-D --reply-dst', '-D --reply-src'].map((c) => `${c} ${WEB}`));
+    assert.equal(await echoes(sock), true, 'still going');
+    assert.equal(tracked(sock).length, 1);
+
+    const db = await driver.program(state(rules, quarantined(WEB, DB)));
+    assert.equal(db.cutError, undefined);
+    assert.ok(db.cut >= 1, `cut: ${db.cut}`);
+    assert.deepEqual(calls(), ['-D --orig-dst', '-D --orig-src', '-D --reply-dst', '-D --reply-src'].map((c) => `${c} ${DB}`), 'only the newly quarantined');
+    assert.deepEqual(tracked(sock), [], 'its entry is gone');
+    assert.equal(await echoes(sock), false, 'cut');
+
+    assert.deepEqual(await driver.program(state(rules, quarantined(WEB, DB))), { changes: 0, present: true, cut: 0 });
+    assert.deepEqual(calls(), []);
+    // A fresh driver finds them in quarantine already: it would fail, had it called the missing conntrack.
+    const fresh = new NetworkDriver({ table, logGroup: LOG_GROUP, conntrackPath: '/nonexistent/conntrack' });
+    assert.deepEqual(await fresh.program(state(rules, quarantined(WEB, DB))), { changes: 0, present: true, cut: 0 });
+  });
+
+  it('a failed cut is reported, not thrown: the quarantine is programmed all the same', async () => {
+    await driver.program(state([allowEcho(10, echoA)]));
+    const broken = new NetworkDriver({ table, logGroup: LOG_GROUP, conntrackPath: '/nonexistent/conntrack' });
+    const r = await broken.program(state([allowEcho(10, echoA)], quarantined(DB)));
+    assert.ok(r.changes > 0);
+    assert.equal(r.cut, 0);
+    assert.match(r.cutError ?? '', /\/nonexistent\/conntrack not found/);
+    assert.match(execFileSync('nft', ['list', 'set', 'inet', table, 'quarantine'], { encoding: 'utf8' }), new RegExp(DB.replace(/\./g, '\\.')));
+    // Back to what the other driver followed (set elements only, the same rule handles).
+    assert.equal((await broken.program(state([allowEcho(10, echoA)]))).cutError, undefined);
+  });
+
+  it('revoke cuts the connections a rule allowed (its mark), after the rule is gone, and no other', { timeout: 30_000 }, async () => {
+    const r0 = await driver.program(state([allowEcho(11, echoA), allowEcho(12, echoB)]));
+    assert.equal(r0.cutError, undefined);
+    calls();
+    const a = await open(echoA);
+    const b = await open(echoB);
+    assert.equal(await echoes(a), true);
+    assert.equal(await echoes(b), true);
+    assert.equal(tracked(a, '--mark', '11').length, 1, 'marked by rule 11');
+    assert.equal(tracked(b, '--mark', '12').length, 1, 'marked by rule 12');
+
+    // Removing the rule alone leaves what it allowed: established connections pass.
+    const removed = await driver.program(state([allowEcho(12, echoB)]));
+    assert.ok(removed.changes > 0);
+    assert.equal(removed.cut, 0);
+    assert.equal(await echoes(a), true, 'not cut without revoke');
+
+    // Nothing left to change in the table: the revoke is done all the same.
+    const revoked = await driver.program({ ...state([allowEcho(12, echoB)]), revoke: [11] });
+    assert.equal(revoked.changes, 0);
+    assert.equal(revoked.cutError, undefined);
+    assert.ok(revoked.cut >= 1, `cut: ${revoked.cut}`);
+    assert.deepEqual(calls(), ['-D --mark 11']);
+    assert.deepEqual(tracked(a, '--mark', '11'), [], 'the entry of rule 11 is gone');
+    assert.equal(tracked(b, '--mark', '12').length, 1, 'the entry of rule 12 stays');
+    assert.equal(await echoes(a), false, 'no rule allows it any more');
+    assert.equal(await echoes(b), true);
   });
 });

@@ -1,6 +1,7 @@
 import { Driver as DriverNames } from '@agent/option';
 import { BaseDriver, NO_CAPABILITIES, type Capabilities } from '../driver';
-import { compile, type TableModel } from './compile';
+import { compile, SetName, type TableModel } from './compile';
+import { Conntrack } from './conntrack';
 import { Nft, type ActualTable, type Command } from './nft';
 import type { Enforcing, NetworkState, ProgramResult } from './types';
 
@@ -10,6 +11,8 @@ export interface NetworkDriverOptions {
   /** NFLOG group the dataplane logs new connections to (the flow reader listens on it). */
   readonly logGroup: number;
   readonly nftPath?: string;
+  /** The conntrack command, which cuts established connections ('conntrack'). */
+  readonly conntrackPath?: string;
   /** How old the followed copy of the table may get before it is read from the kernel again (10 s). */
   readonly rereadMs?: number;
 }
@@ -19,12 +22,15 @@ export interface NetworkDriverOptions {
  * the agent's own, hooked before Docker's chains. Each program() is one
  * atomic transaction holding only the difference between what the kernel has
  * and what is wanted; what the kernel has is read once and then followed
- * from the transactions' echo, and read again after any failure.
+ * from the transactions' echo, and read again after any failure. After a
+ * transaction, the established connections of newly quarantined endpoints
+ * and of revoked rules are cut.
  */
 export class NetworkDriver extends BaseDriver implements Enforcing {
   readonly name = DriverNames.Network;
   readonly capabilities: Capabilities = NO_CAPABILITIES;
   private readonly nft: Nft;
+  private readonly conntrack: Conntrack;
   private actual: ActualTable | undefined;
   /** When the kernel's table was last read (0: never; the cache is not trusted). */
   private readAt = 0;
@@ -32,6 +38,7 @@ export class NetworkDriver extends BaseDriver implements Enforcing {
   constructor(private readonly opts: NetworkDriverOptions) {
     super();
     this.nft = new Nft('inet', opts.table, opts.nftPath);
+    this.conntrack = new Conntrack(opts.conntrackPath);
   }
 
   async health(): Promise<void> {
@@ -41,23 +48,29 @@ export class NetworkDriver extends BaseDriver implements Enforcing {
   async program(state: NetworkState): Promise<ProgramResult> {
     const desired = compile(state, this.opts.logGroup);
     const cached = this.readAt !== 0;
+    let done: Transacted;
     try {
-      return await this.transact(desired);
+      done = await this.transact(desired);
     } catch (err) {
       // Nothing to enforce needs no nftables: a host without it runs everything else.
-      if (!desired && /ENOENT/.test((err as Error).message)) return { changes: 0, present: false };
+      if (!desired && /ENOENT/.test((err as Error).message)) return { changes: 0, present: false, cut: 0 };
       // The table may have been changed behind the agent's back (a handle gone): read it again, once.
       if (!cached) throw err;
-      return this.transact(desired);
+      done = await this.transact(desired);
     }
+    // Never throws: the drop rules already stop a quarantined workload's packets, the caller logs a failure.
+    const cut = await this.conntrack.cut(done.quarantined, state.revoke ?? []);
+    return { changes: done.changes, present: done.present, ...cut };
   }
 
-  private async transact(desired: TableModel | undefined): Promise<ProgramResult> {
+  private async transact(desired: TableModel | undefined): Promise<Transacted> {
     // Someone else may flush or edit the table (an admin, a firewall reload): the kernel is read again now and then.
     if (this.readAt === 0 || Date.now() - this.readAt > (this.opts.rereadMs ?? 10_000)) {
       this.actual = await this.nft.read();
       this.readAt = Date.now();
     }
+    const was = this.actual?.sets.get(SetName.quarantine)?.elements;
+    const quarantined = [...(desired?.sets.get(SetName.quarantine)?.elements ?? [])].filter((ip) => !was?.has(ip));
     const commands = this.nft.diff(desired, this.actual);
     if (commands.length > 0) {
       try {
@@ -68,7 +81,7 @@ export class NetworkDriver extends BaseDriver implements Enforcing {
         throw err;
       }
     }
-    return { changes: commands.length, present: desired !== undefined };
+    return { changes: commands.length, present: desired !== undefined, quarantined };
   }
 
   async ruleHits(): Promise<Map<number, number>> {
@@ -87,6 +100,13 @@ export class NetworkDriver extends BaseDriver implements Enforcing {
     if (await this.nft.read()) await this.nft.run([this.nft.deleteTable()]);
     this.actual = undefined;
   }
+}
+
+/** A transaction gone through, and the addresses it put in quarantine (whose connections are to be cut). */
+interface Transacted {
+  readonly changes: number;
+  readonly present: boolean;
+  readonly quarantined: readonly string[];
 }
 
 /** What the kernel has after a transaction went through: the rules kept, plus the added ones with the handles nft echoed. */

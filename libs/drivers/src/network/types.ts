@@ -36,6 +36,12 @@ export interface NetworkState {
   /** Every group of the policy (a rule names only these, besides any/host/CIDRs). */
   readonly groups: readonly string[];
   readonly rules: readonly NetRule[];
+  /**
+   * Ids of rules removed or changed with revoke_established: the connections
+   * they had allowed (conntrack entries with the id as mark) are cut after
+   * the transaction.
+   */
+  readonly revoke?: readonly number[];
 }
 
 export interface ProgramResult {
@@ -43,11 +49,36 @@ export interface ProgramResult {
   readonly changes: number;
   /** Whether the agent's table exists after this (false: nothing to enforce, all removed). */
   readonly present: boolean;
+  /** Established connections cut (conntrack entries deleted): of newly quarantined endpoints, and of revoked rules. */
+  readonly cut: number;
+  /** Why cutting failed, when it did: the policy is programmed all the same (the quarantine drop rules hold without it). */
+  readonly cutError?: string;
 }
 
-/** Verdicts as the dataplane logs them (the NFLOG prefix "<verdict>:<rule id>"). */
+/** Verdicts as the dataplane logs them (the NFLOG prefix "<verdict>:<rule id>:<path>"). */
 export const LogVerdict = { Allowed: 'A', Denied: 'D', Violation: 'V', Learned: 'L' } as const;
 export type LogVerdictCode = (typeof LogVerdict)[keyof typeof LogVerdict];
+
+/** Where traffic of a container passes: to another container or out (forward), to the host (input), from the host (output). */
+export type NetPath = 'fwd' | 'in' | 'out';
+
+export interface LogPrefix {
+  readonly verdict: LogVerdictCode;
+  /** 0: no rule decided, the mode did. */
+  readonly ruleId: number;
+  readonly path: NetPath;
+}
+
+export function formatLogPrefix(p: LogPrefix): string {
+  return `${p.verdict}:${p.ruleId}:${p.path}`;
+}
+
+/** A prefix the agent's dataplane wrote; undefined for anything else. */
+export function parseLogPrefix(text: string): LogPrefix | undefined {
+  const m = /^([ADVL]):(\d{1,10}):(fwd|in|out)$/.exec(text.trim());
+  if (!m) return undefined;
+  return { verdict: m[1] as LogVerdictCode, ruleId: Number(m[2]), path: m[3] as NetPath };
+}
 
 /** What an enforcing driver does besides the Driver interface. */
 export interface Enforcing {
