@@ -50,7 +50,7 @@ describe('a fleet of two agents on one nats-server (real Docker, real nftables)'
   before(async () => {
     nats = await startNats();
     for (let i = 0; i < 2; i++) {
-      const agent = await startAgent({ AGENT_CLUSTER_URL: nats.url, AGENT_POLICY_PULL_MS: '500', AGENT_NFT_TABLE: tables[i]!, AGENT_NFLOG_GROUP: groupOf(i) });
+      const agent = await startAgent({ AGENT_CLUSTER_URL: nats.url, AGENT_DISCOVER: 'off', AGENT_POLICY_PULL_MS: '500', AGENT_NFT_TABLE: tables[i]!, AGENT_NFLOG_GROUP: groupOf(i) });
       agents.push(agent);
       dbs.push(await create(agent, `fleet-db-${i}`, 'db', ['nc', '-ll', '-p', String(PORT), '-e', '/bin/cat']));
       webs.push(await create(agent, `fleet-web-${i}`, 'web', ['sleep', '3600']));

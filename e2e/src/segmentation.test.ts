@@ -13,7 +13,9 @@ import { BUSYBOX, api, bufCurl, sh, startAgent, tcpConnects, waitFor, type Agent
 const TABLE = `agent_seg_${process.pid}`;
 // A group of this test's own: the flow log of another agent on this host must not take it.
 const NFLOG_GROUP = String(1000 + (process.pid % 60_000));
-const ENV = { AGENT_NFT_TABLE: TABLE, AGENT_NFLOG_GROUP: NFLOG_GROUP };
+// Containers started outside the agent with this label are discovered.
+const OUTSIDE = `seg.outside=${process.pid}`;
+const ENV = { AGENT_NFT_TABLE: TABLE, AGENT_NFLOG_GROUP: NFLOG_GROUP, AGENT_DISCOVER: OUTSIDE };
 const PORT = 5432;
 
 type Flow = { srcObjectId?: string; dstObjectId?: string; srcGroup?: string; dstGroup?: string; dstPort?: number; protocol?: string; verdict: string; ruleId?: string; mode?: string; count?: string; hostId?: string };
@@ -238,6 +240,28 @@ describe('network segmentation (real Docker, real nftables)', () => {
       assert.equal(await revoked.says('b2'), false, 'removed with revoke_established: cut');
     } finally {
       revoked.close();
+    }
+  });
+
+  it('a container started outside the agent is discovered and enforced at once (its start event to enforced, in ms, is logged)', async () => {
+    await applyPolicy(agent, [['db', 'db', 'MODE_PROTECT'], ['web', 'web', 'MODE_PROTECT']], [{ id: 1, from: 'web', to: 'db', ports: [`tcp/${PORT}`], action: 'ACTION_ALLOW' }]);
+    const name = `seg-outside-${process.pid}`;
+    const id = (await sh('docker', ['run', '-d', '--name', name, '--label', 'app=db', '--label', OUTSIDE, BUSYBOX, 'nc', '-ll', '-p', String(PORT), '-e', '/bin/cat'])).trim();
+    try {
+      const o = await waitFor('discovered and enforced', async () => {
+        const list = ((await api(agent, 'List', { labels: { app: 'db' } })).body.objects ?? []) as Array<Obj & { origin?: string; updatedAt: string }>;
+        return list.find((x) => x.runtimeId === id && x.enforcement === 'ENFORCEMENT_ENFORCED');
+      });
+      assert.equal(o.origin, 'ORIGIN_DISCOVERED');
+      const started = Date.parse(JSON.parse(await sh('docker', ['inspect', '-f', '{{json .State.StartedAt}}', id])) as string);
+      const ms = Date.parse(o.updatedAt) - started;
+      process.stderr.write(`discovered container: started -> enforced (recorded) ${ms} ms\n`);
+      // The figure is the bench's to judge; this catches a path that waits for a timer (a pull, a retry) instead of the start event.
+      assert.ok(ms < 1_000, `enforced ${ms} ms after its start`);
+      assert.equal(await reaches(web, o.ip!), true, 'rule 1 covers it');
+      assert.equal(await reaches(other, o.ip!), false, 'the policy holds for it');
+    } finally {
+      await sh('docker', ['rm', '-f', id]);
     }
   });
 
