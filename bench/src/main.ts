@@ -1,17 +1,22 @@
-// npm run bench [-- --quick] [-- --only=agent|store|spool]
+// npm run bench [-- --quick] [-- --only=agent|store|spool|network]
 //
 // Every figure of the agent beside its peer, measured in the same run on the
 // same containers: the Docker stats API and CLI, docker update, docker run,
-// docker inspect; and the embedded store (LMDB) beside the one-file-per-key
-// store it replaced (store-bench.ts). Writes bench/results/latest.json and
+// docker inspect; the embedded store (LMDB) beside the one-file-per-key
+// store it replaced (store-bench.ts); and the network dataplane beside
+// iptables rebuilds (network-bench.ts). Writes bench/results/latest.json and
 // prints a table. The machine is shared and noisy: read the ratios, not the
 // absolute times.
 //
 // --only=<names> runs some of the benches (agent: everything that needs the
 // agent and Docker; store: the store alone, no Docker; spool: Bus Out replay
-// from the spool to a gRPC sink, spool-bench.ts) and writes
-// bench/results/<names>.json instead, so latest.json keeps the full run. The
-// store alone, without the reinstall of npm run bench:
+// from the spool to a gRPC sink, spool-bench.ts; network: policy changes,
+// set elements and quarantine on nftables beside iptables and
+// iptables-restore, the flow log's packet rate through ulogd, and a policy
+// revision fanned out to 1,000 watchers on nats-server, network-bench.ts;
+// root, no Docker, about a minute) and writes bench/results/<names>.json
+// instead, so latest.json keeps the full run. The store alone, without the
+// reinstall of npm run bench:
 //   npx tsc -b bench && node bench/dist/main.js --only=store
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,12 +31,14 @@ import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
 import { apiClient, BUSYBOX, cpuSeconds, memoryLimitFile, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
+import { policyApplyCase } from './network-agent-bench';
+import { networkCase } from './network-bench';
 import { spoolCase } from './spool-bench';
 import { storeCase } from './store-bench';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const BENCHES = ['agent', 'store', 'spool'] as const;
+const BENCHES = ['agent', 'store', 'spool', 'network'] as const;
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const wanted = (b: (typeof BENCHES)[number]): boolean => ONLY === undefined || ONLY.includes(b);
 const P = QUICK
@@ -372,6 +379,10 @@ async function main(): Promise<void> {
   if (wanted('agent')) await agentCases();
   if (wanted('store')) await storeCase({ record, log, pct, nowMs, pool });
   if (wanted('spool')) await spoolCase({ record, log, pct, nowMs, pool });
+  if (wanted('network')) {
+    await networkCase({ record, log, pct, nowMs, pool }, { quick: QUICK });
+    await policyApplyCase({ record, log, pct, nowMs, pool }, { quick: QUICK });
+  }
   const out = {
     started: started.toISOString(),
     quick: QUICK,

@@ -5,6 +5,8 @@ import type { internalv1, policyv1 } from '@agent/proto';
 /** Flows kept for ListFlows, the most recent ones. */
 export const FLOW_HISTORY = 10_000;
 export const LIST_DEFAULT = 100;
+/** Flows a WatchFlows caller may have waiting to be sent; past it new ones are dropped for it (counted, logged) rather than held. */
+const WATCH_BACKLOG = 10_000;
 
 type FlowFilter = Pick<policyv1.ListFlowsRequest, 'objectId' | 'verdicts'>;
 
@@ -57,7 +59,14 @@ export class Traffic {
 
   /** Streams matching flows from now until the caller cancels. */
   async watch(req: policyv1.WatchFlowsRequest, call: ServerWritableStream<policyv1.WatchFlowsRequest, policyv1.Flow>): Promise<void> {
-    const w = { filter: req, write: (f: policyv1.Flow) => call.write(f) };
+    let dropped = 0;
+    const w = {
+      filter: req,
+      write: (f: policyv1.Flow): void => {
+        if (call.writableLength < WATCH_BACKLOG) return void call.write(f);
+        if (dropped++ % 1_000 === 0) this.log.warn('a flow watcher is not reading; flows dropped for it', { dropped });
+      },
+    };
     this.watchers.add(w);
     await new Promise<void>((resolve) => {
       call.on('cancelled', resolve);

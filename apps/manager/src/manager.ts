@@ -185,6 +185,10 @@ export class ManagerService {
     // The policy is in place either way: a connection left standing is logged, not failed.
     if (r.cutError) this.log.warn('connections not cut', { reason: r.cutError, cut: r.cut, revoke: req.revoke });
     else if (r.cut > 0) this.log.info('connections cut', { cut: r.cut, revoke: req.revoke });
+    void r.quarantineCut?.then((q) => {
+      if (q.cutError) this.log.warn('connections of quarantined workloads not cut (their packets are dropped all the same)', { reason: q.cutError, cut: q.cut });
+      else if (q.cut > 0) this.log.info('connections of quarantined workloads cut', { cut: q.cut });
+    });
     return { changes: r.changes, present: r.present, cut: r.cut };
   }
 

@@ -234,14 +234,17 @@ describe('NetworkDriver cutting connections (real nftables and conntrack)', () =
       assert.deepEqual(calls(), []);
     }
     const web = await driver.program(state(rules, quarantined(WEB)));
-    assert.equal(web.cutError, undefined);
+    assert.equal(web.cut, 0, 'no revoke: nothing cut before the answer');
+    assert.equal((await web.quarantineCut)?.cutError, undefined, 'the quarantined are cut after it');
     assert.deepEqual(calls(), ['-D --orig-dst', '-D --orig-src', '-D --reply-dst', '-D --reply-src'].map((c) => `${c} ${WEB}`));
     assert.equal(await echoes(sock), true, 'still going');
     assert.equal(tracked(sock).length, 1);
 
     const db = await driver.program(state(rules, quarantined(WEB, DB)));
-    assert.equal(db.cutError, undefined);
-    assert.ok(db.cut >= 1, `cut: ${db.cut}`);
+    assert.equal(await echoes(sock), false, 'its packets are dropped as soon as program() answers');
+    const dbCut = await db.quarantineCut;
+    assert.equal(dbCut?.cutError, undefined);
+    assert.ok((dbCut?.cut ?? 0) >= 1, `cut: ${dbCut?.cut}`);
     assert.deepEqual(calls(), ['-D --orig-dst', '-D --orig-src', '-D --reply-dst', '-D --reply-src'].map((c) => `${c} ${DB}`), 'only the newly quarantined');
     assert.deepEqual(tracked(sock), [], 'its entry is gone');
     assert.equal(await echoes(sock), false, 'cut');
@@ -258,8 +261,9 @@ describe('NetworkDriver cutting connections (real nftables and conntrack)', () =
     const broken = new NetworkDriver({ table, logGroup: LOG_GROUP, conntrackPath: '/nonexistent/conntrack' });
     const r = await broken.program(state([allowEcho(10, echoA)], quarantined(DB)));
     assert.ok(r.changes > 0);
-    assert.equal(r.cut, 0);
-    assert.match(r.cutError ?? '', /\/nonexistent\/conntrack not found/);
+    const q = await r.quarantineCut;
+    assert.equal(q?.cut, 0);
+    assert.match(q?.cutError ?? '', /\/nonexistent\/conntrack not found/);
     assert.match(execFileSync('nft', ['list', 'set', 'inet', table, 'quarantine'], { encoding: 'utf8' }), new RegExp(DB.replace(/\./g, '\\.')));
     // Back to what the other driver followed (set elements only, the same rule handles).
     assert.equal((await broken.program(state([allowEcho(10, echoA)]))).cutError, undefined);

@@ -58,9 +58,11 @@ export class NetworkDriver extends BaseDriver implements Enforcing {
       if (!cached) throw err;
       done = await this.transact(desired);
     }
-    // Never throws: the drop rules already stop a quarantined workload's packets, the caller logs a failure.
-    const cut = await this.conntrack.cut(done.quarantined, state.revoke ?? []);
-    return { changes: done.changes, present: done.present, ...cut };
+    // Never throws (the caller logs a failure). A revoked rule's connections pass until their entries go: waited for.
+    const cut = await this.conntrack.cut([], state.revoke ?? []);
+    // A quarantined workload's packets are dropped already: its entries go after the answer.
+    const quarantineCut = done.quarantined.length > 0 ? this.conntrack.cut(done.quarantined, []) : undefined;
+    return { changes: done.changes, present: done.present, ...cut, ...(quarantineCut ? { quarantineCut } : {}) };
   }
 
   private async transact(desired: TableModel | undefined): Promise<Transacted> {
@@ -74,7 +76,8 @@ export class NetworkDriver extends BaseDriver implements Enforcing {
     const commands = this.nft.diff(desired, this.actual);
     if (commands.length > 0) {
       try {
-        const echo = await this.nft.run(commands, { echo: true });
+        // Only added rules need their handles echoed; a large echo overflows netlink (ENOBUFS, after the commit) and costs a full read.
+        const echo = await this.nft.run(commands, { echo: commands.some((c) => (c.add as { rule?: unknown } | undefined)?.rule !== undefined) });
         this.actual = desired ? follow(this.actual, desired, commands, echo) : undefined;
       } catch (err) {
         this.readAt = 0;

@@ -49,10 +49,17 @@ export interface ProgramResult {
   readonly changes: number;
   /** Whether the agent's table exists after this (false: nothing to enforce, all removed). */
   readonly present: boolean;
-  /** Established connections cut (conntrack entries deleted): of newly quarantined endpoints, and of revoked rules. */
+  /** Established connections of revoked rules cut (conntrack entries deleted) before program() returned. */
   readonly cut: number;
-  /** Why cutting failed, when it did: the policy is programmed all the same (the quarantine drop rules hold without it). */
+  /** Why cutting them failed, when it did: the policy is programmed all the same. */
   readonly cutError?: string;
+  /**
+   * Newly quarantined endpoints: their connections being cut, after
+   * program() returned. Their packets are already dropped (the quarantine
+   * rules come before established connections are passed), so nobody waits
+   * for conntrack walking its table; this settles with what it cut.
+   */
+  readonly quarantineCut?: Promise<{ readonly cut: number; readonly cutError?: string }>;
 }
 
 /** Verdicts as the dataplane logs them (the NFLOG prefix "<verdict>:<rule id>:<path>"). */
