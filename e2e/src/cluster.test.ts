@@ -3,6 +3,8 @@
 // killed agent's records are marked stale, not deleted.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { connect } from '@agent/grpc-kit';
+import { policyv1 } from '@agent/proto';
 import { NatsStore } from '@agent/store';
 import { api, bufCurl, startAgent, startNats, waitFor, type Agent } from '@agent/testkit';
 
@@ -55,6 +57,24 @@ describe('two agents sharing one NATS JetStream store', () => {
     await waitFor('b applied revision 7', () => b.logs.find((l) => l.msg === 'network policy applied' && Number(l.revision) === 7), 2_000, 20);
     const stale = await bufCurl(b.address, 'agent.v1.PolicyService/ApplyPolicy', policy(7), { token: b.token });
     assert.equal(stale.error?.code, 'failed_precondition');
+  });
+
+  it('the same revision applied on both agents at once: exactly one succeeds, the other is FAILED_PRECONDITION (5 rounds)', async () => {
+    const policy = (revision: number, rule: number): object => ({ revision, groups: [{ name: 'web', selector: { app: 'web' }, mode: 'MODE_PROTECT' }], rules: [{ id: rule, from: 'any', to: 'web', ports: ['tcp/80'], action: 'ACTION_ALLOW' }] });
+    // Clients connected beforehand, both calls sent in one turn: they meet in the store within a millisecond or so.
+    const clients = [a, b].map((x) => connect(policyv1.PolicyServiceClient, x.address, { token: x.token }));
+    await Promise.all(clients.map((c) => c.call('getPolicy', {})));
+    for (let revision = 8; revision < 13; revision++) {
+      const both = await Promise.all(clients.map((c, i) => c.call('applyPolicy', policyv1.Policy.fromJSON(policy(revision, i + 1))).then(() => 'ok', (err: Error) => err.name)));
+      assert.deepEqual([...both].sort(), ['FailedPreconditionError', 'ok'], `revision ${revision}: ${JSON.stringify(both)}`);
+      // What both read back is the winner's.
+      const winner = both.indexOf('ok') + 1;
+      for (const x of [a, b]) {
+        const got = await bufCurl(x.address, 'agent.v1.PolicyService/GetPolicy', {}, { token: x.token });
+        assert.deepEqual([Number(got.body.revision), Number(got.body.rules[0].id)], [revision, winner]);
+      }
+    }
+    for (const c of clients) c.close();
   });
 
   it('a change to config.agents.<host> changes that agent within 1 s, and only that one', async () => {

@@ -1,6 +1,9 @@
-import { FailedPreconditionError, errorMessage, type Logger } from '@agent/grpc-kit';
+import { FailedPreconditionError, UnavailableError, errorMessage, type Logger } from '@agent/grpc-kit';
 import { policyv1 } from '@agent/proto';
 import type { Records } from './records';
+
+/** Writes tried while other agents keep storing a policy in between. */
+const MAX_ATTEMPTS = 10;
 
 /**
  * The network policy as the fleet shares it (config.network in the cluster
@@ -20,9 +23,14 @@ export class PolicyBook {
     // The system queue logs and swallows what its tasks throw: the caller needs it.
     await this.system('policy apply', async () => {
       try {
-        const current = await this.current();
-        if (p.revision <= current.revision) throw new FailedPreconditionError(`revision: ${p.revision} is not greater than the current ${current.revision}`);
-        await this.records.putPolicy(JSON.stringify(policyv1.Policy.toJSON(p)));
+        // The check and the write are one step fleet-wide: a policy another agent stored in between makes the write fail, and the check runs again on it.
+        for (let attempt = 1; ; attempt++) {
+          const read = await this.records.getPolicy();
+          const current = this.parse(read);
+          if (p.revision <= current.revision) throw new FailedPreconditionError(`revision: ${p.revision} is not greater than the current ${current.revision}`);
+          if (await this.records.putPolicyIf(JSON.stringify(policyv1.Policy.toJSON(p)), read)) break;
+          if (attempt === MAX_ATTEMPTS) throw new UnavailableError(`the policy changed under each of ${MAX_ATTEMPTS} writes; try again`);
+        }
         status = { revision: p.revision, appliedAt: new Date(), groups: p.groups.length, rules: p.rules.length };
         this.log.info('network policy stored', { revision: p.revision, groups: p.groups.length, rules: p.rules.length });
       } catch (err) {

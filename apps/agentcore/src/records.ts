@@ -54,9 +54,13 @@ export class Records {
     return this.write(`remove event ${eventId}`, () => this.store.delete(Keys.event(this.hostId, eventId)));
   }
 
-  /** The fleet's network policy (config.network), as JSON. */
-  putPolicy(value: string): Promise<void> {
-    return this.write('record the network policy', () => this.store.put(Keys.network, value));
+  /** The fleet's network policy (config.network), as JSON, if it still is what was read (false: another agent wrote it meanwhile). */
+  async putPolicyIf(value: string, read: string | undefined): Promise<boolean> {
+    let written = false;
+    await this.write('record the network policy', async () => {
+      written = await this.store.putIf(Keys.network, value, read);
+    });
+    return written;
   }
 
   getPolicy(): Promise<string | undefined> {

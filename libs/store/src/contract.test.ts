@@ -55,6 +55,25 @@ for (const backend of backends) {
       assert.equal(await store.get('t1.none'), undefined);
     });
 
+    it('putIf writes only over what it expects (absent, or a value); of writers expecting the same, one wins', async () => {
+      assert.equal(await store.putIf('t1b.a', 'r1', undefined), true, 'absent, as expected');
+      assert.equal(await store.putIf('t1b.a', 'rX', undefined), false, 'no longer absent');
+      assert.equal(await store.putIf('t1b.a', 'r2', 'r1'), true);
+      assert.equal(await store.putIf('t1b.a', 'rY', 'r1'), false, 'r1 is gone');
+      assert.equal(await store.get('t1b.a'), 'r2');
+      // Two writers at once, both expecting r2 (on NATS two stores, as two agents; the embedded one has one per data dir): one write goes in.
+      const other = backend.name.startsWith('cluster') ? await backend.open() : store;
+      try {
+        const won = await Promise.all([store.putIf('t1b.a', 'from-1', 'r2'), other.putIf('t1b.a', 'from-2', 'r2')]);
+        assert.equal(won.filter(Boolean).length, 1, JSON.stringify(won));
+        assert.equal(await store.get('t1b.a'), won[0] ? 'from-1' : 'from-2');
+      } finally {
+        if (other !== store) await other.close();
+      }
+      await store.delete('t1b.a');
+      assert.equal(await store.putIf('t1b.a', 'again', undefined), true, 'deleted counts as absent');
+    });
+
     it('keeps large and non-ASCII values whole', async () => {
       const big = JSON.stringify({ env: ['Ünïcødé=✓'], blob: 'x'.repeat(200_000) });
       await store.put('t2.big', big);

@@ -45,6 +45,13 @@ export class FileStore implements KvStore {
     this.notify(key, value);
   }
 
+  /** One process's compare-and-put (this format has one writer: it is only read once, and measured). */
+  async putIf(key: string, value: string, expected: string | undefined): Promise<boolean> {
+    if ((await this.get(key)) !== expected) return false;
+    await this.put(key, value);
+    return true;
+  }
+
   async get(key: string): Promise<string | undefined> {
     try {
       return fs.readFileSync(this.file(key), 'utf8');

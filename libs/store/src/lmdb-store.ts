@@ -55,6 +55,21 @@ export class LmdbStore implements KvStore {
     this.watchers.notify(key, value);
   }
 
+  async putIf(key: string, value: string, expected: string | undefined): Promise<boolean> {
+    checkKey(key);
+    let written = false;
+    // The read and the write in one write transaction: no other put comes between.
+    await this.write(key.length + Buffer.byteLength(value), 'put', () =>
+      this.db.transaction(() => {
+        if (this.db.get(key) !== expected) return false;
+        void this.db.put(key, value);
+        return (written = true);
+      }),
+    );
+    if (written) this.watchers.notify(key, value);
+    return written;
+  }
+
   async get(key: string): Promise<string | undefined> {
     return this.db.get(key);
   }

@@ -2,6 +2,13 @@ import { connect, type KV, type NatsConnection, type QueuedIterator, type KvEntr
 import type { KvStore, StoreChange } from './store';
 
 const enc = new TextEncoder();
+/** JetStream's "wrong last sequence": the key changed after it was read. */
+const WRONG_LAST_SEQUENCE = 10071;
+
+function writtenMeanwhile(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; message?: string } | undefined;
+  return e?.api_error?.err_code === WRONG_LAST_SEQUENCE || /wrong last sequence|key exists/i.test(e?.message ?? '');
+}
 const dec = new TextDecoder();
 
 /**
@@ -33,6 +40,21 @@ export class NatsStore implements KvStore {
 
   async put(key: string, value: string): Promise<void> {
     await this.kv.put(key, enc.encode(value));
+  }
+
+  /** On the entry's revision: JetStream refuses the write if any agent wrote the key since it was read. */
+  async putIf(key: string, value: string, expected: string | undefined): Promise<boolean> {
+    const e = await this.kv.get(key);
+    const current = e && e.operation === 'PUT' ? dec.decode(e.value) : undefined;
+    if (current !== expected) return false;
+    try {
+      if (e) await this.kv.update(key, enc.encode(value), e.revision);
+      else await this.kv.create(key, enc.encode(value));
+      return true;
+    } catch (err) {
+      if (writtenMeanwhile(err)) return false;
+      throw err;
+    }
   }
 
   async get(key: string): Promise<string | undefined> {

@@ -11,6 +11,12 @@ export interface StoreChange {
  */
 export interface KvStore {
   put(key: string, value: string): Promise<void>;
+  /**
+   * Puts value only if the key holds expected now (undefined: absent), as
+   * one step against every other writer of the store (the fleet's agents on
+   * NATS); resolves false, writing nothing, when it holds something else.
+   */
+  putIf(key: string, value: string, expected: string | undefined): Promise<boolean>;
   get(key: string): Promise<string | undefined>;
   delete(key: string): Promise<void>;
   /** Every key that starts with prefix, with its value. */
