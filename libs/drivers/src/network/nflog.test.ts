@@ -2,7 +2,7 @@
 // nft table on the loopback, to an address nothing listens on.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -143,6 +143,25 @@ describe('FlowLog', () => {
     await flow.close();
     assert.deepEqual(ulogdPids(), []);
     assert.equal(fs.existsSync(path.join(dir, 'ulogd.sock')), false);
+  });
+
+  it('a ulogd whose agent is SIGKILLed goes with it (parent-death signal), so it holds no NFLOG group', async () => {
+    const killedDir = path.join(tmp, 'killed');
+    const killedConf = path.join(killedDir, 'ulogd.conf');
+    const script = `require(${JSON.stringify(require.resolve('./nflog'))}).FlowLog.start({ group: ${GROUP + 2}, dir: ${JSON.stringify(killedDir)}, onPacket: () => {} }).then(() => console.log('up'), (e) => { console.error(e); process.exit(1); })`;
+    const agent = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      agent.stdout.on('data', (d: Buffer) => d.toString().includes('up') && resolve());
+      agent.once('exit', (code) => reject(new Error(`exited with ${code} before ulogd was up`)));
+    });
+    const pids = (): number[] => spawnSync('pgrep', ['-f', killedConf], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+    assert.equal(pids().length, 1, 'its ulogd runs');
+    agent.kill('SIGKILL');
+    const deadline = Date.now() + 3_000;
+    while (pids().length > 0) {
+      assert.ok(Date.now() < deadline, `ulogd ${pids().join(', ')} outlived its agent`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   });
 
   it('rejects quickly, naming ulogd, when ulogd is missing', async () => {

@@ -102,8 +102,11 @@ export class FlowLog {
   /** Spawns ulogd; settles when it has connected to our socket, or failed to within 5 s (then it is killed). */
   private launch(): Promise<void> {
     return new Promise((resolve, reject) => {
+      const ulogd = this.opts.ulogdPath ?? 'ulogd';
+      if (!executable(ulogd)) return reject(new Error(`ulogd (${ulogd}) did not start: spawn ${ulogd} ENOENT`));
       const out = openPrivateFile(this.files.log);
-      const child = spawn(this.opts.ulogdPath ?? 'ulogd', ['-c', this.files.conf], { stdio: ['ignore', out, out] });
+      // With setpriv, ulogd gets SIGTERM when the agent dies, even by SIGKILL (else the next start kills it: see killStale).
+      const child = SETPRIV ? spawn(SETPRIV, ['--pdeathsig', 'TERM', '--', ulogd, '-c', this.files.conf], { stdio: ['ignore', out, out] }) : spawn(ulogd, ['-c', this.files.conf], { stdio: ['ignore', out, out] });
       fs.closeSync(out);
       this.child = child;
       const startedAt = Date.now();
@@ -174,6 +177,23 @@ export class FlowLog {
       this.opts.onError?.(`onPacket threw: ${String(err)}`);
     }
   }
+}
+
+/** util-linux's setpriv (in every Debian): it sets the parent-death signal, then execs ulogd in its place. */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((f) => executable(f));
+
+/** A path, or a name found in PATH, that can be run. */
+function executable(cmd: string): boolean {
+  const runnable = (f: string): boolean => {
+    try {
+      fs.accessSync(f, fs.constants.X_OK);
+      return fs.statSync(f).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes('/')) return runnable(cmd);
+  return (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && runnable(path.join(dir, cmd)));
 }
 
 interface Files { readonly conf: string; readonly sock: string; readonly log: string; readonly pid: string }
