@@ -103,6 +103,20 @@ describe('every service serves health and reflection', () => {
     assert.equal(del.body.state, 'STATE_DELETED');
     assert.equal(await sh('docker', ['ps', '-aq', '--filter', `id=${obj.runtimeId}`]), '');
   });
+
+  it("a Delete's own stop is not logged as the workload stopping by itself", async () => {
+    const said = (objectId: string): string[] => agent.logs.filter((l) => l.objectId === objectId && /stopped by/.test(String(l.msg))).map((l) => `${l.level} ${l.msg}`);
+    for (const spec of [
+      { name: 'deleted-c', kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['sleep', '600'] } },
+      { name: 'deleted-p', kind: 'KIND_PROCESS', process: { command: ['sleep', '600'] } },
+    ]) {
+      const ack = await api(agent, 'Create', { spec, wait: true });
+      const objectId = ack.body.objectId as string;
+      assert.equal((await api(agent, 'Delete', { object_id: objectId, wait: true })).body.state, 'STATE_DELETED');
+      await new Promise((r) => setTimeout(r, 500)); // the runtime's stop event comes after
+      assert.equal(said(objectId).some((l) => l.includes('stopped by itself')), false, `${spec.kind}: ${said(objectId).join('; ')}`);
+    }
+  });
 });
 
 describe('without Docker', () => {

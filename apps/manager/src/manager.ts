@@ -14,6 +14,9 @@ export interface KindDrivers {
   readonly network: Driver & Enforcing;
 }
 
+/** How long after a Delete the workload's stop event is still taken as the Delete's. */
+const DELETE_EVENT_GRACE_MS = 10_000;
+
 /**
  * The manager: objects through drivers. It keeps no copy of what agentcore
  * owns: every call on an existing workload brings its kind and recorded
@@ -34,6 +37,8 @@ export class ManagerService {
 
   /** Discovered containers: container id -> object id, and what each watcher is told on connecting. */
   private readonly discovered = new Map<string, internalv1.RuntimeEvent>();
+  /** Objects being deleted (until: a while after, for the runtime's late stop event), so their stop is not told as their own. */
+  private readonly deleting = new Map<string, number>();
 
   /**
    * Watches the host for containers the agent did not create. The object id
@@ -87,7 +92,9 @@ export class ManagerService {
   }
 
   private onRuntimeEvent(e: RuntimeEvent): void {
-    this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
+    // The stop a Delete causes is the Delete's (its event may come after the Delete has returned).
+    if (!e.running && (this.deleting.get(e.objectId) ?? 0) > Date.now()) this.log.debug('object stopped by its delete', { objectId: e.objectId, reason: e.reason });
+    else this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
     const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false, exitCode: e.exitCode };
     for (const w of this.watchers) w.write(ev);
   }
@@ -146,8 +153,15 @@ export class ManagerService {
     if (!req.spec) throw new InvalidArgumentError('spec', 'required');
     const driver = this.driverFor(req.spec.kind);
     const runtime = req.runtime ? fromRuntimeInfo(req.runtime) : undefined;
-    if (runtime) await driver.remove(runtime);
-    await driver.purge(toWorkload(req.objectId, req.spec));
+    const now = Date.now();
+    for (const [id, until] of this.deleting) if (until <= now) this.deleting.delete(id);
+    this.deleting.set(req.objectId, Infinity);
+    try {
+      if (runtime) await driver.remove(runtime);
+      await driver.purge(toWorkload(req.objectId, req.spec));
+    } finally {
+      this.deleting.set(req.objectId, Date.now() + DELETE_EVENT_GRACE_MS);
+    }
     if (runtime) this.discovered.delete(runtime.runtimeId);
     this.log.info('object deleted', { objectId: req.objectId });
     return {};
