@@ -34,6 +34,13 @@ describe('restart after SIGKILL', () => {
     await sh('docker', ['rm', '-f', before.get(removed)!.runtimeId]);
     const reportFile = path.join(agent.dataDir, 'reports.jsonl');
     const linesBefore = fs.readFileSync(reportFile, 'utf8').split('\n').length;
+    // The logs of an object that is gone (a kill cut its Delete short): swept at the restart; a live process's stay.
+    const logDir = path.join(agent.dataDir, 'logs');
+    const orphans = ['obj-gone-before.log', 'obj-gone-before.log.1'].map((f) => path.join(logDir, f));
+    for (const f of orphans) {
+      fs.writeFileSync(f, 'old\n', { mode: 0o600 });
+      fs.utimesSync(f, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    }
 
     agent = await startAgent({ AGENT_STOP_GRACE_MS: '500' }, agent);
     try {
@@ -45,6 +52,8 @@ describe('restart after SIGKILL', () => {
         assert.equal(byId.get(id)?.runtimeId, before.get(id)!.runtimeId, 'the same container, not a new one');
       }
       assert.equal(byId.get(removed)?.state, 'STATE_DELETED');
+      assert.deepEqual(orphans.filter((f) => fs.existsSync(f)), [], 'the logs of a gone object are swept');
+      for (const id of processes) assert.ok(fs.existsSync(path.join(logDir, `${id}.log`)), `the log of ${id} stays`);
       for (const id of processes) {
         assert.equal(byId.get(id)?.state, 'STATE_RUNNING', id);
         assert.equal(byId.get(id)?.pid, before.get(id)!.pid, 'the same process, not a new one');

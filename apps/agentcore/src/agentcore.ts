@@ -15,7 +15,7 @@ import {
   INTERNAL_ONLY,
 } from '@agent/grpc-kit';
 import { internalv1, policyv1, v1 } from '@agent/proto';
-import { openStore, type KvStore } from '@agent/store';
+import { Keys, openStore, type KvStore } from '@agent/store';
 import { ClusterSync, type CoreView } from './cluster';
 import { EventLog } from './events';
 import { Flows } from './flows';
@@ -51,6 +51,7 @@ export class AgentCore implements CoreView {
   private readonly network: Segmentation;
   private readonly learned: LearnedRules;
   private readonly records: Records;
+  private readonly hostId: string;
   private readonly traffic: Traffic;
   /** Creates in flight by request_id: a repeat that arrives before the first is recorded waits for it. */
   private readonly creating = new Map<string, Promise<v1.EventAck>>();
@@ -66,6 +67,7 @@ export class AgentCore implements CoreView {
   ) {
     const records = new Records(store, opts.hostId, log, onStoreRefused);
     this.records = records;
+    this.hostId = opts.hostId;
     this.objects = new ObjectTable(records, opts);
     this.events = new EventLog(records, { count: opts.eventRetention, ageMs: opts.eventRetentionMs }, log);
     this.scheduler = new Scheduler(this.objects, this.events, opts, log);
@@ -116,6 +118,19 @@ export class AgentCore implements CoreView {
   /** After a restart: the recorded objects taken back, the interrupted events resumed; returns the records that could not be read. */
   recover(): Promise<DamagedRecord[]> {
     return this.recovery.recover();
+  }
+
+  /**
+   * After recover: what the drivers keep of objects that no longer exist goes
+   * (best effort: a failure is only logged). An object whose record could not
+   * be read keeps what is its: the record is left for an operator.
+   */
+  async sweep(damaged: readonly DamagedRecord[]): Promise<void> {
+    const madeBefore = new Date();
+    const prefix = Keys.workloads(this.hostId);
+    const keep = [...this.objects.all()].filter((r) => r.object.state !== State.STATE_DELETED).map((r) => r.object.objectId);
+    for (const d of damaged) if (d.key.startsWith(prefix)) keep.push(d.key.slice(prefix.length));
+    await this.peers.manager.call('sweep', { keep, madeBefore }, { timeoutMs: 30_000 }).catch((err: unknown) => this.log.warn('leftovers of gone objects not swept', { reason: errorMessage(err) }));
   }
 
   /** After recover: the network dataplane follows the policy and the objects (until then the kernel keeps enforcing what it had). */
@@ -327,6 +342,7 @@ export async function startAgentCore(
   // As the seed's clusterLoop: records of vanished workloads go, the others are
   // taken back and uploaded, then the watchers are registered.
   const damaged = await core.recover();
+  await core.sweep(damaged);
   await core.startNetwork();
   core.follow();
   const cluster = new ClusterSync(store, core, peers.collector, server.health, { hostId: config.hostId, version: AGENT_VERSION, heartbeatMs: config.heartbeatMs, policyPullMs: config.policyPullMs, statsUploadMs: config.statsUploadMs, healthMs: config.healthMs, cleanupMs: config.cleanupMs }, log);

@@ -206,6 +206,16 @@ export class ManagerService {
     return { changes: r.changes, present: r.present, cut: r.cut };
   }
 
+  /** What every workload driver keeps of objects that are gone. */
+  async sweep(req: internalv1.SweepRequest): Promise<internalv1.SweepResult> {
+    const keep = new Set(req.keep);
+    const before = req.madeBefore ?? new Date(0);
+    let removed = 0;
+    for (const d of [this.drivers.container, this.drivers.process, this.drivers.cgroup]) removed += await d.sweep(keep, before);
+    if (removed > 0) this.log.info('leftovers of gone objects removed', { removed });
+    return { removed };
+  }
+
   async readRuleHits(): Promise<internalv1.RuleHits> {
     return { hits: Object.fromEntries(await this.drivers.network.ruleHits()) };
   }
@@ -220,6 +230,7 @@ export class ManagerService {
       watchRuntime: serverStream(this.log, (_r, call) => this.watchRuntime(call)),
       programNetwork: unary(this.log, (r) => this.programNetwork(r)),
       readRuleHits: unary(this.log, () => this.readRuleHits()),
+      sweep: unary(this.log, (r) => this.sweep(r)),
     };
   }
 }

@@ -68,6 +68,12 @@ export interface Driver {
    * NotFoundError when it is gone.
    */
   adopt(spec: WorkloadSpec, runtime: Runtime | undefined): Promise<Runtime>;
+  /**
+   * After a restart's recovery: removes what the driver keeps beside the
+   * workloads (files) for objects not in keep, made before madeBefore (what a
+   * create under way makes is newer). Returns how many were removed.
+   */
+  sweep(keep: ReadonlySet<string>, madeBefore: Date): Promise<number>;
   stats(runtime: Runtime): Figures;
   push(payload: ReportPayload): Promise<PushResult>;
   /** Subscribes to workloads stopping or starting by themselves; returns the unsubscribe. */
@@ -125,6 +131,10 @@ export abstract class BaseDriver implements Driver {
   }
   adopt(_spec: WorkloadSpec, _runtime: Runtime | undefined): Promise<Runtime> {
     return this.unsupported('adopt');
+  }
+  /** Nothing kept beside the workloads: nothing to sweep. */
+  sweep(_keep: ReadonlySet<string>, _madeBefore: Date): Promise<number> {
+    return Promise.resolve(0);
   }
   stats(_runtime: Runtime): Figures {
     throw new NotSupportedError(`${this.name} driver does not support stats`);

@@ -269,6 +269,35 @@ export class ProcessDriver extends BaseDriver {
     this.logs.remove(this.logFile(spec.objectId));
   }
 
+  /**
+   * Logs of objects that are gone (a kill between a Delete's stop and its
+   * removal of the log, or a record dropped while the agent was away): the
+   * files <objectId>.log and .log.1 of objects not kept, older than madeBefore.
+   */
+  override async sweep(keep: ReadonlySet<string>, madeBefore: Date): Promise<number> {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.opts.logDir);
+    } catch {
+      return 0; // no log made yet
+    }
+    let removed = 0;
+    for (const name of names) {
+      const m = /^(.+)\.log(\.1)?$/.exec(name);
+      if (!m || keep.has(m[1]!)) continue;
+      const file = path.join(this.opts.logDir, name);
+      try {
+        const st = fs.lstatSync(file);
+        if (!st.isFile() || st.mtime >= madeBefore) continue;
+        fs.rmSync(file);
+        removed++;
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return removed;
+  }
+
   private pollExit(objectId: string, rt: Runtime): void {
     const timer = setInterval(() => {
       if (isSameProcess(rt.pid, rt.startTime)) return;
