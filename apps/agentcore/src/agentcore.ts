@@ -15,7 +15,7 @@ import {
   INTERNAL_ONLY,
 } from '@agent/grpc-kit';
 import { internalv1, policyv1, v1 } from '@agent/proto';
-import { Keys, openStore, type KvStore } from '@agent/store';
+import { openStore, type KvStore } from '@agent/store';
 import { ClusterSync, type CoreView } from './cluster';
 import { EventLog } from './events';
 import { Flows } from './flows';
@@ -51,7 +51,6 @@ export class AgentCore implements CoreView {
   private readonly network: Segmentation;
   private readonly learned: LearnedRules;
   private readonly records: Records;
-  private readonly hostId: string;
   private readonly traffic: Traffic;
   /** Creates in flight by request_id: a repeat that arrives before the first is recorded waits for it. */
   private readonly creating = new Map<string, Promise<v1.EventAck>>();
@@ -67,7 +66,6 @@ export class AgentCore implements CoreView {
   ) {
     const records = new Records(store, opts.hostId, log, onStoreRefused);
     this.records = records;
-    this.hostId = opts.hostId;
     this.objects = new ObjectTable(records, opts);
     this.events = new EventLog(records, { count: opts.eventRetention, ageMs: opts.eventRetentionMs }, log);
     this.scheduler = new Scheduler(this.objects, this.events, opts, log);
@@ -127,9 +125,8 @@ export class AgentCore implements CoreView {
    */
   async sweep(damaged: readonly DamagedRecord[]): Promise<void> {
     const madeBefore = new Date();
-    const prefix = Keys.workloads(this.hostId);
     const keep = [...this.objects.all()].filter((r) => r.object.state !== State.STATE_DELETED).map((r) => r.object.objectId);
-    for (const d of damaged) if (d.key.startsWith(prefix)) keep.push(d.key.slice(prefix.length));
+    for (const d of damaged) if (d.objectId !== undefined) keep.push(d.objectId);
     await this.peers.manager.call('sweep', { keep, madeBefore }, { timeoutMs: 30_000 }).catch((err: unknown) => this.log.warn('leftovers of gone objects not swept', { reason: errorMessage(err) }));
   }
 

@@ -135,7 +135,8 @@ function applies(r: policyv1.Rule, groups: ReadonlySet<string>): boolean {
   return ok(r.from) && ok(r.to);
 }
 
-function sameRule(a: policyv1.Rule, b: policyv1.Rule): boolean {
+/** Whether two rules say the same (from, to, ports, action), whatever their ids, hits or flags. */
+export function sameRule(a: policyv1.Rule, b: policyv1.Rule): boolean {
   return a.from === b.from && a.to === b.to && a.ports.join(',') === b.ports.join(',') && a.action === b.action;
 }
 

@@ -19,6 +19,8 @@ export interface EventRecordData {
 export interface DamagedRecord {
   readonly key: string;
   readonly reason: string;
+  /** The object an object record is of (from its key). */
+  readonly objectId?: string;
 }
 
 /**
@@ -90,7 +92,7 @@ export class Records {
         if (!object.spec || object.spec.name === '' || object.spec.kind === v1.Kind.KIND_UNSPECIFIED) throw new Error('no spec, name or kind');
         records.push({ object, runtime: saved.runtime ? internalv1.RuntimeInfo.fromJSON(saved.runtime) : undefined });
       } catch (err) {
-        damaged.push({ key, reason: errorMessage(err) });
+        damaged.push({ key, reason: errorMessage(err), objectId: key.slice(prefix.length) });
       }
     }
     return { records, damaged };

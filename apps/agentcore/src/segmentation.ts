@@ -1,7 +1,7 @@
 import { errorMessage, type Logger } from '@agent/grpc-kit';
 import { macFor } from '@agent/drivers';
 import { type internalv1, policyv1, v1 } from '@agent/proto';
-import type { LearnedRules } from './learning';
+import { sameRule, type LearnedRules } from './learning';
 import type { ObjectRecord, ObjectTable } from './objects';
 import type { Peers } from './peers';
 
@@ -86,7 +86,7 @@ export class Segmentation {
     const now = new Map(this.rules().map((r) => [r.id, r]));
     for (const r of before) {
       const n = now.get(r.id);
-      if (r.revokeEstablished && (!n || n.from !== r.from || n.to !== r.to || n.ports.join() !== r.ports.join() || n.action !== r.action)) this.revoke.add(r.id);
+      if (r.revokeEstablished && (!n || !sameRule(n, r))) this.revoke.add(r.id);
     }
   }
 

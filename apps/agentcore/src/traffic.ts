@@ -1,5 +1,5 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { errorMessage, type Logger, type Peer } from '@agent/grpc-kit';
+import { boundedWriter, errorMessage, type Logger, type Peer } from '@agent/grpc-kit';
 import type { internalv1, policyv1 } from '@agent/proto';
 
 /** Flows kept for ListFlows, the most recent ones. */
@@ -59,14 +59,7 @@ export class Traffic {
 
   /** Streams matching flows from now until the caller cancels. */
   async watch(req: policyv1.WatchFlowsRequest, call: ServerWritableStream<policyv1.WatchFlowsRequest, policyv1.Flow>): Promise<void> {
-    let dropped = 0;
-    const w = {
-      filter: req,
-      write: (f: policyv1.Flow): void => {
-        if (call.writableLength < WATCH_BACKLOG) return void call.write(f);
-        if (dropped++ % 1_000 === 0) this.log.warn('a flow watcher is not reading; flows dropped for it', { dropped });
-      },
-    };
+    const w = { filter: req, write: boundedWriter(call, { backlog: WATCH_BACKLOG, everyDrops: 1_000, onDrop: (dropped) => this.log.warn('a flow watcher is not reading; flows dropped for it', { dropped }) }) };
     this.watchers.add(w);
     await new Promise<void>((resolve) => {
       call.on('cancelled', resolve);

@@ -4,6 +4,7 @@ import { type AgentConfig, GrpcService, Module } from '@agent/option';
 import { context, trace, type Link, type SpanContext } from '@opentelemetry/api';
 import {
   AlreadyExistsError,
+  boundedWriter,
   FailedPreconditionError,
   Logger,
   NotFoundError,
@@ -131,14 +132,12 @@ export class CollectorService {
   /** Writes every flow batch to the call until it is cancelled or the collector closes. */
   private async watchFlows(call: ServerWritableStream<internalv1.Empty, internalv1.FlowBatch>): Promise<void> {
     if (!this.flows) throw new FailedPreconditionError('this collector has no flow log');
-    let dropped = 0;
-    const unsubscribe = await this.flows.subscribe((batch) => {
-      if (call.writableLength >= FLOW_WATCH_BACKLOG) {
-        if (dropped++ % 100 === 0) this.log.warn('flow watcher is not reading; batches dropped', { dropped, flows: batch.flows.length });
-        return;
-      }
-      call.write(batch);
+    const write = boundedWriter(call, {
+      backlog: FLOW_WATCH_BACKLOG,
+      everyDrops: 100,
+      onDrop: (dropped, batch: internalv1.FlowBatch) => this.log.warn('flow watcher is not reading; batches dropped', { dropped, flows: batch.flows.length }),
     });
+    const unsubscribe = await this.flows.subscribe(write);
     try {
       await new Promise<void>((resolve) => {
         if (call.cancelled || this.closed) return resolve();

@@ -21,7 +21,8 @@ export type {
 export { CgroupFs, V1_CONTROLLERS, UNIFIED, checkRelativeCgroupPath, safeRead } from './cgroup-fs';
 export { CgroupDriver } from './cgroup-driver';
 export { FigureReader } from './figure-reader';
-export { ProcessDriver, resolveExecutable, searchPathOf } from './process-driver';
+export { ProcessDriver } from './process-driver';
+export { resolveExecutable, searchPathOf } from './executables';
 export type { ProcessDriverOptions } from './process-driver';
 export { resolveUser } from './users';
 export type { ResolvedUser, UserFiles } from './users';

@@ -10,6 +10,7 @@ import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
 import { checkAllowedExecutable } from './exec-policy';
+import { AGENT_PATH, resolveExecutable, searchPathOf } from './executables';
 import { LogFiles } from './log-rotation';
 import { isSameProcess, parentPid, processStartTime } from './proc-figures';
 import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
@@ -424,40 +425,10 @@ function isDirectory(p: string): boolean {
   }
 }
 
-function isExecutableFile(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
-
 function realExecutable(p: string): string {
   try {
     return fs.realpathSync(p);
   } catch (err) {
     throw new DriverError(DriverNames.Process, `executable not found: ${p}`, { cause: err });
   }
-}
-
-/** The agent's own PATH: the launcher's, and the search path when the caller's env sets none. */
-const AGENT_PATH = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
-
-/** Where a process's executable is looked for: its env's PATH (the last one wins, as the launcher exports them in order), else the agent's. */
-export function searchPathOf(env: readonly string[]): string {
-  let found = AGENT_PATH;
-  for (const kv of env) if (kv.startsWith('PATH=')) found = kv.slice('PATH='.length);
-  return found;
-}
-
-/** Like execvp's search, done up front so that a missing binary fails the create, not later. */
-export function resolveExecutable(exe: string, searchPath: string): string | undefined {
-  if (exe.includes('/')) return isExecutableFile(exe) ? path.resolve(exe) : undefined;
-  for (const dir of searchPath.split(':')) {
-    if (dir === '') continue;
-    const candidate = path.join(dir, exe);
-    if (isExecutableFile(candidate)) return candidate;
-  }
-  return undefined;
 }

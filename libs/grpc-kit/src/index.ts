@@ -18,7 +18,7 @@ export type { MappedStatus } from './status';
 export { Logger } from './log';
 export type { Fields } from './log';
 export { HealthRegistry } from './health';
-export { startGrpcServer, unary, serverStream } from './server';
+export { boundedWriter, startGrpcServer, unary, serverStream } from './server';
 export type { ServiceBinding, RunningServer } from './server';
 export { Peer, LocalPeer, connect, connectLocal } from './client';
 export type { CallOpts, ConnectOpts } from './client';

@@ -248,6 +248,23 @@ export function serverStream<Req, Res>(log: Logger, fn: (req: Req, call: ServerW
   };
 }
 
+/**
+ * A writer for a server stream whose caller may stop reading: while more than
+ * backlog messages wait to be sent, a new one is dropped rather than held
+ * (memory stays bounded); onDrop hears of the first drop and every
+ * everyDrops-th after it, with the count so far and the message dropped.
+ */
+export function boundedWriter<T>(
+  call: { readonly writableLength: number; write(msg: T): unknown },
+  opts: { readonly backlog: number; readonly everyDrops: number; readonly onDrop: (dropped: number, msg: T) => void },
+): (msg: T) => void {
+  let dropped = 0;
+  return (msg) => {
+    if (call.writableLength < opts.backlog) return void call.write(msg);
+    if (dropped++ % opts.everyDrops === 0) opts.onDrop(dropped, msg);
+  };
+}
+
 function mapError(log: Logger, method: string, err: unknown) {
   const st = toGrpcStatus(err);
   if (st.unexpected) log.error('unexpected error', { method, err });

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { openPrivateFile, privateDir } from '@agent/grpc-kit';
+import { resolveExecutable, searchPathOf } from '../executables';
 
 export interface NflogPacket {
   /** When the kernel logged the packet (ulogd's oob.time), else when the line arrived. */
@@ -103,7 +104,7 @@ export class FlowLog {
   private launch(): Promise<void> {
     return new Promise((resolve, reject) => {
       const ulogd = this.opts.ulogdPath ?? 'ulogd';
-      if (!executable(ulogd)) return reject(new Error(`ulogd (${ulogd}) did not start: spawn ${ulogd} ENOENT`));
+      if (resolveExecutable(ulogd, searchPathOf([])) === undefined) return reject(new Error(`ulogd (${ulogd}) did not start: spawn ${ulogd} ENOENT`));
       const out = openPrivateFile(this.files.log);
       // With setpriv, ulogd gets SIGTERM when the agent dies, even by SIGKILL (else the next start kills it: see killStale).
       const child = SETPRIV ? spawn(SETPRIV, ['--pdeathsig', 'TERM', '--', ulogd, '-c', this.files.conf], { stdio: ['ignore', out, out] }) : spawn(ulogd, ['-c', this.files.conf], { stdio: ['ignore', out, out] });
@@ -180,21 +181,7 @@ export class FlowLog {
 }
 
 /** util-linux's setpriv (in every Debian): it sets the parent-death signal, then execs ulogd in its place. */
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((f) => executable(f));
-
-/** A path, or a name found in PATH, that can be run. */
-function executable(cmd: string): boolean {
-  const runnable = (f: string): boolean => {
-    try {
-      fs.accessSync(f, fs.constants.X_OK);
-      return fs.statSync(f).isFile();
-    } catch {
-      return false;
-    }
-  };
-  if (cmd.includes('/')) return runnable(cmd);
-  return (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && runnable(path.join(dir, cmd)));
-}
+const SETPRIV = resolveExecutable('setpriv', '/usr/bin:/bin');
 
 interface Files { readonly conf: string; readonly sock: string; readonly log: string; readonly pid: string }
 
