@@ -145,9 +145,10 @@ async function sweepCase(objs: v1.Object[], n: number): Promise<void> {
   const subset = objs.slice(0, n);
   const cgroups = new CgroupDriver(new CgroupFs('agent'));
   const reporter = connect(internalv1.ReporterClient, '127.0.0.1:9'); // never called: nothing forwards
-  const collector = new CollectorService(cgroups, reporter, { hostId: 'bench', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
+  const collector = new CollectorService((_kind, rt) => cgroups.sampler(rt), reporter, { hostId: 'bench', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
   for (const o of subset) {
-    collector.createTask({ objectId: o.objectId, kind: v1.Kind.KIND_CONTAINER, cgroup: cgroups.fs.refForPid(o.pid), pid: o.pid, host: false });
+    const runtime = internalv1.RuntimeInfo.fromPartial({ runtimeId: o.runtimeId, pid: o.pid, cgroup: cgroups.fs.refForPid(o.pid), running: true });
+    collector.createTask({ objectId: o.objectId, kind: v1.Kind.KIND_CONTAINER, runtime, host: false });
   }
   // Warm the JIT and the kernel's file paths: the agent samples continuously, so steady state is what counts.
   for (let i = 0; i < 200; i++) collector.sweep();

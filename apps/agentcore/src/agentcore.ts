@@ -28,7 +28,7 @@ import { Records, type DamagedRecord } from './records';
 import { Recovery } from './recovery';
 import { RuntimeFollower } from './runtime-follower';
 import { Scheduler } from './scheduler';
-import { Segmentation } from './segmentation';
+import { Segmentation, segmentable, segmentedKinds } from './segmentation';
 import { Traffic } from './traffic';
 
 const { State, EventType } = v1;
@@ -172,7 +172,7 @@ export class AgentCore implements CoreView {
    */
   async setQuarantine(req: policyv1.SetQuarantineRequest): Promise<v1.Object> {
     const rec = this.objects.live(req.objectId, 'quarantine');
-    if (rec.object.spec?.kind !== v1.Kind.KIND_CONTAINER) throw new FailedPreconditionError(`object_id: ${req.objectId} is not a container; only containers are segmented`);
+    if (!segmentable(rec.object)) throw new FailedPreconditionError(`object_id: ${req.objectId} is ${v1.Kind[rec.object.spec?.kind ?? 0]}, which has no address of its own; only ${segmentedKinds()} objects are segmented`);
     if (rec.object.quarantined !== req.quarantined) {
       rec.object.quarantined = req.quarantined;
       await this.objects.commit(rec);

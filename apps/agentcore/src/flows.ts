@@ -1,4 +1,5 @@
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage, type Logger } from '@agent/grpc-kit';
+import { checkUpdate, kindRow } from '@agent/kinds';
 import { type internalv1, v1 } from '@agent/proto';
 import type { ObjectRecord, ObjectTable } from './objects';
 import { PEER_TIMEOUT_MS, type Peers } from './peers';
@@ -35,6 +36,8 @@ export class Flows {
       const u = req.update;
       const rec = this.objects.live(u.objectId, 'update');
       this.objects.requireManaged(rec, 'update');
+      // What the object's driver cannot do is refused now, before any call.
+      checkUpdate(kindRow(rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED), u.resources);
       return { rec, type: EventType.EVENT_TYPE_UPDATE, wait: u.wait, run: () => this.runUpdate(rec, u) };
     }
     if (req.delete) {
@@ -190,7 +193,7 @@ export class Flows {
     const { collector } = this.peers;
     const objectId = rec.object.objectId;
     if (replace && rec.hasCollectTask) await collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
-    const target = { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, cgroup: rec.runtime?.cgroup, pid: rec.runtime?.pid ?? 0, host: false };
+    const target = { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, runtime: rec.runtime, host: false };
     // Claimed before the call, so that cleanup never takes a task being made for a dead one.
     rec.hasCollectTask = true;
     await collector.call('createTask', target, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {

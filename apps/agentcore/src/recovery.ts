@@ -1,4 +1,5 @@
 import { NotFoundError, errorMessage, type Logger } from '@agent/grpc-kit';
+import { findKind } from '@agent/kinds';
 import { v1 } from '@agent/proto';
 import type { EventLog } from './events';
 import type { Flows } from './flows';
@@ -108,10 +109,9 @@ export class Recovery {
         );
         return;
       }
-      const kind = rec.object.spec?.kind;
       rec.object.pushing = false;
       rec.object.pushIntervalMs = 0;
-      if (kind === v1.Kind.KIND_PROCESS) return this.objects.setState(rec, State.STATE_STOPPED, 'exited while the agent was down');
+      if (findKind(rec.object.spec?.kind)?.goneWhileDown === State.STATE_STOPPED) return this.objects.setState(rec, State.STATE_STOPPED, 'exited while the agent was down');
       this.objects.releaseName(rec);
       rec.runtime = undefined;
       return this.objects.setState(rec, State.STATE_DELETED, 'removed while the agent was down');

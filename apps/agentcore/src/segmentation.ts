@@ -1,5 +1,6 @@
 import { errorMessage, type Logger } from '@agent/grpc-kit';
 import { macFor } from '@agent/drivers';
+import { findKind, KINDS } from '@agent/kinds';
 import { type internalv1, policyv1, v1 } from '@agent/proto';
 import { sameRule, type LearnedRules } from './learning';
 import type { ObjectRecord, ObjectTable } from './objects';
@@ -98,7 +99,7 @@ export class Segmentation {
   async describe(logged: readonly internalv1.LoggedFlow[]): Promise<policyv1.Flow[]> {
     const byIp = new Map<string, v1.Object>();
     for (const { object: o } of this.objects.all()) {
-      if (o.ip !== '' && o.spec?.kind === v1.Kind.KIND_CONTAINER && o.state !== State.STATE_DELETED) byIp.set(o.ip, o);
+      if (o.ip !== '' && segmentable(o) && o.state !== State.STATE_DELETED) byIp.set(o.ip, o);
     }
     const flows = logged.map((l) => this.named(l, byIp));
     const discovered = flows.filter((f) => f.verdict === Verdict.VERDICT_LEARNED);
@@ -142,7 +143,7 @@ export class Segmentation {
    * unguarded.
    */
   async beforeStart(rec: ObjectRecord): Promise<void> {
-    if (rec.object.spec?.kind !== v1.Kind.KIND_CONTAINER) return;
+    if (!segmentable(rec.object) || !rec.object.spec) return;
     if (this.selection(rec.object.spec.labels).mode !== Mode.MODE_PROTECT && !rec.object.quarantined) return;
     await this.sync();
     if (rec.object.enforcement !== Enforcement.ENFORCEMENT_PENDING) throw new Error(`network policy could not hold the container before its start: ${rec.object.lastError || 'dataplane refused'}`);
@@ -202,7 +203,7 @@ export class Segmentation {
   /** What the dataplane must know of an object: a live container some group selects, or one held, quarantined. */
   private endpoint(rec: ObjectRecord): internalv1.NetworkEndpoint | undefined {
     const { object } = rec;
-    if (object.spec?.kind !== v1.Kind.KIND_CONTAINER) return undefined;
+    if (!segmentable(object) || !object.spec) return undefined;
     if (object.state !== State.STATE_PENDING && object.state !== State.STATE_RUNNING) return undefined;
     if (rec.deleteRequested) return undefined;
     const { groups, mode } = this.selection(object.spec.labels);
@@ -228,4 +229,14 @@ export class Segmentation {
 /** An endpoint as the reconcile compares it. */
 function endpointKey(e: internalv1.NetworkEndpoint | undefined): string {
   return JSON.stringify(e ?? null);
+}
+
+/** Objects whose kind's workloads have an address of their own (containers) are segmented; others are not. */
+export function segmentable(object: v1.Object): boolean {
+  return findKind(object.spec?.kind)?.capabilities.network === true;
+}
+
+/** The kinds that are segmented, for messages. */
+export function segmentedKinds(): string {
+  return KINDS.filter((r) => r.capabilities.network).map((r) => v1.Kind[r.kind]).join(', ');
 }

@@ -17,7 +17,8 @@ import {
 } from '@agent/grpc-kit';
 import { policyv1, v1, type internalv1 } from '@agent/proto';
 import { validateFlowFilter, validateListFlows, validatePolicy } from './validate-policy';
-import { checkObjectId, checkProcessPolicy, validateCreate, validateList, validatePushOn, validateUpdate, type ProcessPolicy } from './validate';
+import { admitWorkload, redactWorkload } from '@agent/kinds';
+import { checkObjectId, validateCreate, validateList, validatePushOn, validateUpdate } from './validate';
 
 /** Who may call what: readers read (and take one report); everything else is the admin's. */
 export const API_ACCESS: Access = {
@@ -34,21 +35,9 @@ export const API_ACCESS: Access = {
 /** Readers may read the policy and the flows; only admins change the policy or quarantine. */
 export const POLICY_ACCESS: Access = { roles: [Role.Admin], methods: { GetPolicy: [Role.Admin, Role.Reader], ListFlows: [Role.Admin, Role.Reader], WatchFlows: [Role.Admin, Role.Reader] } };
 
-const REDACTED = '<redacted>';
-
-/** A reader sees which variables an object has, not their values (passwords live there). */
+/** A reader sees what each kind hides of a spec redacted (environment values: passwords live there). */
 function redact(o: v1.Object): v1.Object {
-  const hide = (env: readonly string[]): string[] => env.map((kv) => `${kv.slice(0, Math.max(kv.indexOf('='), 0))}=${REDACTED}`);
-  const spec = o.spec;
-  if (!spec) return o;
-  return {
-    ...o,
-    spec: {
-      ...spec,
-      container: spec.container && { ...spec.container, env: hide(spec.container.env) },
-      process: spec.process && { ...spec.process, env: hide(spec.process.env) },
-    },
-  };
+  return o.spec ? { ...o, spec: redactWorkload(o.spec) } : o;
 }
 
 type Call = object;
@@ -62,7 +51,7 @@ const isReader = (call: Call): boolean => callerOf(call)?.role !== Role.Admin;
 export class ApiServer {
   constructor(
     private readonly core: Peer<internalv1.AgentCoreClient>,
-    private readonly opts: { minIntervalMs: number; waitTimeoutMs: number; process: ProcessPolicy },
+    private readonly opts: { minIntervalMs: number; waitTimeoutMs: number; config: AgentConfig },
     private readonly log: Logger,
   ) {}
 
@@ -109,7 +98,7 @@ export class ApiServer {
       create: unary(log, async (r: v1.CreateRequest, call) => {
         this.audit(call, 'Create', { name: r.spec?.name ?? '', kind: v1.Kind[r.spec?.kind ?? 0] ?? '' });
         validateCreate(r);
-        if (r.spec?.process) r.spec.process = checkProcessPolicy(r.spec.process, this.opts.process);
+        if (r.spec) r.spec = admitWorkload(r.spec, this.opts.config);
         return this.publish({ create: r }, r.wait);
       }),
       update: unary(log, async (r: v1.UpdateRequest, call) => {
@@ -182,7 +171,7 @@ export async function startApiServer(config: AgentConfig, core: Peer<internalv1.
   const log = new Logger(Module.ApiServer, config.logLevel);
   const api = new ApiServer(
     core,
-    { minIntervalMs: config.minIntervalMs, waitTimeoutMs: config.waitTimeoutMs, process: { defaultUser: config.processUser, allow: config.processAllow } },
+    { minIntervalMs: config.minIntervalMs, waitTimeoutMs: config.waitTimeoutMs, config },
     log,
   );
   const server = await startGrpcServer({

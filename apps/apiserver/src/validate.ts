@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@agent/grpc-kit';
-import { checkAllowedExecutable, checkRelativeCgroupPath, resolveExecutable, resolveUser, searchPathOf } from '@agent/drivers';
+import { kindRow, validateWorkload } from '@agent/kinds';
 import { v1 } from '@agent/proto';
 
 // Syntax checks of the public API. Each failure names the field, so that a
@@ -10,14 +10,9 @@ export const LIMITS = {
   nameLength: 63,
   idLength: 64,
   requestIdLength: 128,
-  imageLength: 255,
-  argLength: 4096,
-  args: 256,
-  envEntries: 256,
   labels: 64,
   labelKeyLength: 63,
   labelValueLength: 255,
-  cwdLength: 4096,
   maxCpus: 1024,
   /** Docker's own minimum; the kernel's is lower but anything below this is a mistake. */
   minMemoryBytes: 6 * 1024 * 1024,
@@ -28,8 +23,6 @@ export const LIMITS = {
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const LABEL_KEY_RE = /^[a-zA-Z0-9]([a-zA-Z0-9_./-]*[a-zA-Z0-9])?$/;
-const IMAGE_RE = /^[a-z0-9][a-z0-9._\-/:@]*$/i;
-const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 function fail(field: string, reason: string): never {
   throw new InvalidArgumentError(field, reason);
@@ -52,26 +45,6 @@ export function checkLabels(field: string, labels: Record<string, string>): void
     if (k.startsWith('io.agent.')) fail(`${field}[${JSON.stringify(k)}]`, 'the io.agent. prefix is reserved for the agent');
     maxLen(`${field}[${JSON.stringify(k)}]`, v, LIMITS.labelValueLength);
   }
-}
-
-function checkArgv(field: string, args: readonly string[], required: boolean): void {
-  if (required && args.length === 0) fail(field, 'required: at least the executable');
-  if (args.length > LIMITS.args) fail(field, `more than ${LIMITS.args} arguments`);
-  args.forEach((a, i) => {
-    if (i === 0 && a === '') fail(`${field}[0]`, 'the executable must not be empty');
-    maxLen(`${field}[${i}]`, a, LIMITS.argLength);
-    if (a.includes('\0')) fail(`${field}[${i}]`, 'must not contain NUL');
-  });
-}
-
-function checkEnv(field: string, env: readonly string[]): void {
-  if (env.length > LIMITS.envEntries) fail(field, `more than ${LIMITS.envEntries} entries`);
-  env.forEach((e, i) => {
-    const eq = e.indexOf('=');
-    if (eq <= 0 || !ENV_KEY_RE.test(e.slice(0, eq))) fail(`${field}[${i}]`, 'must be KEY=VALUE with a valid variable name');
-    maxLen(`${field}[${i}]`, e, LIMITS.argLength);
-    if (e.includes('\0')) fail(`${field}[${i}]`, 'must not contain NUL');
-  });
 }
 
 /** Create: 0 is "no limit"; negative values are errors. */
@@ -98,57 +71,11 @@ export function validateCreate(req: v1.CreateRequest): void {
   if (s.name.length > LIMITS.nameLength || !NAME_RE.test(s.name)) {
     fail('spec.name', `must be 1-${LIMITS.nameLength} characters of letters, digits, "_", ".", "-", starting with a letter or digit`);
   }
-  if (s.kind === v1.Kind.KIND_UNSPECIFIED) fail('spec.kind', 'required: KIND_CONTAINER, KIND_PROCESS or KIND_CGROUP');
-  if (!(s.kind in v1.Kind) || s.kind === v1.Kind.UNRECOGNIZED) fail('spec.kind', `unknown kind ${s.kind}`);
+  kindRow(s.kind);
   checkLabels('spec.labels', s.labels);
   checkResources('spec.resources', s.resources, false);
-  const set = { container: s.container !== undefined, process: s.process !== undefined, cgroup: s.cgroup !== undefined };
-  const want = s.kind === v1.Kind.KIND_CONTAINER ? 'container' : s.kind === v1.Kind.KIND_PROCESS ? 'process' : 'cgroup';
-  if (!set[want]) fail(`spec.${want}`, `required for ${v1.Kind[s.kind]}`);
-  for (const other of ['container', 'process', 'cgroup'] as const) {
-    if (other !== want && set[other]) fail(`spec.${other}`, `must not be set for ${v1.Kind[s.kind]}`);
-  }
-  if (s.container) {
-    const c = s.container;
-    if (c.image === '') fail('spec.container.image', 'required');
-    if (c.image.length > LIMITS.imageLength || !IMAGE_RE.test(c.image)) fail('spec.container.image', 'not a valid image reference');
-    checkArgv('spec.container.command', c.command, false);
-    checkEnv('spec.container.env', c.env);
-  }
-  if (s.process) {
-    const p = s.process;
-    checkArgv('spec.process.command', p.command, true);
-    checkEnv('spec.process.env', p.env);
-    maxLen('spec.process.cwd', p.cwd, LIMITS.cwdLength);
-    if (p.cwd !== '' && !p.cwd.startsWith('/')) fail('spec.process.cwd', 'must be an absolute path');
-  }
-  if (s.cgroup) {
-    checkRelativeCgroupPath('spec.cgroup.path', s.cgroup.path);
-    // Process objects live in proc-<object id>: a cgroup object there would be inside one of them.
-    if (s.cgroup.path.startsWith('proc-')) fail('spec.cgroup.path', 'names beginning with "proc-" are reserved for the cgroups of process objects');
-  }
-}
-
-export interface ProcessPolicy {
-  /** AGENT_PROCESS_USER: who runs a process whose spec names nobody. */
-  readonly defaultUser: string;
-  /** AGENT_PROCESS_ALLOW: executables or directories; empty allows any. */
-  readonly allow: readonly string[];
-}
-
-/**
- * Host checks of a process spec, answered at once rather than as a failed
- * create: the user must exist (INVALID_ARGUMENT), the executable must be
- * allowed (PERMISSION_DENIED). The spec comes back with its user filled in,
- * so that Get shows who the process runs as.
- */
-export function checkProcessPolicy(p: v1.ProcessSpec, policy: ProcessPolicy): v1.ProcessSpec {
-  const user = p.user === '' ? policy.defaultUser : p.user;
-  maxLen('spec.process.user', user, LIMITS.nameLength);
-  resolveUser(user);
-  const exe = resolveExecutable(p.command[0] ?? '', searchPathOf(p.env));
-  if (exe !== undefined) checkAllowedExecutable(policy.allow, exe);
-  return { ...p, user };
+  // The kind's own checks: its case of the spec, and the limits its driver can set.
+  validateWorkload(s);
 }
 
 export function validateUpdate(req: v1.UpdateRequest): void {

@@ -7,11 +7,12 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Module } from '@agent/option';
+import { Module, type DriverName } from '@agent/option';
 import { connect, Logger } from '@agent/grpc-kit';
-import { CgroupDriver, CgroupFs, ProcessDriver, type Runtime } from '@agent/drivers';
+import { CgroupDriver, CgroupFs, ProcessDriver, type Driver, type Runtime } from '@agent/drivers';
 import { internalv1, v1 } from '@agent/proto';
-import { CollectorService } from './collector';
+import { toRuntimeInfo } from '@agent/kinds';
+import { CollectorService, driverSamplers } from './collector';
 
 const parent = `agent-collector-test-${randomBytes(3).toString('hex')}`;
 const cgroups = new CgroupDriver(new CgroupFs(parent));
@@ -19,13 +20,12 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'collector-test-'));
 const procs = new ProcessDriver(cgroups, { logDir: dataDir, defaultCwd: '/', stopGraceMs: 500, defaultUser: 'nobody', allow: [] });
 // Never called: nothing here forwards to a reporter.
 const reporter = connect(internalv1.ReporterClient, '127.0.0.1:9');
-const collector = new CollectorService(cgroups, reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
+const collector = new CollectorService(driverSamplers({ objects: new Map<DriverName, Driver>([[procs.name, procs], [cgroups.name, cgroups]]) }), reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
 
 const target = (objectId: string, rt: Runtime): internalv1.CollectTarget => ({
   objectId,
   kind: v1.Kind.KIND_PROCESS,
-  cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } },
-  pid: rt.pid,
+  runtime: toRuntimeInfo(rt),
   host: false,
 });
 
@@ -44,8 +44,8 @@ describe('collector on real cgroups', () => {
 
   before(async () => {
     const busy = { command: ['sh', '-c', 'while :; do :; done'], env: [], cwd: '', user: '' };
-    half = await procs.create({ objectId: 'half', name: 'half', labels: {}, resources: { cpus: 0.5, memoryBytes: 64 << 20, pidsLimit: 8 }, process: busy });
-    full = await procs.create({ objectId: 'full', name: 'full', labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, process: busy });
+    half = await procs.create({ objectId: 'half', name: 'half', labels: {}, resources: { cpus: 0.5, memoryBytes: 64 << 20, pidsLimit: 8 }, workload: busy });
+    full = await procs.create({ objectId: 'full', name: 'full', labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, workload: busy });
     collector.createTask(target('half', half));
     collector.createTask(target('full', full));
   });

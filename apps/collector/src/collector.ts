@@ -19,8 +19,17 @@ import {
   type RunningServer,
 } from '@agent/grpc-kit';
 import { withModule } from '@agent/telemetry';
-import { hostFigures, type CgroupDriver, type CgroupRef, type FigureReader, type Figures } from '@agent/drivers';
+import { hostFigures, NO_FIGURES, type Figures, type Runtime, type Sampler } from '@agent/drivers';
+import { driverFor, fromRuntimeInfo, type HostDrivers } from '@agent/kinds';
 import { internalv1, type v1 } from '@agent/proto';
+
+/** Opens the sampler of an object of kind: its driver's (the kinds registry says which). */
+export type SamplerSource = (kind: v1.Kind, runtime: Runtime) => Sampler;
+
+/** Each kind's driver samples its objects. */
+export function driverSamplers(drivers: Pick<HostDrivers, 'objects'>): SamplerSource {
+  return (kind, runtime) => driverFor(drivers, kind).sampler(runtime);
+}
 import { FlowSource } from './flow-source';
 
 /** Batches a WatchFlows call may have waiting to be sent; past it new ones are dropped (a stuck watcher must not hold memory). */
@@ -36,8 +45,8 @@ interface Task {
   last?: v1.Report;
   /** The PushOn that started forwarding: periodic sends are new traces linked to it. */
   pushedBy?: SpanContext;
-  /** The object's stats files, kept open (none for the host). */
-  readonly reader?: FigureReader;
+  /** The object's figures, from its driver (files kept open); none for the host. */
+  readonly reader?: Sampler;
 }
 
 /**
@@ -54,7 +63,7 @@ export class CollectorService {
   private readonly flowWatchers = new Set<() => void>();
 
   constructor(
-    private readonly cgroups: CgroupDriver,
+    private readonly samplers: SamplerSource,
     private readonly reporter: Peer<internalv1.ReporterClient>,
     private readonly opts: { readonly hostId: string; baseIntervalMs: number },
     private readonly log: Logger,
@@ -65,9 +74,8 @@ export class CollectorService {
   createTask(target: internalv1.CollectTarget): internalv1.CollectTask {
     if (target.objectId === '') throw new InvalidArgumentError('object_id', 'required');
     if (this.tasks.has(target.objectId)) throw new AlreadyExistsError(`collect task for ${target.objectId} exists`);
-    const cg = target.cgroup;
-    const ref: CgroupRef = { version: cg?.version === 'v2' ? 'v2' : 'v1', paths: cg?.paths ?? {} };
-    const reader = target.host ? undefined : this.cgroups.openReader(ref, target.pid);
+    // An object with no recorded workload has no figures (never the host's).
+    const reader = target.host ? undefined : target.runtime ? this.samplers(target.kind, fromRuntimeInfo(target.runtime)) : NO_FIGURES;
     const task: Task = { objectId: target.objectId, target, intervalMs: this.opts.baseIntervalMs, forwarding: false, nextDue: aligned(Date.now(), this.opts.baseIntervalMs), reader };
     this.tasks.set(task.objectId, task);
     this.sample(task); // first sample at once: the baseline for CPU%
@@ -265,7 +273,7 @@ function view(t: Task): internalv1.CollectTask {
 
 export async function startCollector(
   config: AgentConfig,
-  cgroups: CgroupDriver,
+  drivers: Pick<HostDrivers, 'objects'>,
   reporter: Peer<internalv1.ReporterClient>,
   listener: Listener,
 ): Promise<{ server: RunningServer; service: CollectorService }> {
@@ -276,7 +284,7 @@ export async function startCollector(
     windowMs: config.flowWindowMs,
     onError: (message) => log.warn('flow log', { reason: message }),
   });
-  const service = new CollectorService(cgroups, reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log, flows);
+  const service = new CollectorService(driverSamplers(drivers), reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log, flows);
   const server = await startGrpcServer({
     listeners: [listener],
     log,

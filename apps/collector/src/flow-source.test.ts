@@ -12,9 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { GrpcService, loadConfig, Module } from '@agent/option';
 import { connect, FailedPreconditionError, INTERNAL_ONLY, internalListener, Logger, startGrpcServer, type Peer, type RunningServer } from '@agent/grpc-kit';
-import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { internalv1, policyv1 } from '@agent/proto';
-import { CollectorService, startCollector } from './collector';
+import { CollectorService, driverSamplers, startCollector } from './collector';
 import { FlowSource } from './flow-source';
 
 const GROUP = 4712; // 4713: the start-failure case; 4714, 4715: the gRPC cases
@@ -244,7 +243,6 @@ describe('Collector WatchFlows', () => {
   const token = randomBytes(16).toString('hex');
   const config = loadConfig({ AGENT_DATA_DIR: dataDir, AGENT_NFLOG_GROUP: String(GROUP + 2), AGENT_FLOW_WINDOW_MS: '200', AGENT_LOG_LEVEL: 'error' });
   const conf = path.join(dataDir, 'flowlog', 'ulogd.conf');
-  const cgroups = new CgroupDriver(new CgroupFs(`agent-flows-test-${randomBytes(3).toString('hex')}`)); // no task: never touched
   const reporter = connect(internalv1.ReporterClient, '127.0.0.1:9'); // never called
   const log = new Logger(Module.Collector, 'error');
   const servers: RunningServer[] = [];
@@ -280,7 +278,7 @@ describe('Collector WatchFlows', () => {
   });
 
   it('streams batches from startCollector; a cancelled watch stops ulogd, closing ends the watches', async () => {
-    const started = await startCollector(config, cgroups, reporter, internalListener(config, '127.0.0.1:0', 'AGENT_COLLECTOR_LISTEN', token));
+    const started = await startCollector(config, { objects: new Map() }, reporter, internalListener(config, '127.0.0.1:0', 'AGENT_COLLECTOR_LISTEN', token));
     servers.push(started.server);
     services.push(started.service);
     const peer = connect(internalv1.CollectorClient, started.server.address, { token });
@@ -320,14 +318,14 @@ describe('Collector WatchFlows', () => {
 
   it('ends a watch with FAILED_PRECONDITION naming the cause when the flow log cannot start', async () => {
     const flows = new FlowSource({ group: GROUP + 3, dir: path.join(tmp, 'grpc-failing'), windowMs: 200, ulogdPath: '/nonexistent/ulogd' });
-    const peer = await serve(new CollectorService(cgroups, reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, log, flows));
+    const peer = await serve(new CollectorService(driverSamplers({ objects: new Map() }), reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, log, flows));
     const call = peer.client.watchFlows({}, peer.traceMetadata());
     call.on('data', () => {});
     assert.match(await ending(call), /^FAILED_PRECONDITION: flow log \(NFLOG group 4715\) did not start: ulogd \(\/nonexistent\/ulogd\) did not start: .*ENOENT/);
   });
 
   it('ends a watch with FAILED_PRECONDITION when the collector has no flow log', async () => {
-    const peer = await serve(new CollectorService(cgroups, reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, log));
+    const peer = await serve(new CollectorService(driverSamplers({ objects: new Map() }), reporter, { hostId: 'test', baseIntervalMs: 3_600_000 }, log));
     const call = peer.client.watchFlows({}, peer.traceMetadata());
     call.on('data', () => {});
     assert.equal(await ending(call), 'FAILED_PRECONDITION: this collector has no flow log');

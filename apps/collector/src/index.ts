@@ -1,3 +1,4 @@
-export { CollectorService, startCollector } from './collector';
+export { CollectorService, driverSamplers, startCollector } from './collector';
+export type { SamplerSource } from './collector';
 export { FlowSource } from './flow-source';
 export type { FlowSourceOptions, FlowBatchHandler } from './flow-source';

@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, Module } from '@agent/option';
 import { exitOnSignal, internalListener, internalToken, prepareDataDir, privateDir, runMain, type Listener } from '@agent/grpc-kit';
-import { connectUpstream, createHostDrivers } from '@agent/drivers';
+import { connectUpstream } from '@agent/drivers';
+import { createHostDrivers } from '@agent/kinds';
 import { internalv1 } from '@agent/proto';
 import { startManager } from '@agent/manager';
 import { startReporter } from '@agent/reporter';
@@ -36,12 +37,12 @@ runMain(Module.Daemon, async (log, telemetry) => {
   //    so that no call is taken before the flows can run. The four inside
   //    listen on unix sockets unless told otherwise.
   const drivers = createHostDrivers(config);
-  const manager = await startManager(config, { container: drivers.docker, process: drivers.process, cgroup: drivers.cgroup, network: drivers.network }, internalListen(config.managerListen, 'AGENT_MANAGER_LISTEN', Module.Manager));
+  const manager = await startManager(config, drivers, internalListen(config.managerListen, 'AGENT_MANAGER_LISTEN', Module.Manager));
   const reporter = await startReporter(config, rpc, internalListen(config.reporterListen, 'AGENT_REPORTER_LISTEN', Module.Reporter));
   // Unary calls between services of this one process skip the network (still
   // through each server's wrapper: same statuses, same spans); streams and
   // every outside client use the real gRPC servers.
-  const collector = await startCollector(config, drivers.cgroup, reporter.server.localPeer(internalv1.ReporterClient, token), internalListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN', Module.Collector));
+  const collector = await startCollector(config, drivers, reporter.server.localPeer(internalv1.ReporterClient, token), internalListen(config.collectorListen, 'AGENT_COLLECTOR_LISTEN', Module.Collector));
   const core = await startAgentCore(config, {
     manager: manager.localPeer(internalv1.ManagerClient, token),
     collector: collector.server.localPeer(internalv1.CollectorClient, token),

@@ -1,2 +1,1 @@
-export { ManagerService, startManager, toChange } from './manager';
-export type { KindDrivers } from './manager';
+export { ManagerService, startManager } from './manager';

@@ -1,17 +1,17 @@
 // The manager as its own process (AGENT_MANAGER_LISTEN).
 import { loadConfig, Module, requireListen } from '@agent/option';
 import { exitOnSignal, internalListener, prepareDataDir, runMain } from '@agent/grpc-kit';
-import { createHostDrivers } from '@agent/drivers';
+import { createHostDrivers } from '@agent/kinds';
 import { startManager } from './manager';
 
 runMain(Module.Manager, async (log, telemetry) => {
   const config = loadConfig();
   prepareDataDir(config);
-  const d = createHostDrivers(config);
-  const server = await startManager(config, { container: d.docker, process: d.process, cgroup: d.cgroup, network: d.network }, internalListener(config, requireListen(config.managerListen, 'AGENT_MANAGER_LISTEN'), 'AGENT_MANAGER_LISTEN'));
+  const drivers = createHostDrivers(config);
+  const server = await startManager(config, drivers, internalListener(config, requireListen(config.managerListen, 'AGENT_MANAGER_LISTEN'), 'AGENT_MANAGER_LISTEN'));
   exitOnSignal(log, [
     ['stop serving', () => server.shutdown(2_000)],
-    ['close docker events', () => d.docker.close()],
+    ['close drivers (docker events)', () => Promise.all([...drivers.objects.values()].map((d) => d.close())).then(() => undefined)],
     ['flush traces', () => telemetry.shutdown()],
   ]);
 });

@@ -1,18 +1,10 @@
-import { type AgentConfig, GrpcService, HealthComponent, Module } from '@agent/option';
+import { type AgentConfig, Driver as DriverNames, GrpcService, HealthComponent, Module } from '@agent/option';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { NotFoundError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
-import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type Enforcing, type EnforcementMode, type ResourceChange, type Runtime, type RuntimeEvent, type WorkloadSpec } from '@agent/drivers';
+import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type Discovering, type EnforcementMode, type Runtime, type RuntimeEvent } from '@agent/drivers';
+import { driverFor, fromRuntimeInfo, kindOfDriver, kindRow, toChange, toRuntimeInfo, toWorkload, type HostDrivers } from '@agent/kinds';
 import { healthv1, internalv1, policyv1, v1 } from '@agent/proto';
-
-/** Which driver manages which kind of object. */
-export interface KindDrivers {
-  readonly container: Driver;
-  readonly process: Driver;
-  readonly cgroup: Driver;
-  /** Network segmentation of containers (nftables). */
-  readonly network: Driver & Enforcing;
-}
 
 /** How long after a Delete the workload's stop event is still taken as the Delete's. */
 const DELETE_EVENT_GRACE_MS = 10_000;
@@ -27,10 +19,10 @@ export class ManagerService {
   private readonly watchers = new Set<ServerWritableStream<internalv1.Empty, internalv1.RuntimeEvent>>();
 
   constructor(
-    private readonly drivers: KindDrivers,
+    private readonly drivers: Pick<HostDrivers, 'objects' | 'network'>,
     private readonly log: Logger,
   ) {
-    for (const d of new Set([drivers.container, drivers.process, drivers.cgroup])) {
+    for (const d of drivers.objects.values()) {
       if (d.capabilities.events) d.watch((e) => this.onRuntimeEvent(e));
     }
   }
@@ -41,17 +33,22 @@ export class ManagerService {
   private readonly deleting = new Map<string, number>();
 
   /**
-   * Watches the host for containers the agent did not create. The object id
-   * is derived from the container id, so a container is never adopted twice,
-   * not even across restarts.
+   * Watches the host for workloads the agent did not create (containers: the
+   * drivers that discover). The object id is derived from the workload's id,
+   * so one is never adopted twice, not even across restarts.
    */
   async startDiscovery(spec: string): Promise<void> {
     const filter = containerFilter(spec);
-    const docker = this.drivers.container;
-    if (!filter || !isDiscovering(docker)) return;
+    if (!filter) return;
+    await Promise.all([...this.drivers.objects.values()].filter(isDiscovering).map((d) => this.discoverWith(d, filter, spec)));
+  }
+
+  private async discoverWith(driver: Driver & Discovering, filter: NonNullable<ReturnType<typeof containerFilter>>, spec: string): Promise<void> {
+    const row = kindOfDriver(driver.name);
+    if (!row) return;
     for (let delay = 250; ; delay = Math.min(delay * 2, 10_000)) {
       try {
-        await docker.discover(filter, (e) => this.onDiscovery(e));
+        await driver.discover(filter, (e) => this.onDiscovery(row.kind, row.field, e));
         this.log.info('discovering containers', { filter: spec, found: this.discovered.size });
         return;
       } catch (err) {
@@ -61,7 +58,7 @@ export class ManagerService {
     }
   }
 
-  private onDiscovery(e: DiscoveryEvent): void {
+  private onDiscovery(kind: v1.Kind, field: string, e: DiscoveryEvent): void {
     const objectId = `obj-${e.id.slice(0, 16)}`;
     let ev: internalv1.RuntimeEvent;
     if ((e.kind === 'found' || e.kind === 'started') && e.runtime && e.container) {
@@ -73,9 +70,9 @@ export class ManagerService {
         removed: false,
         spec: v1.ObjectSpec.fromPartial({
           name: e.container.name,
-          kind: v1.Kind.KIND_CONTAINER,
+          kind,
           labels: e.container.labels,
-          container: { image: e.container.image, command: [...e.container.command], env: [] },
+          [field]: { image: e.container.image, command: [...e.container.command], env: [] },
         }),
         runtime: toRuntimeInfo(e.runtime),
       };
@@ -114,16 +111,7 @@ export class ManagerService {
   }
 
   driverFor(kind: v1.Kind): Driver {
-    switch (kind) {
-      case v1.Kind.KIND_CONTAINER:
-        return this.drivers.container;
-      case v1.Kind.KIND_PROCESS:
-        return this.drivers.process;
-      case v1.Kind.KIND_CGROUP:
-        return this.drivers.cgroup;
-      default:
-        throw new InvalidArgumentError('spec.kind', `unsupported kind ${kind}`);
-    }
+    return driverFor(this.drivers, kind);
   }
 
   async create(req: internalv1.CreateObjectRequest): Promise<internalv1.RuntimeInfo> {
@@ -133,7 +121,7 @@ export class ManagerService {
     const span = trace.getActiveSpan();
     span?.setAttributes({ 'agent.object_id': req.objectId, 'agent.object.kind': v1.Kind[spec.kind] ?? '' });
     const runtime = await driver.create(toWorkload(req.objectId, spec));
-    if (spec.kind === v1.Kind.KIND_CONTAINER) span?.setAttribute('container.id', runtime.runtimeId);
+    span?.setAttribute(kindRow(spec.kind).runtimeAttribute, runtime.runtimeId);
     if (runtime.pid > 0) span?.setAttribute('process.pid', runtime.pid);
     this.log.info('object created', { objectId: req.objectId, driver: driver.name, runtimeId: runtime.runtimeId, pid: runtime.pid });
     return toRuntimeInfo(runtime);
@@ -211,7 +199,7 @@ export class ManagerService {
     const keep = new Set(req.keep);
     const before = req.madeBefore ?? new Date(0);
     let removed = 0;
-    for (const d of [this.drivers.container, this.drivers.process, this.drivers.cgroup]) removed += await d.sweep(keep, before);
+    for (const d of this.drivers.objects.values()) removed += await d.sweep(keep, before);
     if (removed > 0) this.log.info('leftovers of gone objects removed', { removed });
     return { removed };
   }
@@ -235,29 +223,6 @@ export class ManagerService {
   }
 }
 
-function toWorkload(objectId: string, spec: v1.ObjectSpec): WorkloadSpec {
-  const r = spec.resources;
-  return {
-    objectId,
-    name: spec.name,
-    labels: spec.labels,
-    resources: { cpus: r?.cpus ?? 0, memoryBytes: r?.memoryBytes ?? 0, pidsLimit: r?.pidsLimit ?? 0 },
-    container: spec.container,
-    process: spec.process,
-    cgroup: spec.cgroup,
-  };
-}
-
-/** Public update semantics -> driver semantics: 0 keeps, -1 removes (0), > 0 sets. */
-export function toChange(r: v1.Resources | undefined): ResourceChange {
-  const f = (v: number | undefined): number | undefined => (v === undefined || v === 0 ? undefined : v < 0 ? 0 : v);
-  return { cpus: f(r?.cpus), memoryBytes: f(r?.memoryBytes), pidsLimit: f(r?.pidsLimit) };
-}
-
-function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
-  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0, exitCode: rt.exitCode, ip: rt.ip ?? '', mac: rt.mac ?? '' };
-}
-
 const MODES: Partial<Record<policyv1.Mode, EnforcementMode>> = { [policyv1.Mode.MODE_DISCOVER]: 'discover', [policyv1.Mode.MODE_MONITOR]: 'monitor', [policyv1.Mode.MODE_PROTECT]: 'protect' };
 
 function modeOf(m: policyv1.Mode): EnforcementMode {
@@ -272,22 +237,7 @@ function recorded(req: { readonly objectId: string; readonly runtime?: internalv
   return fromRuntimeInfo(req.runtime);
 }
 
-function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
-  return {
-    runtimeId: r.runtimeId,
-    pid: r.pid,
-    cgroup: { version: r.cgroup?.version === 'v2' ? 'v2' : 'v1', paths: { ...(r.cgroup?.paths ?? {}) } },
-    applied: { cpus: r.applied?.cpus ?? 0, memoryBytes: r.applied?.memoryBytes ?? 0, pidsLimit: r.applied?.pidsLimit ?? 0 },
-    running: r.running,
-    startTime: r.startTime || undefined,
-    exitCode: r.exitCode,
-    ip: r.ip || undefined,
-    mac: r.mac || undefined,
-  };
-}
-
-
-export async function startManager(config: AgentConfig, drivers: KindDrivers, listener: Listener): Promise<RunningServer> {
+export async function startManager(config: AgentConfig, drivers: HostDrivers, listener: Listener): Promise<RunningServer> {
   const log = new Logger(Module.Manager, config.logLevel);
   const svc = new ManagerService(drivers, log);
   const server = await startGrpcServer({
@@ -298,7 +248,8 @@ export async function startManager(config: AgentConfig, drivers: KindDrivers, li
   server.health.setAll(true);
   // Docker is optional: without it container creates fail clearly, the rest
   // works; grpc.health.v1 tells under "agent.docker" whether it is reachable.
-  await followHealth(server, log, HealthComponent.Docker, drivers.container, config.healthMs, 'docker is not reachable; container creates will fail');
+  const docker = drivers.objects.get(DriverNames.Docker);
+  if (docker) await followHealth(server, log, HealthComponent.Docker, docker, config.healthMs, 'docker is not reachable; container creates will fail');
   // nftables is needed only once a policy selects a container: "agent.network" tells.
   await followHealth(server, log, HealthComponent.Network, drivers.network, config.healthMs, 'nftables is not usable; network policy cannot be enforced');
   void svc.startDiscovery(config.discover);

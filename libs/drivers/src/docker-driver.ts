@@ -1,10 +1,36 @@
 import Docker from 'dockerode';
 import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
 import { DriverError, FailedPreconditionError, NotFoundError, UnavailableError, traced } from '@agent/grpc-kit';
-import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Discovering } from './driver';
+import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Discovering, type Sampler } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { macFor } from './network/address';
-import type { ContainerFilter, DiscoveryListener, Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
+import { checkArgv, checkEnv, fail, redactEnv, SPEC_LIMITS } from './spec-checks';
+import type { ContainerFilter, DiscoveryListener, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
+
+/** KIND_CONTAINER's part of a spec (agent.v1.ContainerSpec). */
+export interface ContainerWorkload {
+  readonly image: string;
+  readonly command: readonly string[];
+  readonly env: readonly string[];
+}
+
+const IMAGE_RE = /^[a-z0-9][a-z0-9._\-/:@]*$/i;
+
+/** Syntax checks of a container spec at field (e.g. "spec.container"). */
+export function validateContainer(c: ContainerWorkload, field: string): void {
+  if (c.image === '') fail(`${field}.image`, 'required');
+  if (c.image.length > SPEC_LIMITS.imageLength || !IMAGE_RE.test(c.image)) fail(`${field}.image`, 'not a valid image reference');
+  checkArgv(`${field}.command`, c.command, false);
+  checkEnv(`${field}.env`, c.env);
+}
+
+/** A container as a reader sees it: its variables' names, not their values. */
+export function redactContainer<C extends ContainerWorkload>(c: C): C {
+  return { ...c, env: redactEnv(c.env) };
+}
+
+/** Containers: cgroup limits and figures, events, and an address of their own on the bridge. */
+export const DOCKER_CAPABILITIES: Capabilities = { ...WORKLOAD_CAPABILITIES, network: true };
 
 export interface DockerDriverOptions {
   readonly socketPath: string;
@@ -22,9 +48,9 @@ interface DockerApiError extends Error {
 }
 
 /** Containers through the Docker Engine API (dockerode). */
-export class DockerDriver extends BaseDriver implements Discovering {
+export class DockerDriver extends BaseDriver<ContainerWorkload> implements Discovering {
   readonly name: DriverName = DriverNames.Docker;
-  readonly capabilities: Capabilities = WORKLOAD_CAPABILITIES;
+  readonly capabilities: Capabilities = DOCKER_CAPABILITIES;
   readonly docker: Docker;
   private readonly listeners = new Set<RuntimeListener>();
   private events: NodeJS.ReadableStream | undefined;
@@ -47,9 +73,8 @@ export class DockerDriver extends BaseDriver implements Discovering {
     }
   }
 
-  override async create(spec: WorkloadSpec): Promise<Runtime> {
-    const c = spec.container;
-    if (!c) throw new DriverError(this.name, 'spec has no container');
+  override async create(spec: WorkloadSpec<ContainerWorkload>): Promise<Runtime> {
+    const c = spec.workload;
     const r = spec.resources;
     const mac = macFor(spec.objectId);
     const options: Docker.ContainerCreateOptions = {
@@ -180,7 +205,7 @@ export class DockerDriver extends BaseDriver implements Discovering {
    * object-id label, and then only if it was started: one that was created
    * and never started is half-made, for the caller to purge.
    */
-  override async adopt(spec: WorkloadSpec, rt: Runtime | undefined): Promise<Runtime> {
+  override async adopt(spec: WorkloadSpec<ContainerWorkload>, rt: Runtime | undefined): Promise<Runtime> {
     let id = rt?.runtimeId;
     if (!id) {
       const found = await this.marked(spec.objectId);
@@ -198,7 +223,7 @@ export class DockerDriver extends BaseDriver implements Discovering {
   }
 
   /** Every container that carries the object's marks is removed. */
-  override async purge(spec: WorkloadSpec): Promise<void> {
+  override async purge(spec: WorkloadSpec<ContainerWorkload>): Promise<void> {
     let found: Docker.ContainerInfo[];
     try {
       found = await this.marked(spec.objectId);
@@ -213,8 +238,8 @@ export class DockerDriver extends BaseDriver implements Discovering {
     return api('list', undefined, () => this.docker.listContainers({ all: true, filters: { label: [`${Label.ObjectId}=${objectId}`, `${Label.HostId}=${this.opts.hostId}`] } }));
   }
 
-  override stats(rt: Runtime): Figures {
-    return this.cgroups.stats(rt);
+  override sampler(rt: Runtime): Sampler {
+    return this.cgroups.sampler(rt);
   }
 
   /** die/start of the containers this host's agent manages, from the Docker event stream. */

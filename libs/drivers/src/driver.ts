@@ -2,14 +2,21 @@ import type { DriverName } from '@agent/option';
 import { NotSupportedError } from '@agent/grpc-kit';
 import type { ContainerFilter, DiscoveryListener, Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
+/** A limit a driver may be able to set: the fields of Resources. */
+export type Limit = 'cpus' | 'memoryBytes' | 'pidsLimit';
+
 /** Plain flags: what a driver can do. Callers check them instead of catching. */
 export interface Capabilities {
   /** create / update / remove / inspect workloads. */
   readonly lifecycle: boolean;
-  /** Which limits update() can set. */
-  readonly limits: { readonly cpus: boolean; readonly memory: boolean; readonly pids: boolean };
-  /** stats(): figures read from the object's cgroup and namespaces. */
+  /** Which limits create() and update() can set; a request for another is refused before any call. */
+  readonly limits: Readonly<Record<Limit, boolean>>;
+  /** sampler(): the object's figures. Without it a sampler reads nothing (every figure unset). */
   readonly stats: boolean;
+  /** Its workloads live in a cgroup the agent writes and reads (runtime.cgroup holds its directories). */
+  readonly cgroup: boolean;
+  /** Its workloads have a network address of their own (runtime.ip and mac): they can be segmented. */
+  readonly network: boolean;
   /** push() reports upstream (Bus Out). */
   readonly report: boolean;
   /** watch(): tells when a workload stops or starts by itself. */
@@ -28,6 +35,15 @@ export interface ReportPayload {
   readonly flows?: readonly unknown[];
 }
 
+/** An object's figures, read again on each call: what the collector samples. Close it when done. */
+export interface Sampler {
+  read(): Figures;
+  close(): void;
+}
+
+/** The sampler of an object without figures: every figure unset, never invented. */
+export const NO_FIGURES: Sampler = { read: () => ({}), close: () => undefined };
+
 export interface PushResult {
   readonly accepted: number;
   /**
@@ -40,14 +56,15 @@ export interface PushResult {
 
 /**
  * The one driver interface. Every driver implements all of it; what it cannot
- * do throws NotSupportedError and is false in its capabilities.
+ * do throws NotSupportedError and is false in its capabilities. W is the
+ * driver's own part of an object's spec (ContainerWorkload for docker...).
  */
-export interface Driver {
+export interface Driver<W = unknown> {
   readonly name: DriverName;
   readonly capabilities: Capabilities;
   /** Resolves when the driver's backend answers (Docker ping, cgroup fs mounted, upstream up). */
   health(): Promise<void>;
-  create(spec: WorkloadSpec): Promise<Runtime>;
+  create(spec: WorkloadSpec<W>): Promise<Runtime>;
   /** Applies the change and returns the runtime with limits read back from the object. */
   update(runtime: Runtime, change: ResourceChange): Promise<Runtime>;
   /** Idempotent: removing what is already gone succeeds. */
@@ -57,7 +74,7 @@ export interface Driver {
    * create gives it (container label, cgroup name), recorded or not: what a
    * failed or interrupted create left. Idempotent.
    */
-  purge(spec: WorkloadSpec): Promise<void>;
+  purge(spec: WorkloadSpec<W>): Promise<void>;
   inspect(runtime: Runtime): Promise<Runtime>;
   /**
    * After a restart: finds the workload again from what was recorded and
@@ -67,14 +84,15 @@ export interface Driver {
    * half-made is NotFoundError too, for the caller to purge. Throws
    * NotFoundError when it is gone.
    */
-  adopt(spec: WorkloadSpec, runtime: Runtime | undefined): Promise<Runtime>;
+  adopt(spec: WorkloadSpec<W>, runtime: Runtime | undefined): Promise<Runtime>;
   /**
    * After a restart's recovery: removes what the driver keeps beside the
    * workloads (files) for objects not in keep, made before madeBefore (what a
    * create under way makes is newer). Returns how many were removed.
    */
   sweep(keep: ReadonlySet<string>, madeBefore: Date): Promise<number>;
-  stats(runtime: Runtime): Figures;
+  /** The object's figures, for repeated reading (files kept open where the driver can). */
+  sampler(runtime: Runtime): Sampler;
   push(payload: ReportPayload): Promise<PushResult>;
   /** Subscribes to workloads stopping or starting by themselves; returns the unsubscribe. */
   watch(listener: RuntimeListener): () => void;
@@ -92,29 +110,33 @@ export function isDiscovering(d: Driver): d is Driver & Discovering {
 
 export const NO_CAPABILITIES: Capabilities = {
   lifecycle: false,
-  limits: { cpus: false, memory: false, pids: false },
+  limits: { cpus: false, memoryBytes: false, pidsLimit: false },
   stats: false,
+  cgroup: false,
+  network: false,
   report: false,
   events: false,
 };
 
-/** A driver that runs workloads: every lifecycle call, every limit, stats and events. */
+/** A driver that runs workloads in cgroups: every lifecycle call, every limit, stats and events. */
 export const WORKLOAD_CAPABILITIES: Capabilities = {
   lifecycle: true,
-  limits: { cpus: true, memory: true, pids: true },
+  limits: { cpus: true, memoryBytes: true, pidsLimit: true },
   stats: true,
+  cgroup: true,
+  network: false,
   report: false,
   events: true,
 };
 
 /** Defaults for every method: "not supported", loudly. */
-export abstract class BaseDriver implements Driver {
+export abstract class BaseDriver<W = unknown> implements Driver<W> {
   abstract readonly name: DriverName;
   abstract readonly capabilities: Capabilities;
 
   abstract health(): Promise<void>;
 
-  create(_spec: WorkloadSpec): Promise<Runtime> {
+  create(_spec: WorkloadSpec<W>): Promise<Runtime> {
     return this.unsupported('create');
   }
   update(_runtime: Runtime, _change: ResourceChange): Promise<Runtime> {
@@ -123,21 +145,22 @@ export abstract class BaseDriver implements Driver {
   remove(_runtime: Runtime): Promise<void> {
     return this.unsupported('remove');
   }
-  purge(_spec: WorkloadSpec): Promise<void> {
+  purge(_spec: WorkloadSpec<W>): Promise<void> {
     return this.unsupported('purge');
   }
   inspect(_runtime: Runtime): Promise<Runtime> {
     return this.unsupported('inspect');
   }
-  adopt(_spec: WorkloadSpec, _runtime: Runtime | undefined): Promise<Runtime> {
+  adopt(_spec: WorkloadSpec<W>, _runtime: Runtime | undefined): Promise<Runtime> {
     return this.unsupported('adopt');
   }
   /** Nothing kept beside the workloads: nothing to sweep. */
   sweep(_keep: ReadonlySet<string>, _madeBefore: Date): Promise<number> {
     return Promise.resolve(0);
   }
-  stats(_runtime: Runtime): Figures {
-    throw new NotSupportedError(`${this.name} driver does not support stats`);
+  /** No figures of its own: every figure unset. */
+  sampler(_runtime: Runtime): Sampler {
+    return NO_FIGURES;
   }
   push(_payload: ReportPayload): Promise<PushResult> {
     return this.unsupported('push');

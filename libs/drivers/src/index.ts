@@ -1,14 +1,12 @@
-export { BaseDriver, NO_CAPABILITIES, WORKLOAD_CAPABILITIES, isDiscovering } from './driver';
-export type { Driver, Capabilities, ReportPayload, PushResult, Discovering } from './driver';
+export { BaseDriver, NO_CAPABILITIES, NO_FIGURES, WORKLOAD_CAPABILITIES, isDiscovering } from './driver';
+export type { Driver, Capabilities, Limit, ReportPayload, PushResult, Discovering, Sampler } from './driver';
+export { SPEC_LIMITS, checkArgv, checkEnv, redactEnv } from './spec-checks';
 export { containerFilter } from './types';
 export type {
   Resources,
   ResourceChange,
   CgroupRef,
   CgroupVersion,
-  ContainerWorkload,
-  ProcessWorkload,
-  CgroupWorkload,
   WorkloadSpec,
   Runtime,
   Figures,
@@ -19,20 +17,21 @@ export type {
   DiscoveryListener,
 } from './types';
 export { CgroupFs, V1_CONTROLLERS, UNIFIED, checkRelativeCgroupPath, safeRead } from './cgroup-fs';
-export { CgroupDriver } from './cgroup-driver';
+export { CgroupDriver, CGROUP_CAPABILITIES, validateCgroup } from './cgroup-driver';
+export type { CgroupWorkload } from './cgroup-driver';
 export { FigureReader } from './figure-reader';
-export { ProcessDriver } from './process-driver';
+export { ProcessDriver, PROCESS_CAPABILITIES, validateProcess, admitProcess, redactProcess } from './process-driver';
+export type { ProcessWorkload, ProcessPolicy } from './process-driver';
 export { resolveExecutable, searchPathOf } from './executables';
 export type { ProcessDriverOptions } from './process-driver';
 export { resolveUser } from './users';
 export type { ResolvedUser, UserFiles } from './users';
 export { checkAllowedExecutable } from './exec-policy';
-export { DockerDriver } from './docker-driver';
+export { DockerDriver, DOCKER_CAPABILITIES, validateContainer, redactContainer } from './docker-driver';
+export type { ContainerWorkload } from './docker-driver';
 export type { DockerDriverOptions } from './docker-driver';
 export { RpcDriver, connectUpstream } from './rpc-driver';
 export { hostFigures, netDevPath, parseNetDev, processStartTime, isAlive } from './proc-figures';
-export { createHostDrivers } from './registry';
-export type { HostDrivers } from './registry';
 export { NetworkDriver } from './network/network-driver';
 export { macFor } from './network/address';
 export type { NetworkDriverOptions } from './network/network-driver';

@@ -6,15 +6,61 @@ import type { Readable, Writable } from 'node:stream';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { trace } from '@opentelemetry/api';
 import { DriverError, InvalidArgumentError, NotFoundError, openPrivateFile, privateDir } from '@agent/grpc-kit';
-import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities } from './driver';
+import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Sampler } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
 import { checkAllowedExecutable } from './exec-policy';
 import { AGENT_PATH, resolveExecutable, searchPathOf } from './executables';
 import { LogFiles } from './log-rotation';
 import { isSameProcess, parentPid, processStartTime } from './proc-figures';
-import type { Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
+import { checkArgv, checkEnv, fail, maxLen, redactEnv, SPEC_LIMITS } from './spec-checks';
+import type { ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 import { resolveUser, type ResolvedUser } from './users';
+
+/** KIND_PROCESS's part of a spec (agent.v1.ProcessSpec). */
+export interface ProcessWorkload {
+  readonly command: readonly string[];
+  readonly env: readonly string[];
+  readonly cwd: string;
+  /** "name", "uid", "uid:gid", "name:group" or "uid:group"; empty: the driver's default user. */
+  readonly user: string;
+}
+
+/** Syntax checks of a process spec at field (e.g. "spec.process"). */
+export function validateProcess(p: ProcessWorkload, field: string): void {
+  checkArgv(`${field}.command`, p.command, true);
+  checkEnv(`${field}.env`, p.env);
+  maxLen(`${field}.cwd`, p.cwd, SPEC_LIMITS.cwdLength);
+  if (p.cwd !== '' && !p.cwd.startsWith('/')) fail(`${field}.cwd`, 'must be an absolute path');
+}
+
+/** Who may run what: AGENT_PROCESS_USER and AGENT_PROCESS_ALLOW. */
+export interface ProcessPolicy {
+  /** Who runs a process whose spec names nobody. */
+  readonly processUser: string;
+  /** Executables or directories; empty allows any. */
+  readonly processAllow: readonly string[];
+}
+
+/**
+ * Host checks of a process spec, answered at once rather than as a failed
+ * create: the user must exist (INVALID_ARGUMENT), the executable must be
+ * allowed (PERMISSION_DENIED). The spec comes back with its user filled in,
+ * so that Get shows who the process runs as.
+ */
+export function admitProcess<P extends ProcessWorkload>(p: P, policy: ProcessPolicy): P {
+  const user = p.user === '' ? policy.processUser : p.user;
+  maxLen('spec.process.user', user, SPEC_LIMITS.nameLength);
+  resolveUser(user);
+  const exe = resolveExecutable(p.command[0] ?? '', searchPathOf(p.env));
+  if (exe !== undefined) checkAllowedExecutable(policy.processAllow, exe);
+  return { ...p, user };
+}
+
+/** A process as a reader sees it: its variables' names, not their values. */
+export function redactProcess<P extends ProcessWorkload>(p: P): P {
+  return { ...p, env: redactEnv(p.env) };
+}
 
 /**
  * Runs as the target user, already moved into the object's cgroup by the agent:
@@ -66,9 +112,12 @@ export interface ProcessDriverOptions {
 }
 
 /** Plain processes, each in its own cgroup so that limits apply and nothing escapes on delete. */
-export class ProcessDriver extends BaseDriver {
+/** Processes: cgroup limits and figures, and their exits as events. */
+export const PROCESS_CAPABILITIES: Capabilities = WORKLOAD_CAPABILITIES;
+
+export class ProcessDriver extends BaseDriver<ProcessWorkload> {
   readonly name: DriverName = DriverNames.Process;
-  readonly capabilities: Capabilities = WORKLOAD_CAPABILITIES;
+  readonly capabilities: Capabilities = PROCESS_CAPABILITIES;
 
   private readonly listeners = new Set<RuntimeListener>();
   private readonly logs: LogFiles;
@@ -90,9 +139,8 @@ export class ProcessDriver extends BaseDriver {
     return this.cgroups.health();
   }
 
-  override async create(spec: WorkloadSpec): Promise<Runtime> {
-    const proc = spec.process;
-    if (!proc) throw new DriverError(this.name, 'spec has no process');
+  override async create(spec: WorkloadSpec<ProcessWorkload>): Promise<Runtime> {
+    const proc = spec.workload;
     const user = this.user(proc.user);
     for (const kv of proc.env) {
       const i = kv.indexOf('=');
@@ -227,7 +275,7 @@ export class ProcessDriver extends BaseDriver {
    * time (pids are reused). It is no longer the agent's child, so its exit is
    * noticed by polling.
    */
-  override async adopt(spec: WorkloadSpec, recorded: Runtime | undefined): Promise<Runtime> {
+  override async adopt(spec: WorkloadSpec<ProcessWorkload>, recorded: Runtime | undefined): Promise<Runtime> {
     const rt = recorded ?? this.findStarted(spec.objectId);
     if (!this.cgroups.fs.exists(rt.cgroup)) throw new NotFoundError(`cgroup of ${spec.objectId} is gone`);
     const same = isSameProcess(rt.pid, rt.startTime);
@@ -261,7 +309,7 @@ export class ProcessDriver extends BaseDriver {
   }
 
   /** Everything in the object's cgroup is stopped, the cgroup removed, and the object's logs. */
-  override async purge(spec: WorkloadSpec): Promise<void> {
+  override async purge(spec: WorkloadSpec<ProcessWorkload>): Promise<void> {
     const ref = this.cgroups.fs.refFor(cgroupName(spec.objectId));
     if (this.cgroups.fs.exists(ref)) {
       await this.killGroup(ref);
@@ -325,8 +373,8 @@ export class ProcessDriver extends BaseDriver {
     };
   }
 
-  override stats(rt: Runtime): Figures {
-    return this.cgroups.stats(rt);
+  override sampler(rt: Runtime): Sampler {
+    return this.cgroups.sampler(rt);
   }
 
   override close(): Promise<void> {

@@ -13,7 +13,8 @@ import { CgroupDriver } from './cgroup-driver';
 import { CgroupFs } from './cgroup-fs';
 import { checkAllowedExecutable } from './exec-policy';
 import { ProcessDriver, type ProcessDriverOptions } from './process-driver';
-import type { ProcessWorkload, Runtime } from './types';
+import type { ProcessWorkload } from './process-driver';
+import type { Runtime } from './types';
 import { resolveUser } from './users';
 
 // The agent runs with umask 077; what it starts must not inherit it.
@@ -42,7 +43,7 @@ async function start(proc: Partial<ProcessWorkload>, d = driver, id = newId()): 
     name: id,
     labels: {},
     resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 },
-    process: { command: ['/bin/sleep', '30'], env: [], cwd: '', user: '', ...proc },
+    workload: { command: ['/bin/sleep', '30'], env: [], cwd: '', user: '', ...proc },
   });
   made.push({ driver: d, rt });
   return rt;
@@ -369,7 +370,7 @@ describe('process logs', () => {
     const id = newId();
     await start({}, d, id);
     fs.writeFileSync(path.join(logDir, `${id}.log.1`), 'an older run\n');
-    await d.purge({ objectId: id, name: id, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 } });
+    await d.purge({ objectId: id, name: id, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, workload: { command: ['/bin/sleep', '30'], env: [], cwd: '', user: '' } });
     assert.deepEqual(ours(id), []);
   });
 });

@@ -27,32 +27,17 @@ export interface CgroupRef {
   readonly paths: Readonly<Record<string, string>>;
 }
 
-export interface ContainerWorkload {
-  readonly image: string;
-  readonly command: readonly string[];
-  readonly env: readonly string[];
-}
-
-export interface ProcessWorkload {
-  readonly command: readonly string[];
-  readonly env: readonly string[];
-  readonly cwd: string;
-  /** "name", "uid", "uid:gid", "name:group" or "uid:group"; empty: the driver's default user. */
-  readonly user: string;
-}
-
-export interface CgroupWorkload {
-  readonly path: string;
-}
-
-export interface WorkloadSpec {
+/**
+ * What a driver is given to make an object: the parts every kind has, and
+ * the kind's own part (the ObjectSpec case), whose type the driver declares:
+ * ContainerWorkload (docker), ProcessWorkload (process), CgroupWorkload (cgroup).
+ */
+export interface WorkloadSpec<W = unknown> {
   readonly objectId: string;
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly resources: Resources;
-  readonly container?: ContainerWorkload;
-  readonly process?: ProcessWorkload;
-  readonly cgroup?: CgroupWorkload;
+  readonly workload: W;
 }
 
 /** What a driver knows of a live object. */
