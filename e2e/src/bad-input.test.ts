@@ -42,17 +42,23 @@ const INVALID: Case[] = [
   { name: 'cgroup path escaping with ..', method: 'create', req: { spec: v1.ObjectSpec.fromPartial({ name: 'g', kind: v1.Kind.KIND_CGROUP, cgroup: { path: 'a/../../etc' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.cgroup.path:' },
   { name: 'absolute cgroup path', method: 'create', req: { spec: v1.ObjectSpec.fromPartial({ name: 'g', kind: v1.Kind.KIND_CGROUP, cgroup: { path: '/sys/fs/cgroup' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.cgroup.path:' },
   { name: 'cgroup path naming a control file', method: 'create', req: { spec: v1.ObjectSpec.fromPartial({ name: 'g', kind: v1.Kind.KIND_CGROUP, cgroup: { path: 'memory.limit_in_bytes' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.cgroup.path:' },
-  { name: 'negative cpus', method: 'create', req: { spec: container({ resources: { cpus: -1, memoryBytes: 0, pidsLimit: 0 } }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpus:' },
-  { name: 'absurd cpus', method: 'create', req: { spec: container({ resources: { cpus: 1e6, memoryBytes: 0, pidsLimit: 0 } }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpus:' },
-  { name: 'negative memory', method: 'create', req: { spec: container({ resources: { cpus: 0, memoryBytes: -5, pidsLimit: 0 } }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_bytes:' },
-  { name: 'memory too small', method: 'create', req: { spec: container({ resources: { cpus: 0, memoryBytes: 1024, pidsLimit: 0 } }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_bytes:' },
-  { name: 'absurd memory', method: 'create', req: { spec: container({ resources: { cpus: 0, memoryBytes: 2 ** 52, pidsLimit: 0 } }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_bytes:' },
-  { name: 'negative pids', method: 'create', req: { spec: container({ resources: { cpus: 0, memoryBytes: 0, pidsLimit: -3 } }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.pids_limit:' },
+  { name: 'negative cpus', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpus: -1, memoryBytes: 0, pidsLimit: 0 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpus:' },
+  { name: 'absurd cpus', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpus: 1e6, memoryBytes: 0, pidsLimit: 0 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpus:' },
+  { name: 'negative memory', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: -5, pidsLimit: 0 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_bytes:' },
+  { name: 'memory too small', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: 1024, pidsLimit: 0 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_bytes:' },
+  { name: 'absurd memory', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: 2 ** 52, pidsLimit: 0 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_bytes:' },
+  { name: 'negative pids', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: 0, pidsLimit: -3 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.pids_limit:' },
+  { name: 'cpuset not a list', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpusetCpus: '0-x' }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpuset_cpus:' },
+  { name: 'cpuset range backwards', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpusetMems: '3-1' }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpuset_mems:' },
+  { name: 'cpu weight out of range', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpuWeight: 20_000 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpu_weight:' },
+  { name: 'memory high too small', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ memoryHighBytes: 4096 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_high_bytes:' },
+  { name: 'removing a cpuset at create', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpusetCpus: '-1' }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpuset_cpus:' },
+  { name: 'update with a negative cpu weight', method: 'update', req: { objectId: 'obj-x', resources: v1.Resources.fromPartial({ cpuWeight: -7 }), labels: {} }, code: status.INVALID_ARGUMENT, field: 'resources.cpu_weight:' },
   { name: 'reserved label prefix', method: 'create', req: { spec: container({ labels: { 'io.agent.managed': 'false' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.labels' },
   { name: 'oversized request_id', method: 'create', req: { spec: container(), requestId: 'r'.repeat(200) }, code: status.INVALID_ARGUMENT, field: 'request_id:' },
-  { name: 'update without object_id', method: 'update', req: { resources: { cpus: 1, memoryBytes: 0, pidsLimit: 0 } }, code: status.INVALID_ARGUMENT, field: 'object_id:' },
+  { name: 'update without object_id', method: 'update', req: { resources: v1.Resources.fromPartial({ cpus: 1, memoryBytes: 0, pidsLimit: 0 }) }, code: status.INVALID_ARGUMENT, field: 'object_id:' },
   { name: 'update with nothing to change', method: 'update', req: { objectId: 'obj-x' }, code: status.INVALID_ARGUMENT, field: 'resources:' },
-  { name: 'update with memory -7', method: 'update', req: { objectId: 'obj-x', resources: { cpus: 0, memoryBytes: -7, pidsLimit: 0 } }, code: status.INVALID_ARGUMENT, field: 'resources.memory_bytes:' },
+  { name: 'update with memory -7', method: 'update', req: { objectId: 'obj-x', resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: -7, pidsLimit: 0 }) }, code: status.INVALID_ARGUMENT, field: 'resources.memory_bytes:' },
   { name: 'oversized object_id', method: 'get', req: { objectId: 'o'.repeat(65) }, code: status.INVALID_ARGUMENT, field: 'object_id:' },
   { name: 'delete without object_id', method: 'delete', req: {}, code: status.INVALID_ARGUMENT, field: 'object_id:' },
   { name: 'push_on interval 0', method: 'pushOn', req: { objectId: 'obj-x', intervalMs: 0 }, code: status.INVALID_ARGUMENT, field: 'interval_ms:' },
@@ -67,7 +73,7 @@ const INVALID: Case[] = [
 
 const NOT_FOUND: Case[] = [
   { name: 'get unknown object', method: 'get', req: { objectId: 'obj-nope' }, code: status.NOT_FOUND, field: 'no object obj-nope' },
-  { name: 'update unknown object', method: 'update', req: { objectId: 'obj-nope', resources: { cpus: 1, memoryBytes: 0, pidsLimit: 0 } }, code: status.NOT_FOUND, field: 'no object' },
+  { name: 'update unknown object', method: 'update', req: { objectId: 'obj-nope', resources: v1.Resources.fromPartial({ cpus: 1, memoryBytes: 0, pidsLimit: 0 }) }, code: status.NOT_FOUND, field: 'no object' },
   { name: 'delete unknown object', method: 'delete', req: { objectId: 'obj-nope' }, code: status.NOT_FOUND, field: 'no object' },
   { name: 'push_on unknown object', method: 'pushOn', req: { objectId: 'obj-nope', intervalMs: 1000 }, code: status.NOT_FOUND, field: 'no object' },
   { name: 'push_off unknown object', method: 'pushOff', req: { objectId: 'obj-nope' }, code: status.NOT_FOUND, field: 'no object' },
@@ -178,7 +184,7 @@ describe('bad input', () => {
     for (const [method, req] of [
       ['pushOn', { objectId: made.objectId, intervalMs: 1000 }],
       ['pushOff', { objectId: made.objectId }],
-      ['update', { objectId: made.objectId, resources: { cpus: 1, memoryBytes: 0, pidsLimit: 0 } }],
+      ['update', { objectId: made.objectId, resources: v1.Resources.fromPartial({ cpus: 1, memoryBytes: 0, pidsLimit: 0 }) }],
       ['delete', { objectId: made.objectId }],
       ['pushOnce', { objectId: made.objectId }],
     ] as const) {
@@ -215,12 +221,12 @@ describe('bad input', () => {
   });
 
   it('removing a container memory limit fails the update clearly and keeps the object running', async () => {
-    const made = await client.call('create', { spec: container({ name: 'tight', resources: { cpus: 0, memoryBytes: 64 * MiB, pidsLimit: 0 } }), requestId: '', wait: true });
+    const made = await client.call('create', { spec: container({ name: 'tight', resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: 64 * MiB, pidsLimit: 0 }) }), requestId: '', wait: true });
     assert.equal(made.state, v1.State.STATE_RUNNING, made.error);
     // Docker refuses removing a memory limit from an existing container: a clear precondition, not a crash.
-    const ack = await client.call('update', { objectId: made.objectId, resources: { cpus: 0, memoryBytes: -1, pidsLimit: 0 }, labels: {}, wait: true });
+    const ack = await client.call('update', { objectId: made.objectId, resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: -1, pidsLimit: 0 }), labels: {}, wait: true });
     assert.equal(ack.status, v1.EventStatus.EVENT_STATUS_FAILED);
-    assert.match(ack.error, /cannot remove a memory or cpu limit/);
+    assert.match(ack.error, /resources\.memory_bytes: docker cannot remove this limit/);
     const obj = await client.call('get', { objectId: made.objectId });
     assert.equal(obj.state, v1.State.STATE_RUNNING);
     assert.equal(obj.appliedResources?.memoryBytes, 64 * MiB);

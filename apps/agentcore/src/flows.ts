@@ -1,5 +1,5 @@
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage, type Logger } from '@agent/grpc-kit';
-import { checkUpdate, kindRow } from '@agent/kinds';
+import { afterUpdate, asksAny, checkUpdate, kindRow, updateDiff } from '@agent/kinds';
 import { type internalv1, v1 } from '@agent/proto';
 import type { ObjectRecord, ObjectTable } from './objects';
 import { PEER_TIMEOUT_MS, type Peers } from './peers';
@@ -98,13 +98,10 @@ export class Flows {
   private async runUpdate(rec: ObjectRecord, u: v1.UpdateRequest): Promise<void> {
     this.requireState(rec, 'update', State.STATE_RUNNING, State.STATE_STOPPED);
     const spec = rec.object.spec ?? v1.ObjectSpec.fromPartial({});
-    const applied = rec.object.appliedResources ?? { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
-    // Work out what changed: only fields that differ from what the object has go to the driver.
-    const want = u.resources ?? { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
-    const diff = (req: number, cur: number): number => (req === 0 ? 0 : req < 0 ? (cur === 0 ? 0 : -1) : req === cur ? 0 : req);
-    const change = { cpus: diff(want.cpus, applied.cpus), memoryBytes: diff(want.memoryBytes, applied.memoryBytes), pidsLimit: diff(want.pidsLimit, applied.pidsLimit) };
+    // Work out what changed: only dimensions that differ from what the object has go to the driver.
+    const change = updateDiff(u.resources, rec.object.appliedResources);
     const labelsChanged = Object.keys(u.labels).length > 0;
-    if (change.cpus !== 0 || change.memoryBytes !== 0 || change.pidsLimit !== 0) {
+    if (asksAny(change)) {
       try {
         const rt = await this.peers.manager.call('updateObject', { objectId: rec.object.objectId, resources: change, kind: spec.kind, runtime: rec.runtime }, { timeoutMs: this.opts.waitTimeoutMs });
         this.objects.setRuntime(rec, rt);
@@ -113,9 +110,7 @@ export class Flows {
         await this.objects.commit(rec).catch(() => undefined); // the failure reported is the one above
         throw err;
       }
-      const res = spec.resources ?? { cpus: 0, memoryBytes: 0, pidsLimit: 0 };
-      const next = (req: number, cur: number): number => (req === 0 ? cur : req < 0 ? 0 : req);
-      spec.resources = { cpus: next(want.cpus, res.cpus), memoryBytes: next(want.memoryBytes, res.memoryBytes), pidsLimit: next(want.pidsLimit, res.pidsLimit) };
+      spec.resources = afterUpdate(spec.resources, u.resources);
     }
     if (labelsChanged) spec.labels = { ...u.labels };
     rec.object.lastError = '';

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@agent/grpc-kit';
-import { kindRow, validateWorkload } from '@agent/kinds';
+import { asksAny, checkResources, kindRow, validateWorkload } from '@agent/kinds';
 import { v1 } from '@agent/proto';
 
 // Syntax checks of the public API. Each failure names the field, so that a
@@ -13,11 +13,6 @@ export const LIMITS = {
   labels: 64,
   labelKeyLength: 63,
   labelValueLength: 255,
-  maxCpus: 1024,
-  /** Docker's own minimum; the kernel's is lower but anything below this is a mistake. */
-  minMemoryBytes: 6 * 1024 * 1024,
-  maxMemoryBytes: 2 ** 50,
-  maxPids: 4_194_304,
   maxIntervalMs: 3_600_000,
 } as const;
 
@@ -47,22 +42,6 @@ export function checkLabels(field: string, labels: Record<string, string>): void
   }
 }
 
-/** Create: 0 is "no limit"; negative values are errors. */
-function checkResources(field: string, r: v1.Resources | undefined, allowRemove: boolean): void {
-  if (!r) return;
-  const lowest = allowRemove ? -1 : 0;
-  const hint = allowRemove ? ' (-1 removes the limit, 0 keeps it)' : ' (0 means no limit)';
-  if (!Number.isFinite(r.cpus)) fail(`${field}.cpus`, 'must be a finite number');
-  if (r.cpus < lowest || (r.cpus < 0 && r.cpus !== -1)) fail(`${field}.cpus`, `must not be negative${hint}`);
-  if (r.cpus > LIMITS.maxCpus) fail(`${field}.cpus`, `more than ${LIMITS.maxCpus} cores`);
-  if (r.cpus > 0 && r.cpus < 0.01) fail(`${field}.cpus`, 'at least 0.01 cores');
-  if (r.memoryBytes < lowest || (r.memoryBytes < 0 && r.memoryBytes !== -1)) fail(`${field}.memory_bytes`, `must not be negative${hint}`);
-  if (r.memoryBytes > 0 && r.memoryBytes < LIMITS.minMemoryBytes) fail(`${field}.memory_bytes`, `at least ${LIMITS.minMemoryBytes} bytes (6 MiB)`);
-  if (r.memoryBytes > LIMITS.maxMemoryBytes) fail(`${field}.memory_bytes`, `more than ${LIMITS.maxMemoryBytes} bytes (1 PiB)`);
-  if (r.pidsLimit < lowest || (r.pidsLimit < 0 && r.pidsLimit !== -1)) fail(`${field}.pids_limit`, `must not be negative${hint}`);
-  if (r.pidsLimit > LIMITS.maxPids) fail(`${field}.pids_limit`, `more than ${LIMITS.maxPids}`);
-}
-
 export function validateCreate(req: v1.CreateRequest): void {
   maxLen('request_id', req.requestId, LIMITS.requestIdLength);
   const s = req.spec;
@@ -82,9 +61,7 @@ export function validateUpdate(req: v1.UpdateRequest): void {
   checkObjectId('object_id', req.objectId);
   checkResources('resources', req.resources, true);
   checkLabels('labels', req.labels);
-  const r = req.resources;
-  const anyResource = r !== undefined && (r.cpus !== 0 || r.memoryBytes !== 0 || r.pidsLimit !== 0);
-  if (!anyResource && Object.keys(req.labels).length === 0) fail('resources', 'nothing to update: set resources or labels');
+  if (!asksAny(req.resources) && Object.keys(req.labels).length === 0) fail('resources', 'nothing to update: set resources or labels');
 }
 
 export function validatePushOn(req: v1.PushOnRequest, minIntervalMs: number): void {

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Module, type DriverName } from '@agent/option';
 import { connect, Logger } from '@agent/grpc-kit';
-import { CgroupDriver, CgroupFs, ProcessDriver, type Driver, type Runtime } from '@agent/drivers';
+import { CgroupDriver, CgroupFs, limits, NO_LIMITS, ProcessDriver, type Driver, type Runtime } from '@agent/drivers';
 import { internalv1, v1 } from '@agent/proto';
 import { toRuntimeInfo } from '@agent/kinds';
 import { CollectorService, driverSamplers } from './collector';
@@ -44,8 +44,8 @@ describe('collector on real cgroups', () => {
 
   before(async () => {
     const busy = { command: ['sh', '-c', 'while :; do :; done'], env: [], cwd: '', user: '' };
-    half = await procs.create({ objectId: 'half', name: 'half', labels: {}, resources: { cpus: 0.5, memoryBytes: 64 << 20, pidsLimit: 8 }, workload: busy });
-    full = await procs.create({ objectId: 'full', name: 'full', labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, workload: busy });
+    half = await procs.create({ objectId: 'half', name: 'half', labels: {}, resources: limits({ cpus: 0.5, memoryBytes: 64 << 20, pidsLimit: 8 }), workload: busy });
+    full = await procs.create({ objectId: 'full', name: 'full', labels: {}, resources: NO_LIMITS, workload: busy });
     collector.createTask(target('half', half));
     collector.createTask(target('full', full));
   });
@@ -83,6 +83,18 @@ describe('collector on real cgroups', () => {
     assert.ok(f.cpuPercent! > 70 && f.cpuPercent! < 115, `unlimited busy loop at ${f.cpuPercent}%`);
   });
 
+  it('reports CPU throttling as the kernel counts it: the limited loop is throttled, the unlimited one never', () => {
+    const h = collector.collectOnce('half');
+    const f = collector.collectOnce('full');
+    const stat = file(half, 'cpu', 'cpu.stat', 'cpu.stat');
+    const throttled = Number(/^nr_throttled (\d+)$/m.exec(stat)?.[1]);
+    assert.ok(h.cpuThrottledPeriods! > 0 && h.cpuThrottledPeriods! <= throttled, `${h.cpuThrottledPeriods} throttled periods (file: ${throttled})`);
+    assert.ok(h.cpuThrottledNs! > 0, `${h.cpuThrottledNs} ns throttled`);
+    assert.equal(f.cpuThrottledPeriods, 0);
+    // v1 has no memory.high events to count: unset, never invented.
+    if (half.cgroup.version === 'v1') assert.equal(h.memoryHighEvents, undefined);
+  });
+
   it('the first sample has no CPU%: there is no previous sample yet', () => {
     const rt = half;
     collector.createTask({ ...target('again', rt) });
@@ -99,7 +111,7 @@ describe('collector on real cgroups', () => {
   it('a cgroup that goes away gives absent figures, and one made again is read afresh', async () => {
     const ref = cgroups.fs.create('vanishing');
     cgroups.fs.applyLimits(ref, { memoryBytes: 32 << 20 });
-    const rt: Runtime = { runtimeId: 'v', pid: 0, cgroup: ref, applied: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, running: true };
+    const rt: Runtime = { runtimeId: 'v', pid: 0, cgroup: ref, applied: NO_LIMITS, running: true };
     collector.createTask({ ...target('vanishing', rt), kind: v1.Kind.KIND_CGROUP });
     assert.equal(collector.collectOnce('vanishing').memoryLimitBytes, 32 << 20);
     cgroups.fs.remove(ref);

@@ -192,6 +192,9 @@ export class CollectorService {
       netTxBytes: f.netTxBytes,
       blkioReadBytes: f.blkioReadBytes,
       blkioWriteBytes: f.blkioWriteBytes,
+      cpuThrottledPeriods: f.cpuThrottledPeriods,
+      cpuThrottledNs: f.cpuThrottledNs,
+      memoryHighEvents: f.memoryHighEvents,
     };
     task.last = report;
     return report;

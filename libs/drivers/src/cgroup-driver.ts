@@ -4,6 +4,7 @@ import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Sampler } fr
 import { checkRelativeCgroupPath, CgroupFs } from './cgroup-fs';
 import { FigureReader } from './figure-reader';
 import { netDevPath } from './proc-figures';
+import { asked } from './dimensions';
 import { fail } from './spec-checks';
 import type { ResourceChange, Runtime, WorkloadSpec } from './types';
 
@@ -45,7 +46,7 @@ export class CgroupDriver extends BaseDriver<CgroupWorkload> {
     if (this.fs.exists(ref)) throw new DriverError(this.name, `cgroup ${rel} already exists below ${this.fs.parent}`);
     this.fs.create(rel);
     try {
-      this.fs.applyLimits(ref, spec.resources);
+      this.fs.applyLimits(ref, asked(spec.resources), 'spec.resources');
     } catch (err) {
       this.fs.remove(ref);
       throw err;

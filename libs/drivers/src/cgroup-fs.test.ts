@@ -3,8 +3,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { InvalidArgumentError } from '@agent/grpc-kit';
+import { FailedPreconditionError, InvalidArgumentError } from '@agent/grpc-kit';
 import { CgroupFs, checkRelativeCgroupPath } from './cgroup-fs';
+import { NO_LIMITS } from './dimensions';
 import { FigureReader } from './figure-reader';
 import { parseNetDev } from './proc-figures';
 
@@ -49,22 +50,56 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
   it('creates the group and delegates controllers down the chain', () => {
     const ref = cg.create('g1');
     assert.equal(ref.paths.unified, path.join(root, 'agent/g1'));
-    assert.match(fs.readFileSync(path.join(root, 'cgroup.subtree_control'), 'utf8'), /\+cpu \+memory \+pids \+io/);
+    assert.match(fs.readFileSync(path.join(root, 'cgroup.subtree_control'), 'utf8'), /\+cpuset \+cpu \+memory \+pids \+io/);
   });
 
-  it('writes and reads back limits in v2 syntax', () => {
+  /** What the kernel puts in a new group's directory (the simulation has no kernel to do it). */
+  const interfaceFiles = (dir: string, without: readonly string[] = []): void => {
+    const files: Record<string, string> = { 'cpu.max': 'max 100000', 'cpu.weight': '100', 'memory.max': 'max', 'memory.high': 'max', 'pids.max': 'max', 'cpuset.cpus': '', 'cpuset.mems': '' };
+    for (const [f, v] of Object.entries(files)) if (!without.includes(f)) fs.writeFileSync(path.join(dir, f), `${v}\n`);
+  };
+
+  it('writes and reads back every dimension in v2 syntax, and removes each', () => {
     const ref = cg.refFor('g1');
-    cg.applyLimits(ref, { cpus: 1.5, memoryBytes: 64 << 20, pidsLimit: 10 });
-    assert.equal(fs.readFileSync(path.join(ref.paths.unified!, 'cpu.max'), 'utf8'), '150000 100000');
-    assert.equal(fs.readFileSync(path.join(ref.paths.unified!, 'memory.max'), 'utf8'), String(64 << 20));
-    assert.deepEqual(cg.readLimits(ref), { cpus: 1.5, memoryBytes: 64 << 20, pidsLimit: 10 });
-    cg.applyLimits(ref, { cpus: 0, memoryBytes: 0, pidsLimit: 0 });
-    assert.deepEqual(cg.readLimits(ref), { cpus: 0, memoryBytes: 0, pidsLimit: 0 });
+    const dir = ref.paths.unified!;
+    interfaceFiles(dir);
+    const all = { cpus: 1.5, memoryBytes: 64 << 20, pidsLimit: 10, cpusetCpus: '0-1', cpusetMems: '0', cpuWeight: 250, memoryHighBytes: 48 << 20 };
+    cg.applyLimits(ref, all);
+    const files = Object.fromEntries(['cpu.max', 'memory.max', 'pids.max', 'cpuset.cpus', 'cpuset.mems', 'cpu.weight', 'memory.high'].map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+    assert.deepEqual(files, { 'cpu.max': '150000 100000', 'memory.max': String(64 << 20), 'pids.max': '10', 'cpuset.cpus': '0-1', 'cpuset.mems': '0', 'cpu.weight': '250', 'memory.high': String(48 << 20) });
+    assert.deepEqual(cg.readLimits(ref), all);
+    cg.applyLimits(ref, NO_LIMITS);
+    assert.deepEqual(cg.readLimits(ref), NO_LIMITS);
+    assert.equal(fs.readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '100', 'no weight is the default weight');
+    assert.equal(fs.readFileSync(path.join(dir, 'memory.high'), 'utf8'), 'max');
+  });
+
+  it('refuses a dimension the kernel lacks with FAILED_PRECONDITION naming it, writing nothing', () => {
+    const ref = cg.create('g2');
+    const dir = ref.paths.unified!;
+    interfaceFiles(dir, ['memory.high']);
+    assert.throws(
+      () => cg.applyLimits(ref, { cpuWeight: 500, memoryHighBytes: 64 << 20 }, 'spec.resources'),
+      (e: unknown) => e instanceof FailedPreconditionError && /^spec\.resources\.memory_high_bytes: this host's kernel has no memory\.high/.test(e.message),
+    );
+    assert.equal(fs.readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '100\n', 'nothing written');
+    cg.applyLimits(ref, { cpuWeight: 500 });
+    assert.equal(cg.readLimits(ref).cpuWeight, 500);
+  });
+
+  it('refuses a dimension whose controller the host has not got', () => {
+    const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'cg2-bare-'));
+    fs.writeFileSync(path.join(bare, 'cgroup.controllers'), 'cpu memory pids\n');
+    const v1Only = new CgroupFs('agent', `30 23 0:26 / ${bare}/memory rw - cgroup cgroup rw,memory\n31 23 0:27 / ${bare}/cpu rw - cgroup cgroup rw,cpu\n`);
+    assert.equal(v1Only.version, 'v1');
+    assert.throws(() => v1Only.applyLimits(v1Only.refFor('x'), { cpusetCpus: '0' }), (e: unknown) => e instanceof FailedPreconditionError && /^resources\.cpuset_cpus: this host has no cgroup v1 cpuset controller/.test(e.message));
+    fs.rmSync(bare, { recursive: true, force: true });
   });
 
   it('reads figures from cpu.stat, memory.current, pids.current and io.stat', () => {
     const dir = cg.refFor('g1').paths.unified!;
-    fs.writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n');
+    fs.writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 1234\nuser_usec 1000\nsystem_usec 234\nnr_periods 40\nnr_throttled 5\nthrottled_usec 700\n');
+    fs.writeFileSync(path.join(dir, 'memory.events'), 'low 0\nhigh 3\nmax 0\noom 0\noom_kill 0\n');
     fs.writeFileSync(path.join(dir, 'memory.current'), '4096\n');
     fs.writeFileSync(path.join(dir, 'memory.max'), 'max\n');
     fs.writeFileSync(path.join(dir, 'pids.current'), '3\n');
@@ -79,6 +114,9 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
       netTxBytes: undefined,
       blkioReadBytes: 101,
       blkioWriteBytes: 202,
+      cpuThrottledPeriods: 5,
+      cpuThrottledNs: 700_000,
+      memoryHighEvents: 3,
     });
     reader.close();
   });

@@ -1,19 +1,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SpanStatusCode } from '@opentelemetry/api';
-import { DriverError, InvalidArgumentError, tracer } from '@agent/grpc-kit';
+import { DriverError, InvalidArgumentError } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
+import { readLimits, requireSupported, writeLimits } from './dimensions';
 import type { CgroupRef, CgroupVersion, ResourceChange, Resources } from './types';
 
 /** The controllers the agent uses on cgroup v1. */
-export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'blkio'] as const;
+export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'blkio', 'cpuset'] as const;
 export type V1Controller = (typeof V1_CONTROLLERS)[number];
-const V2_CONTROLLERS = ['cpu', 'memory', 'pids', 'io'] as const;
+const V2_CONTROLLERS = ['cpuset', 'cpu', 'memory', 'pids', 'io'] as const;
 export const UNIFIED = 'unified';
-
-const CFS_PERIOD_US = 100_000;
-/** v1 reports "no memory limit" as the largest page-aligned int64; anything this large is no limit. */
-export const V1_UNLIMITED = 2n ** 62n;
 
 interface Mount {
   readonly mountPoint: string;
@@ -107,7 +103,20 @@ export class CgroupFs {
         throw new DriverError(DriverNames.Cgroup, `cannot create cgroup ${dir}: ${(err as Error).message}`, { cause: err });
       }
     }
+    if (ref.paths.cpuset && ref.version === 'v1') this.inheritCpusets(ref.paths.cpuset);
     return ref;
+  }
+
+  /** A v1 cpuset starts empty and no task can join it: each level down to dir gets its parent's cpus and mems. */
+  private inheritCpusets(dir: string): void {
+    const top = this.mountOf('cpuset').mountPoint;
+    const chain: string[] = [];
+    for (let d = dir; d.startsWith(top + path.sep); d = path.dirname(d)) chain.unshift(d);
+    for (const d of chain) {
+      for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+        if (safeRead(path.join(d, file)).trim() === '') tryWrite(path.join(d, file), safeRead(path.join(path.dirname(d), file)).trim());
+      }
+    }
   }
 
   exists(ref: CgroupRef): boolean {
@@ -170,52 +179,19 @@ export class CgroupFs {
     }
   }
 
-  /** Writes the limits that the change names; undefined keeps, 0 removes. */
-  applyLimits(ref: CgroupRef, change: ResourceChange): void {
-    const v2 = ref.version === 'v2';
-    const dir = (ctrl: string): string | undefined => ref.paths[v2 ? UNIFIED : ctrl];
-    if (change.memoryBytes !== undefined) {
-      const d = dir('memory');
-      if (d && v2) writeLimit(path.join(d, 'memory.max'), change.memoryBytes === 0 ? 'max' : String(change.memoryBytes));
-      if (d && !v2) writeMemoryV1(d, change.memoryBytes);
-    }
-    if (change.cpus !== undefined) {
-      const d = dir('cpu');
-      const quota = Math.round(change.cpus * CFS_PERIOD_US);
-      if (d && v2) writeLimit(path.join(d, 'cpu.max'), change.cpus === 0 ? `max ${CFS_PERIOD_US}` : `${quota} ${CFS_PERIOD_US}`);
-      if (d && !v2) {
-        writeLimit(path.join(d, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
-        writeLimit(path.join(d, 'cpu.cfs_quota_us'), change.cpus === 0 ? '-1' : String(quota));
-      }
-    }
-    if (change.pidsLimit !== undefined) {
-      const d = dir('pids');
-      if (d) writeLimit(path.join(d, 'pids.max'), change.pidsLimit === 0 ? 'max' : String(change.pidsLimit));
-    }
+  /**
+   * Writes the limits that the change names (undefined keeps, none removes),
+   * after checking the kernel has every one: a dimension it lacks is
+   * FAILED_PRECONDITION naming prefix.<field>, and nothing is written.
+   */
+  applyLimits(ref: CgroupRef, change: ResourceChange, prefix = 'resources'): void {
+    requireSupported(ref, change, prefix);
+    writeLimits(ref, change);
   }
 
   /** The limits as the cgroup files hold them now. */
   readLimits(ref: CgroupRef): Resources {
-    const v2 = ref.version === 'v2';
-    const file = (ctrl: string, v1name: string, v2name: string): string => {
-      const d = ref.paths[v2 ? UNIFIED : ctrl];
-      return d ? safeRead(path.join(d, v2 ? v2name : v1name)).trim() : '';
-    };
-    let memoryBytes = 0;
-    const mem = file('memory', 'memory.limit_in_bytes', 'memory.max');
-    if (mem !== '' && mem !== 'max' && BigInt(mem) < V1_UNLIMITED) memoryBytes = Number(mem);
-    let cpus = 0;
-    if (v2) {
-      const [q = 'max', p = String(CFS_PERIOD_US)] = file('cpu', '', 'cpu.max').split(' ');
-      if (q !== 'max' && q !== '') cpus = Number(q) / Number(p);
-    } else {
-      const q = Number(file('cpu', 'cpu.cfs_quota_us', ''));
-      const p = Number(file('cpu', 'cpu.cfs_period_us', ''));
-      if (q > 0 && p > 0) cpus = q / p;
-    }
-    const pidsRaw = file('pids', 'pids.max', 'pids.max');
-    const pidsLimit = pidsRaw === '' || pidsRaw === 'max' ? 0 : Number(pidsRaw);
-    return { cpus: Math.round(cpus * 1000) / 1000, memoryBytes, pidsLimit };
+    return readLimits(ref);
   }
 
   private mountOf(ctrl: string): Mount {
@@ -287,46 +263,6 @@ function tryWrite(file: string, value: string): void {
     fs.writeFileSync(file, value);
   } catch {
     /* best effort: the caller checks the outcome by reading back */
-  }
-}
-
-/** One span per cgroup write; a refused write is an error on it. */
-function writeLimit(file: string, value: string): void {
-  const span = tracer.startSpan(`cgroup write ${path.basename(file)}`, { attributes: { 'cgroup.file': file, 'cgroup.value': value } });
-  try {
-    fs.writeFileSync(file, value);
-  } catch (err) {
-    span.recordException(err as Error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-    const code = (err as NodeJS.ErrnoException).code;
-    // The kernel refuses a limit below current usage (EBUSY) or out of range (EINVAL).
-    if (code === 'EBUSY' || code === 'EINVAL') {
-      throw new DriverError(DriverNames.Cgroup, `kernel refused ${value} for ${path.basename(file)} (${code}): below current usage or out of range`, { cause: err });
-    }
-    throw new DriverError(DriverNames.Cgroup, `cannot write ${file}: ${(err as Error).message}`, { cause: err });
-  } finally {
-    span.end();
-  }
-}
-
-/**
- * v1 memory limit. Where memory+swap is limited too (Docker's MemorySwap, which
- * the docker driver keeps equal to Memory), it follows the limit, in the order
- * the kernel accepts: memsw must never be below the limit.
- */
-function writeMemoryV1(dir: string, bytes: number): void {
-  const limitFile = path.join(dir, 'memory.limit_in_bytes');
-  const swFile = path.join(dir, 'memory.memsw.limit_in_bytes');
-  const sw = safeRead(swFile).trim();
-  const value = bytes === 0 ? '-1' : String(bytes);
-  if (sw === '' || BigInt(sw) >= V1_UNLIMITED) return writeLimit(limitFile, value);
-  const current = Number(safeRead(limitFile).trim());
-  if (bytes === 0 || bytes > current) {
-    writeLimit(swFile, value);
-    writeLimit(limitFile, value);
-  } else {
-    writeLimit(limitFile, value);
-    writeLimit(swFile, value);
   }
 }
 

@@ -1,9 +1,10 @@
 import Docker from 'dockerode';
 import { Driver as DriverNames, Label, type DriverName } from '@agent/option';
-import { DriverError, FailedPreconditionError, NotFoundError, UnavailableError, traced } from '@agent/grpc-kit';
+import { AgentError, DriverError, NotFoundError, UnavailableError, traced } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Discovering, type Sampler } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { macFor } from './network/address';
+import { asked, dockerHostConfig, limits, notForDocker, requireSupported } from './dimensions';
 import { checkArgv, checkEnv, fail, redactEnv, SPEC_LIMITS } from './spec-checks';
 import type { ContainerFilter, DiscoveryListener, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
@@ -95,13 +96,11 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
       NetworkingConfig: { EndpointsConfig: { bridge: { MacAddress: mac } } },
       HostConfig: {
         Init: true, // PID 1 forwards SIGTERM: stop takes ~90 ms, not the whole timeout
-        Memory: r.memoryBytes || undefined,
-        // Without MemorySwap Docker allows 2x Memory; equal means the limit really limits.
-        MemorySwap: r.memoryBytes ? r.memoryBytes : undefined,
-        NanoCpus: r.cpus ? Math.round(r.cpus * 1e9) : undefined,
-        PidsLimit: r.pidsLimit || undefined,
+        ...dockerHostConfig(r, true),
       },
     };
+    // What the host's kernel lacks is refused before anything is made.
+    requireSupported(this.cgroups.fs.refFor(''), asked(r), 'spec.resources');
     const make = (): Promise<Docker.Container> => api('create', undefined, () => this.docker.createContainer(options));
     let container: Docker.Container;
     try {
@@ -121,7 +120,12 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     }
     try {
       await api('start', container.id, () => container.start());
-      return await this.inspect({ runtimeId: container.id, pid: 0, cgroup: { version: this.cgroups.fs.version, paths: {} }, applied: r, running: false });
+      const rt = await this.inspect({ runtimeId: container.id, pid: 0, cgroup: { version: this.cgroups.fs.version, paths: {} }, applied: r, running: false });
+      // What Docker cannot set exactly goes to the container's cgroup itself, right after its start.
+      const rest = asked(notForDocker(r));
+      if (!rt.running || Object.keys(rest).length === 0) return rt;
+      this.cgroups.fs.applyLimits(rt.cgroup, rest, 'spec.resources');
+      return { ...rt, applied: this.cgroups.fs.readLimits(rt.cgroup) };
     } catch (err) {
       await api('remove', container.id, () => container.remove({ force: true })).catch(() => undefined); // leave nothing half-made
       throw this.fail('start', err);
@@ -135,26 +139,14 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
    * the call returns.
    */
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
-    if (change.memoryBytes === 0 || change.cpus === 0) {
-      throw new FailedPreconditionError('docker cannot remove a memory or cpu limit from an existing container; set a larger one');
-    }
-    const body: Record<string, number> = {};
-    if (change.memoryBytes !== undefined) {
-      body.Memory = change.memoryBytes;
-      body.MemorySwap = change.memoryBytes; // Docker refuses Memory alone (409); equal keeps swap out
-    }
-    if (change.cpus !== undefined) body.NanoCpus = Math.round(change.cpus * 1e9);
-    if (change.pidsLimit !== undefined) body.PidsLimit = change.pidsLimit === 0 ? -1 : change.pidsLimit;
+    // The cgroup first (what the kernel lacks is refused there, before anything changes), then Docker's record of it.
+    const body = dockerHostConfig(change, false);
     const before = this.cgroups.fs.readLimits(rt.cgroup);
     this.cgroups.fs.applyLimits(rt.cgroup, change);
     try {
-      await api('update', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).update(body));
+      if (Object.keys(body).length > 0) await api('update', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).update(body));
     } catch (err) {
-      const revert: ResourceChange = {
-        memoryBytes: change.memoryBytes !== undefined ? before.memoryBytes : undefined,
-        cpus: change.cpus !== undefined ? before.cpus : undefined,
-        pidsLimit: change.pidsLimit !== undefined ? before.pidsLimit : undefined,
-      };
+      const revert: ResourceChange = Object.fromEntries(Object.keys(change).map((k) => [k, before[k as keyof typeof before]]));
       try {
         this.cgroups.fs.applyLimits(rt.cgroup, revert);
       } catch {
@@ -354,7 +346,7 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
       runtimeId: info.Id,
       pid: running ? info.State.Pid : 0,
       cgroup: running ? this.cgroups.fs.refForPid(info.State.Pid) : { version: this.cgroups.fs.version, paths: {} },
-      applied: { cpus: (info.HostConfig.NanoCpus ?? 0) / 1e9, memoryBytes: info.HostConfig.Memory ?? 0, pidsLimit: info.HostConfig.PidsLimit ?? 0 },
+      applied: limits({ cpus: (info.HostConfig.NanoCpus ?? 0) / 1e9, memoryBytes: info.HostConfig.Memory ?? 0, pidsLimit: Math.max(0, info.HostConfig.PidsLimit ?? 0) }),
       running,
       ...(running ? addressOf(info) : {}),
     };
@@ -396,7 +388,8 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     }
   }
 
-  private fail(op: string, err: unknown): DriverError {
+  private fail(op: string, err: unknown): Error {
+    if (err instanceof AgentError && !(err instanceof DriverError)) return err; // already says what and which field
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES') {
       return new DriverError(this.name, `docker is not reachable at ${this.opts.socketPath}: ${dockerMessage(err)}`, { cause: err });

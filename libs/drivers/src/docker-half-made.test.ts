@@ -11,6 +11,7 @@ import { Label } from '@agent/option';
 import { CgroupDriver } from './cgroup-driver';
 import { CgroupFs } from './cgroup-fs';
 import { DockerDriver, type ContainerWorkload } from './docker-driver';
+import { NO_LIMITS } from './dimensions';
 import type { WorkloadSpec } from './types';
 
 const cgfs = new CgroupFs(`agent-halfmade-${randomBytes(4).toString('hex')}`);
@@ -22,7 +23,7 @@ after(() => {
 
 describe('docker driver: a half-made container (created, never started)', () => {
   const objectId = `h${randomBytes(4).toString('hex')}`;
-  const spec: WorkloadSpec<ContainerWorkload> = { objectId, name: objectId, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, workload: { image: 'local/busybox:latest', command: ['sleep', '600'], env: [] } };
+  const spec: WorkloadSpec<ContainerWorkload> = { objectId, name: objectId, labels: {}, resources: NO_LIMITS, workload: { image: 'local/busybox:latest', command: ['sleep', '600'], env: [] } };
 
   it('is not adopted, is purged, and a create of the object takes its name back', async () => {
     // What a kill between docker create and start leaves: the container under the name create gives it.

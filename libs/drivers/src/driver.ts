@@ -1,9 +1,7 @@
 import type { DriverName } from '@agent/option';
 import { NotSupportedError } from '@agent/grpc-kit';
+import { DIMENSIONS, type Limit } from './dimensions';
 import type { ContainerFilter, DiscoveryListener, Figures, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
-
-/** A limit a driver may be able to set: the fields of Resources. */
-export type Limit = 'cpus' | 'memoryBytes' | 'pidsLimit';
 
 /** Plain flags: what a driver can do. Callers check them instead of catching. */
 export interface Capabilities {
@@ -108,9 +106,14 @@ export function isDiscovering(d: Driver): d is Driver & Discovering {
   return typeof (d as Partial<Discovering>).discover === 'function';
 }
 
+/** Every dimension of the table, each set to can. */
+export function allLimits(can: boolean): Readonly<Record<Limit, boolean>> {
+  return Object.fromEntries(DIMENSIONS.map((d) => [d.key, can])) as Record<Limit, boolean>;
+}
+
 export const NO_CAPABILITIES: Capabilities = {
   lifecycle: false,
-  limits: { cpus: false, memoryBytes: false, pidsLimit: false },
+  limits: allLimits(false),
   stats: false,
   cgroup: false,
   network: false,
@@ -121,7 +124,7 @@ export const NO_CAPABILITIES: Capabilities = {
 /** A driver that runs workloads in cgroups: every lifecycle call, every limit, stats and events. */
 export const WORKLOAD_CAPABILITIES: Capabilities = {
   lifecycle: true,
-  limits: { cpus: true, memoryBytes: true, pidsLimit: true },
+  limits: allLimits(true),
   stats: true,
   cgroup: true,
   network: false,

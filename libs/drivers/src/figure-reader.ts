@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseBlkioV1, parseIoStat, UNIFIED, V1_UNLIMITED } from './cgroup-fs';
+import { parseBlkioV1, parseIoStat, UNIFIED } from './cgroup-fs';
+import { V1_UNLIMITED } from './dimensions';
 import { parseNetDev } from './proc-figures';
 import type { CgroupRef, Figures } from './types';
 
@@ -64,6 +65,16 @@ const num = (t: string | undefined): number | undefined => {
   return s === '' || s === 'max' ? undefined : Number(s);
 };
 
+const STAT_LINES = new Map<string, RegExp>();
+
+/** A "key value" line of a flat-keyed cgroup file (cpu.stat, memory.events), times scale. */
+function statLine(text: string, key: string, scale: number): number | undefined {
+  let re = STAT_LINES.get(key);
+  if (!re) STAT_LINES.set(key, (re = new RegExp(`^${key} (\\d+)$`, 'm')));
+  const m = re.exec(text);
+  return m?.[1] !== undefined ? Number(m[1]) * scale : undefined;
+}
+
 /** The figures of one object, from files kept open between samples. */
 export class FigureReader {
   private readonly buf = Buffer.allocUnsafe(16 * 1024);
@@ -82,6 +93,7 @@ export class FigureReader {
       f('limit', d, 'memory.max');
       f('pids', d, 'pids.current');
       f('io', d, 'io.stat');
+      f('events', d, 'memory.events');
     } else {
       const p = ref.paths;
       f('cpu', p.cpuacct, 'cpuacct.usage');
@@ -89,6 +101,7 @@ export class FigureReader {
       f('limit', p.memory, 'memory.limit_in_bytes');
       f('pids', p.pids, 'pids.current');
       f('io', p.blkio, 'blkio.throttle.io_service_bytes');
+      f('throttle', p.cpu, 'cpu.stat');
     }
     if (netDevPath) this.files.net = new OpenFile(netDevPath);
   }
@@ -97,12 +110,10 @@ export class FigureReader {
     const r = (k: string): string | undefined => this.files[k]?.read(this.buf);
     let cpuUsageNs: number | undefined;
     const cpu = r('cpu');
-    if (cpu !== undefined) {
-      if (this.v2) {
-        const m = /^usage_usec (\d+)$/m.exec(cpu);
-        cpuUsageNs = m?.[1] !== undefined ? Number(m[1]) * 1000 : undefined;
-      } else cpuUsageNs = num(cpu);
-    }
+    if (cpu !== undefined) cpuUsageNs = this.v2 ? statLine(cpu, 'usage_usec', 1000) : num(cpu);
+    // v2 has throttling in the same cpu.stat; v1 in the cpu controller's.
+    const throttle = this.v2 ? cpu : r('throttle');
+    const events = r('events');
     let memoryLimitBytes = num(r('limit'));
     if (memoryLimitBytes !== undefined && memoryLimitBytes >= Number(V1_UNLIMITED)) memoryLimitBytes = undefined;
     const ioText = r('io');
@@ -118,6 +129,9 @@ export class FigureReader {
       netTxBytes: net?.tx,
       blkioReadBytes: io?.read,
       blkioWriteBytes: io?.write,
+      cpuThrottledPeriods: throttle === undefined ? undefined : statLine(throttle, 'nr_throttled', 1),
+      cpuThrottledNs: throttle === undefined ? undefined : this.v2 ? statLine(throttle, 'throttled_usec', 1000) : statLine(throttle, 'throttled_time', 1),
+      memoryHighEvents: events === undefined ? undefined : statLine(events, 'high', 1),
     };
   }
 

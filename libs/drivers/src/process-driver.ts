@@ -13,6 +13,7 @@ import { checkAllowedExecutable } from './exec-policy';
 import { AGENT_PATH, resolveExecutable, searchPathOf } from './executables';
 import { LogFiles } from './log-rotation';
 import { isSameProcess, parentPid, processStartTime } from './proc-figures';
+import { asked } from './dimensions';
 import { checkArgv, checkEnv, fail, maxLen, redactEnv, SPEC_LIMITS } from './spec-checks';
 import type { ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 import { resolveUser, type ResolvedUser } from './users';
@@ -163,7 +164,7 @@ export class ProcessDriver extends BaseDriver<ProcessWorkload> {
     let pid = 0;
     let startTime: number | undefined;
     try {
-      this.cgroups.fs.applyLimits(ref, spec.resources);
+      this.cgroups.fs.applyLimits(ref, asked(spec.resources), 'spec.resources');
       logFd = this.openLog(spec.objectId);
       this.logs.watch(this.logFile(spec.objectId));
       const child = spawn('/bin/sh', ['-c', LAUNCHER, LAUNCH_MARK, cwd, ...proc.env, '--', exe, ...args], {

@@ -14,6 +14,7 @@ import { CgroupFs } from './cgroup-fs';
 import { checkAllowedExecutable } from './exec-policy';
 import { ProcessDriver, type ProcessDriverOptions } from './process-driver';
 import type { ProcessWorkload } from './process-driver';
+import { NO_LIMITS } from './dimensions';
 import type { Runtime } from './types';
 import { resolveUser } from './users';
 
@@ -42,7 +43,7 @@ async function start(proc: Partial<ProcessWorkload>, d = driver, id = newId()): 
     objectId: id,
     name: id,
     labels: {},
-    resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 },
+    resources: NO_LIMITS,
     workload: { command: ['/bin/sleep', '30'], env: [], cwd: '', user: '', ...proc },
   });
   made.push({ driver: d, rt });
@@ -370,7 +371,7 @@ describe('process logs', () => {
     const id = newId();
     await start({}, d, id);
     fs.writeFileSync(path.join(logDir, `${id}.log.1`), 'an older run\n');
-    await d.purge({ objectId: id, name: id, labels: {}, resources: { cpus: 0, memoryBytes: 0, pidsLimit: 0 }, workload: { command: ['/bin/sleep', '30'], env: [], cwd: '', user: '' } });
+    await d.purge({ objectId: id, name: id, labels: {}, resources: NO_LIMITS, workload: { command: ['/bin/sleep', '30'], env: [], cwd: '', user: '' } });
     assert.deepEqual(ours(id), []);
   });
 });

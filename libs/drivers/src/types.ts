@@ -2,6 +2,7 @@
 // mirror the proto messages field for field, but are owned here so that
 // drivers never depend on generated code.
 
+/** An object's limits; each is a row of the dimensions table (dimensions.ts), and its none value is "no limit". */
 export interface Resources {
   /** CPU cores; 0 = no limit. */
   readonly cpus: number;
@@ -9,14 +10,18 @@ export interface Resources {
   readonly memoryBytes: number;
   /** 0 = no limit. */
   readonly pidsLimit: number;
+  /** CPUs it may run on ("0-1,3"); '' = any. */
+  readonly cpusetCpus: string;
+  /** NUMA memory nodes it may use; '' = any. */
+  readonly cpusetMems: string;
+  /** Relative CPU weight 1-10000 (v1 cpu.shares = weight * 10.24); 0 = the default (100). */
+  readonly cpuWeight: number;
+  /** Bytes above which it is throttled and reclaimed (v2 memory.high; v1 soft limit); 0 = none. */
+  readonly memoryHighBytes: number;
 }
 
-/** An update: undefined keeps a field, 0 removes its limit, > 0 sets it. */
-export interface ResourceChange {
-  readonly cpus?: number;
-  readonly memoryBytes?: number;
-  readonly pidsLimit?: number;
-}
+/** An update: undefined keeps a field, none (0, '') removes its limit, anything else sets it. */
+export type ResourceChange = Partial<Resources>;
 
 
 export type CgroupVersion = 'v1' | 'v2';
@@ -69,6 +74,11 @@ export interface Figures {
   readonly netTxBytes?: number;
   readonly blkioReadBytes?: number;
   readonly blkioWriteBytes?: number;
+  /** CPU bandwidth periods in which it was throttled, and the time it spent so. */
+  readonly cpuThrottledPeriods?: number;
+  readonly cpuThrottledNs?: number;
+  /** Times it went over memory.high (v2 only). */
+  readonly memoryHighEvents?: number;
 }
 
 /** A workload stopped or started by itself (not through the driver). */

@@ -1,11 +1,9 @@
 import type { AgentConfig } from '@agent/option';
 import { FailedPreconditionError, InvalidArgumentError } from '@agent/grpc-kit';
-import type { Limit } from '@agent/drivers';
+import { DIMENSIONS, type Dimension } from '@agent/drivers';
 import { v1 } from '@agent/proto';
+import { removes } from './convert';
 import { KINDS, kindRow, type KindRow } from './kinds';
-
-/** A limit's field name in the API. */
-const LIMIT_FIELDS: Readonly<Record<Limit, string>> = { cpus: 'cpus', memoryBytes: 'memory_bytes', pidsLimit: 'pids_limit' };
 
 /**
  * The kind's checks of a spec to create: its kind is known, exactly its own
@@ -26,8 +24,8 @@ export function validateWorkload(spec: v1.ObjectSpec): void {
 
 /** A create asking for a limit the kind's driver cannot set: INVALID_ARGUMENT naming it (the kind is in the request). */
 export function checkCreateLimits(row: KindRow, resources: v1.Resources | undefined): void {
-  const lacking = limitsAsked(resources, (v) => v > 0).find((l) => !row.capabilities.limits[l]);
-  if (lacking) throw new InvalidArgumentError(`spec.resources.${LIMIT_FIELDS[lacking]}`, `${v1.Kind[row.kind]} objects cannot be limited by ${LIMIT_FIELDS[lacking]}`);
+  const lacking = lacks(row, resources);
+  if (lacking) throw new InvalidArgumentError(`spec.resources.${lacking.field}`, `${v1.Kind[row.kind]} objects cannot be limited by ${lacking.field}`);
 }
 
 /** Host checks of the kind (who runs a process, which executables are allowed); the spec comes back with defaults filled in. */
@@ -44,8 +42,27 @@ export function admitWorkload(spec: v1.ObjectSpec, config: AgentConfig): v1.Obje
  * object's kind cannot take it). A limit being removed (-1) or set counts.
  */
 export function checkUpdate(row: KindRow, resources: v1.Resources | undefined): void {
-  const lacking = limitsAsked(resources, (v) => v !== 0).find((l) => !row.capabilities.limits[l]);
-  if (lacking) throw new FailedPreconditionError(`resources.${LIMIT_FIELDS[lacking]}: ${v1.Kind[row.kind]} objects cannot be limited by ${LIMIT_FIELDS[lacking]}`);
+  const lacking = lacks(row, resources);
+  if (lacking) throw new FailedPreconditionError(`resources.${lacking.field}: ${v1.Kind[row.kind]} objects cannot be limited by ${lacking.field}`);
+}
+
+/**
+ * The limits of a request, each checked by its dimension's row: none (0, "")
+ * means no limit at create and keeps the field at update, -1 ("-1") removes
+ * it at update and is an error at create, and anything else must be within
+ * the row's bounds. Each failure names field.<dimension>.
+ */
+export function checkResources(field: string, r: v1.Resources | undefined, update: boolean): void {
+  if (!r) return;
+  const hint = update ? ' (-1 removes the limit, 0 keeps it)' : ' (0 means no limit)';
+  for (const d of DIMENSIONS) {
+    const v = r[d.key];
+    if (v === d.none || (update && removes(d, v))) continue;
+    if (typeof v === 'number' && v < 0) throw new InvalidArgumentError(`${field}.${d.field}`, `must not be negative${hint}`);
+    if (v === '-1') throw new InvalidArgumentError(`${field}.${d.field}`, `"-1" removes a limit in an Update; at create leave it empty`);
+    const why = d.check(v);
+    if (why) throw new InvalidArgumentError(`${field}.${d.field}`, why);
+  }
 }
 
 /** What a reader sees of a spec: the kind's secrets hidden. */
@@ -56,7 +73,7 @@ export function redactWorkload(spec: v1.ObjectSpec): v1.ObjectSpec {
   return { ...spec, [row.field]: row.redact(workload) };
 }
 
-function limitsAsked(r: v1.Resources | undefined, asked: (v: number) => boolean): Limit[] {
-  if (!r) return [];
-  return (Object.keys(LIMIT_FIELDS) as Limit[]).filter((l) => asked(r[l]));
+/** The first dimension asked for (set or removed) that the kind's driver cannot set. */
+function lacks(row: KindRow, r: v1.Resources | undefined): Dimension | undefined {
+  return r ? DIMENSIONS.find((d) => r[d.key] !== d.none && !row.capabilities.limits[d.key]) : undefined;
 }

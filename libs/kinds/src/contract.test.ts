@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { NotFoundError, NotSupportedError } from '@agent/grpc-kit';
 import { loadConfig } from '@agent/option';
-import { isAlive, type Runtime, type WorkloadSpec } from '@agent/drivers';
+import { DIMENSIONS, isAlive, limits, NO_LIMITS, type Limit, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
 import { v1 } from '@agent/proto';
 import { createHostDrivers, KINDS, type WorkloadField } from './index';
 
@@ -42,7 +42,7 @@ function file(rt: Runtime, ctrl: string, v1file: string, v2file: string): string
   return fs.readFileSync(path.join(dir, rt.cgroup.version === 'v2' ? v2file : v1file), 'utf8').trim();
 }
 
-function specFor(field: WorkloadField, id: string, resources = { cpus: 0, memoryBytes: 0, pidsLimit: 0 }): WorkloadSpec {
+function specFor(field: WorkloadField, id: string, resources: Resources = NO_LIMITS): WorkloadSpec {
   return { objectId: id, name: id, labels: { suite: 'contract' }, resources, workload: FIXTURES[field](id) };
 }
 
@@ -55,10 +55,46 @@ describe('kinds registry', () => {
   });
 });
 
+/** Per dimension: the cgroup file (v1 controller and file, v2 file) and its text for a value, for the contract's checks. */
+const FILES: Readonly<Record<Limit, { ctrl: string; v1: string; v2: string; text: (v: never) => string }>> = {
+  cpus: { ctrl: 'cpu', v1: 'cpu.cfs_quota_us', v2: 'cpu.max', text: (v: number) => String(v * 100_000) },
+  memoryBytes: { ctrl: 'memory', v1: 'memory.limit_in_bytes', v2: 'memory.max', text: (v: number) => String(v) },
+  pidsLimit: { ctrl: 'pids', v1: 'pids.max', v2: 'pids.max', text: (v: number) => String(v) },
+  cpusetCpus: { ctrl: 'cpuset', v1: 'cpuset.cpus', v2: 'cpuset.cpus', text: (v: string) => v },
+  cpusetMems: { ctrl: 'cpuset', v1: 'cpuset.mems', v2: 'cpuset.mems', text: (v: string) => v },
+  cpuWeight: { ctrl: 'cpu', v1: 'cpu.shares', v2: 'cpu.weight', text: (v: number) => String(Math.round(v * 10.24)) },
+  memoryHighBytes: { ctrl: 'memory', v1: 'memory.soft_limit_in_bytes', v2: 'memory.high', text: (v: number) => String(v) },
+};
+
+/** The limits a driver can set, from wanted; none for the others. */
+function settable(caps: { limits: Readonly<Record<Limit, boolean>> }, wanted: Partial<Resources>): Resources {
+  return limits(Object.fromEntries(Object.entries(wanted).filter(([k]) => caps.limits[k as Limit])));
+}
+
+/** The host's whole cpuset (v1 root; v2 effective): a cpuset equal to it restricts nothing and reads back as none. */
+const hostSet = (file: string): string => {
+  for (const p of [`/sys/fs/cgroup/cpuset/${file}`, `/sys/fs/cgroup/${file}.effective`]) if (fs.existsSync(p)) return fs.readFileSync(p, 'utf8').trim();
+  return '';
+};
+const readBack = (r: Resources): Resources => ({ ...r, cpusetCpus: r.cpusetCpus === hostSet('cpuset.cpus') ? '' : r.cpusetCpus, cpusetMems: r.cpusetMems === hostSet('cpuset.mems') ? '' : r.cpusetMems });
+
+const lastCpu = String(os.cpus().length - 1);
+
 for (const row of KINDS) {
   const driver = host.objects.get(row.driver)!;
   const caps = row.capabilities;
-  const limits = { cpus: caps.limits.cpus ? 0.5 : 0, memoryBytes: caps.limits.memoryBytes ? 64 * MiB : 0, pidsLimit: caps.limits.pidsLimit ? 32 : 0 };
+  const made = settable(caps, { cpus: 0.5, memoryBytes: 64 * MiB, pidsLimit: 32, cpusetCpus: '0', cpusetMems: '0', cpuWeight: 300, memoryHighBytes: 48 * MiB });
+  const changed = settable(caps, { memoryBytes: 96 * MiB, pidsLimit: 64, cpusetCpus: lastCpu, cpuWeight: 50, memoryHighBytes: 32 * MiB });
+
+  /** Every dimension set in want is in its cgroup file as the kernel shows it. */
+  const holds = (rt: Runtime, want: Resources): void => {
+    if (!caps.cgroup) return;
+    for (const d of DIMENSIONS) {
+      if (want[d.key] === d.none) continue;
+      const f = FILES[d.key];
+      assert.equal(file(rt, f.ctrl, f.v1, f.v2).split(' ')[0], f.text(want[d.key] as never), `${d.field} in ${f.v1}/${f.v2}`);
+    }
+  };
 
   describe(`${driver.name} driver contract (${v1.Kind[row.kind]})`, () => {
     const id = `c${randomBytes(4).toString('hex')}`;
@@ -74,13 +110,11 @@ for (const row of KINDS) {
       await driver.health();
     });
 
-    it('creates with the limits it can set, read back from the object', async () => {
-      rt = await driver.create(specFor(row.field, id, limits));
+    it('creates with every dimension it can set, read back from the object and held by the cgroup files', async () => {
+      rt = await driver.create(specFor(row.field, id, made));
       assert.equal(rt.running, true);
-      assert.deepEqual(rt.applied, limits);
-      if (!caps.cgroup) return;
-      if (caps.limits.memoryBytes) assert.equal(file(rt, 'memory', 'memory.limit_in_bytes', 'memory.max'), String(64 * MiB));
-      if (caps.limits.pidsLimit) assert.equal(file(rt, 'pids', 'pids.max', 'pids.max'), '32');
+      assert.deepEqual(rt.applied, readBack(made));
+      holds(rt, made);
     });
 
     it('samples figures that match the cgroup files (capability stats, cgroup)', { skip: !(caps.stats && caps.cgroup) }, () => {
@@ -105,12 +139,20 @@ for (const row of KINDS) {
       sampler.close();
     });
 
-    it('updates a limit and reads it back from the object, keeping what it does not name', { skip: !caps.limits.memoryBytes }, async () => {
-      rt = await driver.update(rt, { memoryBytes: 96 * MiB, ...(caps.limits.pidsLimit ? { pidsLimit: 64 } : {}) });
-      assert.equal(rt.applied.memoryBytes, 96 * MiB);
-      if (caps.limits.pidsLimit) assert.equal(rt.applied.pidsLimit, 64);
-      assert.equal(rt.applied.cpus, limits.cpus, 'an update keeps what it does not name');
-      if (caps.cgroup) assert.equal(file(rt, 'memory', 'memory.limit_in_bytes', 'memory.max'), String(96 * MiB));
+    it('updates dimensions and reads them back from the object, keeping what it does not name', async () => {
+      const change = Object.fromEntries(DIMENSIONS.filter((d) => changed[d.key] !== d.none).map((d) => [d.key, changed[d.key]]));
+      rt = await driver.update(rt, change);
+      const want = { ...made, ...change };
+      assert.deepEqual(rt.applied, readBack(want));
+      assert.equal(rt.applied.cpus, made.cpus, 'an update keeps what it does not name');
+      holds(rt, want);
+    });
+
+    it('removes a limit by setting it to none, where the driver can on a live object', { skip: !caps.limits.cpuWeight || !caps.limits.memoryHighBytes }, async () => {
+      rt = await driver.update(rt, { cpuWeight: 0, memoryHighBytes: 0 });
+      assert.equal(rt.applied.cpuWeight, 0);
+      assert.equal(rt.applied.memoryHighBytes, 0);
+      if (caps.cgroup) assert.equal(file(rt, 'cpu', 'cpu.shares', 'cpu.weight'), rt.cgroup.version === 'v2' ? '100' : '1024', 'back to the default weight');
     });
 
     it('inspects a running object', async () => {
@@ -125,6 +167,7 @@ for (const row of KINDS) {
 
     it('finds a finished create from the object id alone (a kill before its runtime was recorded)', async () => {
       const found = await driver.adopt(specFor(row.field, id), undefined);
+      assert.deepEqual(found.applied, rt.applied, 'limits read back from the object itself');
       assert.equal(found.runtimeId, rt.runtimeId);
       assert.equal(found.pid, rt.pid);
       assert.equal(found.running, true);

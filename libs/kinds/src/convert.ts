@@ -1,5 +1,5 @@
-import type { ResourceChange, Runtime, WorkloadSpec } from '@agent/drivers';
-import type { internalv1, v1 } from '@agent/proto';
+import { DIMENSIONS, limits, type Dimension, type ResourceChange, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
+import { v1, type internalv1 } from '@agent/proto';
 import { workloadOf } from './kinds';
 
 // Between the API's messages and the drivers' own types (drivers never see generated code).
@@ -11,15 +11,62 @@ export function toWorkload(objectId: string, spec: v1.ObjectSpec): WorkloadSpec 
     objectId,
     name: spec.name,
     labels: spec.labels,
-    resources: { cpus: r?.cpus ?? 0, memoryBytes: r?.memoryBytes ?? 0, pidsLimit: r?.pidsLimit ?? 0 },
+    resources: toResources(r),
     workload: workloadOf(spec),
   };
 }
 
-/** Public update semantics -> driver semantics: 0 keeps, -1 removes (0), > 0 sets. */
+type Value = Resources[keyof Resources];
+
+/** In the API, what removes a limit in an Update: -1, or "-1" for a text dimension. */
+export function removes(d: Dimension, v: Value | undefined): boolean {
+  return typeof d.none === 'number' ? v === -1 : v === '-1';
+}
+
+/** The API's limits as the drivers take them (every dimension, none where unset). */
+export function toResources(r: v1.Resources | undefined): Resources {
+  return limits(r ? Object.fromEntries(DIMENSIONS.map((d) => [d.key, r[d.key] ?? d.none])) : {});
+}
+
+/** Public update semantics -> driver semantics: none (0, "") keeps, -1 / "-1" removes (none), anything else sets. */
 export function toChange(r: v1.Resources | undefined): ResourceChange {
-  const f = (v: number | undefined): number | undefined => (v === undefined || v === 0 ? undefined : v < 0 ? 0 : v);
-  return { cpus: f(r?.cpus), memoryBytes: f(r?.memoryBytes), pidsLimit: f(r?.pidsLimit) };
+  const out: Record<string, Value> = {};
+  for (const d of DIMENSIONS) {
+    const v = r?.[d.key];
+    if (v === undefined || v === d.none) continue;
+    out[d.key] = removes(d, v) ? d.none : v;
+  }
+  return out as ResourceChange;
+}
+
+/**
+ * What an Update must still do to an object with these limits applied: the
+ * fields that differ, in Update semantics (none keeps, -1 removes); a removal
+ * of a limit it does not have, or a value it already has, is nothing to do.
+ */
+export function updateDiff(want: v1.Resources | undefined, applied: v1.Resources | undefined): v1.Resources {
+  const out = v1.Resources.fromPartial({}) as unknown as Record<string, Value>;
+  for (const d of DIMENSIONS) {
+    const req = want?.[d.key] ?? d.none;
+    const cur = applied?.[d.key] ?? d.none;
+    out[d.key] = req === d.none || req === cur || (removes(d, req) && cur === d.none) ? d.none : req;
+  }
+  return out as unknown as v1.Resources;
+}
+
+/** Whether an Update's limits ask for anything. */
+export function asksAny(r: v1.Resources | undefined): boolean {
+  return r !== undefined && DIMENSIONS.some((d) => r[d.key] !== d.none);
+}
+
+/** The object's spec limits after an Update: what it named replaces, what it removed is none. */
+export function afterUpdate(spec: v1.Resources | undefined, want: v1.Resources | undefined): v1.Resources {
+  const out = v1.Resources.fromPartial({}) as unknown as Record<string, Value>;
+  for (const d of DIMENSIONS) {
+    const req = want?.[d.key] ?? d.none;
+    out[d.key] = req === d.none ? (spec?.[d.key] ?? d.none) : removes(d, req) ? d.none : req;
+  }
+  return out as unknown as v1.Resources;
 }
 
 export function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
@@ -31,7 +78,7 @@ export function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
     runtimeId: r.runtimeId,
     pid: r.pid,
     cgroup: { version: r.cgroup?.version === 'v2' ? 'v2' : 'v1', paths: { ...(r.cgroup?.paths ?? {}) } },
-    applied: { cpus: r.applied?.cpus ?? 0, memoryBytes: r.applied?.memoryBytes ?? 0, pidsLimit: r.applied?.pidsLimit ?? 0 },
+    applied: toResources(r.applied),
     running: r.running,
     startTime: r.startTime || undefined,
     exitCode: r.exitCode,

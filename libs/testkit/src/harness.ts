@@ -117,7 +117,7 @@ export async function startAgent(env: Record<string, string> = {}, again?: Pick<
 
 /** Removes a test's cgroup root where it is empty (what a test left running keeps it). */
 export function removeCgroupParent(parent: string): void {
-  for (const ctrl of ['memory', 'cpu', 'cpuacct', 'pids', 'blkio', '']) {
+  for (const ctrl of ['memory', 'cpu', 'cpuacct', 'pids', 'blkio', 'cpuset', '']) {
     const dir = path.join('/sys/fs/cgroup', ctrl, parent);
     try {
       fs.rmdirSync(dir);

@@ -1,0 +1,325 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { DriverError, FailedPreconditionError, tracer } from '@agent/grpc-kit';
+import { Driver as DriverNames } from '@agent/option';
+import type { CgroupRef, ResourceChange, Resources } from './types';
+
+// The resource dimensions: one row per limit an object can have, saying how
+// it is checked, written and read back on cgroup v1 and v2, and what Docker
+// calls it. Everything that handles limits (validation, the cgroup files,
+// Docker's HostConfig, updates, read-back) goes through this table; a new
+// dimension is a row here and a field in Resources (and agent.v1.Resources).
+// Which kinds support a dimension is their driver's capabilities.limits.
+
+/** A limit: a field of Resources. */
+export type Limit = keyof Resources;
+
+/** v1: controller -> dir; v2: every row's controller lives in the unified dir. */
+interface Side<V> {
+  /** The v1 controller or the v2 controller name (as cgroup.controllers lists it). */
+  readonly controller: string;
+  /** The file whose presence says the kernel has the dimension. */
+  readonly file: string;
+  write(dir: string, value: V): void;
+  read(dir: string): V;
+}
+
+export interface Dimension<K extends Limit = Limit> {
+  readonly key: K;
+  /** Its name in the API (agent.v1.Resources). */
+  readonly field: string;
+  /** The value that means "no limit" (what removing it leaves). */
+  readonly none: Resources[K];
+  /** Why a value asked for (not none) is out of bounds, or undefined when fine. */
+  check(value: Resources[K]): string | undefined;
+  readonly v1: Side<Resources[K]>;
+  readonly v2: Side<Resources[K]>;
+  /**
+   * The Docker HostConfig fields for a value, where Docker has an exact
+   * equivalent (dimensions without are written to the container's cgroup by
+   * the driver); undefined for a value Docker cannot take on an existing
+   * container (removing some limits).
+   */
+  docker?(value: Resources[K]): Record<string, unknown> | undefined;
+}
+
+const CFS_PERIOD_US = 100_000;
+/** v1 reports "no memory limit" as the largest page-aligned int64; anything this large is no limit. */
+export const V1_UNLIMITED = 2n ** 62n;
+/** cgroup v2's cpu.weight range; the default is 100. */
+export const CPU_WEIGHT = { min: 1, max: 10_000, default: 100 } as const;
+/** v1 cpu.shares of the default weight: weights map linearly so that defaults meet (100 <-> 1024). */
+const SHARES_PER_WEIGHT = 1024 / CPU_WEIGHT.default;
+const CPU_LIST = /^(\d+(-\d+)?)(,\d+(-\d+)?)*$/;
+
+const read = (dir: string, file: string): string => {
+  try {
+    return fs.readFileSync(path.join(dir, file), 'utf8').trim();
+  } catch {
+    return '';
+  }
+};
+const bytesOrNone = (text: string): number => (text === '' || text === 'max' || BigInt(text) >= V1_UNLIMITED ? 0 : Number(text));
+const maxOr = (v: number): string => (v === 0 ? 'max' : String(v));
+
+/** A cpuset list: ascending ranges of numbers ("0-3,6"), at most 4096. */
+function checkCpuList(value: string): string | undefined {
+  if (!CPU_LIST.test(value)) return 'a list of numbers and ranges, e.g. "0-1" or "0,2-3"';
+  for (const part of value.split(',')) {
+    const [a = 0, b = a] = part.split('-').map(Number);
+    if (b < a) return `range ${part} is backwards`;
+    if (b > 4095) return `${b} is beyond 4095`;
+  }
+  return undefined;
+}
+
+/**
+ * v1 cpusets start empty and a task cannot join an empty one; "no
+ * restriction" is the parent's set, and reads back as none.
+ */
+function cpusetV1(file: string): Side<string> {
+  return {
+    controller: 'cpuset',
+    file,
+    write: (dir, value) => writeLimit(path.join(dir, file), value === '' ? read(path.dirname(dir), file) : value),
+    read: (dir) => {
+      const own = read(dir, file);
+      return own === read(path.dirname(dir), file) ? '' : own;
+    },
+  };
+}
+
+/** v2 cpusets are empty when unrestricted (cpuset.cpus.effective shows the inherited set). */
+function cpusetV2(file: string): Side<string> {
+  return { controller: 'cpuset', file, write: (dir, value) => writeLimit(path.join(dir, file), value), read: (dir) => read(dir, file) };
+}
+
+const row = <K extends Limit>(d: Dimension<K>): Dimension => d as unknown as Dimension;
+
+export const DIMENSIONS: readonly Dimension[] = [
+  row({
+    key: 'cpus',
+    field: 'cpus',
+    none: 0,
+    check: (v) => (!Number.isFinite(v) ? 'must be a finite number' : v < 0.01 ? 'at least 0.01 cores' : v > 1024 ? 'more than 1024 cores' : undefined),
+    v1: {
+      controller: 'cpu',
+      file: 'cpu.cfs_quota_us',
+      write: (dir, v) => {
+        writeLimit(path.join(dir, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
+        writeLimit(path.join(dir, 'cpu.cfs_quota_us'), v === 0 ? '-1' : String(Math.round(v * CFS_PERIOD_US)));
+      },
+      read: (dir) => {
+        const q = Number(read(dir, 'cpu.cfs_quota_us'));
+        const p = Number(read(dir, 'cpu.cfs_period_us'));
+        return q > 0 && p > 0 ? Math.round((q / p) * 1000) / 1000 : 0;
+      },
+    },
+    v2: {
+      controller: 'cpu',
+      file: 'cpu.max',
+      write: (dir, v) => writeLimit(path.join(dir, 'cpu.max'), v === 0 ? `max ${CFS_PERIOD_US}` : `${Math.round(v * CFS_PERIOD_US)} ${CFS_PERIOD_US}`),
+      read: (dir) => {
+        const [q = 'max', p = String(CFS_PERIOD_US)] = read(dir, 'cpu.max').split(' ');
+        return q !== 'max' && q !== '' ? Math.round((Number(q) / Number(p)) * 1000) / 1000 : 0;
+      },
+    },
+    docker: (v) => (v === 0 ? undefined : { NanoCpus: Math.round(v * 1e9) }),
+  }),
+  row({
+    key: 'memoryBytes',
+    field: 'memory_bytes',
+    none: 0,
+    // Docker's own minimum; the kernel's is lower but anything below this is a mistake.
+    check: (v) => (v < 6 * 1024 * 1024 ? 'at least 6291456 bytes (6 MiB)' : v > 2 ** 50 ? 'more than 1125899906842624 bytes (1 PiB)' : undefined),
+    v1: { controller: 'memory', file: 'memory.limit_in_bytes', write: writeMemoryV1, read: (dir) => bytesOrNone(read(dir, 'memory.limit_in_bytes')) },
+    v2: { controller: 'memory', file: 'memory.max', write: (dir, v) => writeLimit(path.join(dir, 'memory.max'), maxOr(v)), read: (dir) => bytesOrNone(read(dir, 'memory.max')) },
+    // Without MemorySwap Docker allows 2x Memory; equal means the limit really limits (and Docker refuses Memory alone on update).
+    docker: (v) => (v === 0 ? undefined : { Memory: v, MemorySwap: v }),
+  }),
+  row({
+    key: 'pidsLimit',
+    field: 'pids_limit',
+    none: 0,
+    check: (v) => (v > 4_194_304 ? 'more than 4194304' : undefined),
+    v1: { controller: 'pids', file: 'pids.max', write: (dir, v) => writeLimit(path.join(dir, 'pids.max'), maxOr(v)), read: (dir) => bytesOrNone(read(dir, 'pids.max')) },
+    v2: { controller: 'pids', file: 'pids.max', write: (dir, v) => writeLimit(path.join(dir, 'pids.max'), maxOr(v)), read: (dir) => bytesOrNone(read(dir, 'pids.max')) },
+    docker: (v) => ({ PidsLimit: v === 0 ? -1 : v }),
+  }),
+  row({
+    key: 'cpusetCpus',
+    field: 'cpuset_cpus',
+    none: '',
+    check: checkCpuList,
+    v1: cpusetV1('cpuset.cpus'),
+    v2: cpusetV2('cpuset.cpus'),
+    docker: (v) => (v === '' ? undefined : { CpusetCpus: v }),
+  }),
+  row({
+    key: 'cpusetMems',
+    field: 'cpuset_mems',
+    none: '',
+    check: checkCpuList,
+    v1: cpusetV1('cpuset.mems'),
+    v2: cpusetV2('cpuset.mems'),
+    docker: (v) => (v === '' ? undefined : { CpusetMems: v }),
+  }),
+  row({
+    key: 'cpuWeight',
+    field: 'cpu_weight',
+    none: 0,
+    check: (v) => (!Number.isInteger(v) || v < CPU_WEIGHT.min || v > CPU_WEIGHT.max ? `an integer from ${CPU_WEIGHT.min} to ${CPU_WEIGHT.max}` : undefined),
+    v1: {
+      controller: 'cpu',
+      file: 'cpu.shares',
+      write: (dir, v) => writeLimit(path.join(dir, 'cpu.shares'), String(Math.round((v === 0 ? CPU_WEIGHT.default : v) * SHARES_PER_WEIGHT))),
+      read: (dir) => {
+        const shares = Number(read(dir, 'cpu.shares'));
+        const w = Math.round(shares / SHARES_PER_WEIGHT);
+        return shares > 0 && w !== CPU_WEIGHT.default ? Math.max(CPU_WEIGHT.min, w) : 0;
+      },
+    },
+    v2: {
+      controller: 'cpu',
+      file: 'cpu.weight',
+      write: (dir, v) => writeLimit(path.join(dir, 'cpu.weight'), String(v === 0 ? CPU_WEIGHT.default : v)),
+      read: (dir) => {
+        const w = Number(read(dir, 'cpu.weight'));
+        return w > 0 && w !== CPU_WEIGHT.default ? w : 0;
+      },
+    },
+    // Docker's CpuShares is exact on v1 only (runc maps it onto v2 weights its own way): written to the cgroup after start instead.
+  }),
+  row({
+    key: 'memoryHighBytes',
+    field: 'memory_high_bytes',
+    none: 0,
+    check: (v) => (v < 1024 * 1024 ? 'at least 1048576 bytes (1 MiB)' : v > 2 ** 50 ? 'more than 1125899906842624 bytes (1 PiB)' : undefined),
+    // v1 has no throttling threshold: its soft limit is what reclaim pushes a group back to under pressure.
+    v1: {
+      controller: 'memory',
+      file: 'memory.soft_limit_in_bytes',
+      write: (dir, v) => writeLimit(path.join(dir, 'memory.soft_limit_in_bytes'), v === 0 ? '-1' : String(v)),
+      read: (dir) => bytesOrNone(read(dir, 'memory.soft_limit_in_bytes')),
+    },
+    v2: { controller: 'memory', file: 'memory.high', write: (dir, v) => writeLimit(path.join(dir, 'memory.high'), maxOr(v)), read: (dir) => bytesOrNone(read(dir, 'memory.high')) },
+    // Docker's MemoryReservation is memory.low on v2, not memory.high: written to the cgroup after start instead.
+  }),
+];
+
+export const NO_LIMITS: Resources = Object.freeze(Object.fromEntries(DIMENSIONS.map((d) => [d.key, d.none])) as unknown as Resources);
+
+/** Limits from the ones given, every other dimension at none. */
+export function limits(some: Partial<Resources>): Resources {
+  return { ...NO_LIMITS, ...some };
+}
+
+const dirOf = (ref: CgroupRef, d: Dimension): string | undefined => ref.paths[ref.version === 'v2' ? 'unified' : d.v1.controller];
+const sideOf = (ref: CgroupRef, d: Dimension): Side<Resources[Limit]> => (ref.version === 'v2' ? d.v2 : d.v1);
+
+/**
+ * The dimensions the change names that the object's cgroup cannot take (the
+ * kernel has no such controller or file): FAILED_PRECONDITION naming the
+ * first, before anything is written. prefix is where the limits sit in the
+ * request ("spec.resources" at create, "resources" at update).
+ */
+export function requireSupported(ref: CgroupRef, change: ResourceChange, prefix: string): void {
+  for (const d of DIMENSIONS) {
+    if (change[d.key] === undefined) continue;
+    const dir = dirOf(ref, d);
+    const side = sideOf(ref, d);
+    if (!dir) throw new FailedPreconditionError(`${prefix}.${d.field}: this host has no cgroup ${ref.version} ${side.controller} controller`);
+    if (fs.existsSync(dir) && !fs.existsSync(path.join(dir, side.file))) throw new FailedPreconditionError(`${prefix}.${d.field}: this host's kernel has no ${side.file} (cgroup ${ref.version})`);
+  }
+}
+
+/** Writes the limits the change names (undefined keeps, none removes), in table order. */
+export function writeLimits(ref: CgroupRef, change: ResourceChange): void {
+  for (const d of DIMENSIONS) {
+    const value = change[d.key];
+    const dir = dirOf(ref, d);
+    if (value !== undefined && dir) sideOf(ref, d).write(dir, value);
+  }
+}
+
+/** Every dimension as the cgroup files hold it now (none where the object has no such file). */
+export function readLimits(ref: CgroupRef): Resources {
+  const out: Record<string, unknown> = {};
+  for (const d of DIMENSIONS) {
+    const dir = dirOf(ref, d);
+    out[d.key] = dir ? sideOf(ref, d).read(dir) : d.none;
+  }
+  return out as unknown as Resources;
+}
+
+/** Only the limits that are set (not none): what a create asks for. */
+export function asked(r: ResourceChange): ResourceChange {
+  const out: Record<string, unknown> = {};
+  for (const d of DIMENSIONS) if (r[d.key] !== undefined && r[d.key] !== d.none) out[d.key] = r[d.key];
+  return out as ResourceChange;
+}
+
+/**
+ * Docker's HostConfig for the limits, where Docker has an exact equivalent
+ * (at create, only the ones set). A change Docker cannot make to an existing
+ * container is FAILED_PRECONDITION naming its field.
+ */
+export function dockerHostConfig(r: ResourceChange, onlySet: boolean): Record<string, unknown> {
+  let out: Record<string, unknown> = {};
+  for (const d of DIMENSIONS) {
+    const v = r[d.key];
+    if (v === undefined || !d.docker || (onlySet && v === d.none)) continue;
+    const fields = d.docker(v);
+    if (!fields) throw new FailedPreconditionError(`resources.${d.field}: docker cannot remove this limit from an existing container; set another value`);
+    out = { ...out, ...fields };
+  }
+  return out;
+}
+
+/** The dimensions Docker cannot set exactly: the driver writes them to the container's cgroup itself. */
+export function notForDocker(r: ResourceChange): ResourceChange {
+  const out: Record<string, unknown> = {};
+  for (const d of DIMENSIONS) if (!d.docker && r[d.key] !== undefined) out[d.key] = r[d.key];
+  return out as ResourceChange;
+}
+
+/** One span per cgroup write; a refused write is an error on it. */
+export function writeLimit(file: string, value: string): void {
+  const span = tracer.startSpan(`cgroup write ${path.basename(file)}`, { attributes: { 'cgroup.file': file, 'cgroup.value': value } });
+  try {
+    fs.writeFileSync(file, value);
+  } catch (err) {
+    span.recordException(err as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+    const code = (err as NodeJS.ErrnoException).code;
+    // The kernel refuses a limit below current usage (EBUSY) or out of range (EINVAL).
+    if (code === 'EBUSY' || code === 'EINVAL') {
+      throw new DriverError(DriverNames.Cgroup, `kernel refused ${value} for ${path.basename(file)} (${code}): below current usage or out of range`, { cause: err });
+    }
+    throw new DriverError(DriverNames.Cgroup, `cannot write ${file}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    span.end();
+  }
+}
+
+/**
+ * v1 memory limit. Where memory+swap is limited too (Docker's MemorySwap, which
+ * the docker driver keeps equal to Memory), it follows the limit, in the order
+ * the kernel accepts: memsw must never be below the limit.
+ */
+function writeMemoryV1(dir: string, bytes: number): void {
+  const limitFile = path.join(dir, 'memory.limit_in_bytes');
+  const swFile = path.join(dir, 'memory.memsw.limit_in_bytes');
+  const sw = read(dir, 'memory.memsw.limit_in_bytes');
+  const value = bytes === 0 ? '-1' : String(bytes);
+  if (sw === '' || BigInt(sw) >= V1_UNLIMITED) return writeLimit(limitFile, value);
+  const current = Number(read(dir, 'memory.limit_in_bytes'));
+  if (bytes === 0 || bytes > current) {
+    writeLimit(swFile, value);
+    writeLimit(limitFile, value);
+  } else {
+    writeLimit(limitFile, value);
+    writeLimit(swFile, value);
+  }
+}
