@@ -23,6 +23,8 @@ command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v ulogd >/dev/null 2>&1 || need+=(ulogd2)
 ls /usr/lib/*/ulogd/ulogd_output_JSON.so >/dev/null 2>&1 || need+=(ulogd2-json)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The fake Kubernetes API server's tests: kubectl and helm are unpacked from an npm package's zip.
+command -v unzip >/dev/null 2>&1 || need+=(unzip)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     log "missing ${need[*]} and cannot apt-get install them (need root on Debian)"; exit 1

@@ -24,3 +24,5 @@ export { apiClient, rawCall } from './client';
 export { fillDisk, mountTmpfs, type Tmpfs } from './disk';
 export type { Api, Outcome } from './client';
 export { tcpConnects } from './net';
+export { startFakeKube, kubeTools } from './kube';
+export type { FakeKube, FakeKubeOptions, KubeTools, KubeObject } from './kube';
