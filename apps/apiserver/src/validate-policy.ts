@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { InvalidArgumentError } from '@agent/grpc-kit';
+import { fail } from '@agent/drivers';
 import { LEARNED_RULE_IDS } from '@agent/option';
 import { policyv1 } from '@agent/proto';
 import { checkLabels, checkObjectId } from './validate';
@@ -10,10 +10,6 @@ const POLICY_LIMITS = { groups: 10_000, rules: 100_000, ports: 64 } as const;
 const GROUP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 const RESERVED_PEERS = new Set(['any', 'host']);
 const PORT = /^(tcp|udp)\/(\d{1,5})(?:-(\d{1,5}))?$/;
-
-function fail(field: string, reason: string): never {
-  throw new InvalidArgumentError(field, reason);
-}
 
 /** The whole policy, every field checked; the first problem is named by its path. */
 export function validatePolicy(p: policyv1.Policy): void {

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@agent/grpc-kit';
+import { fail, maxLen } from '@agent/drivers';
 import { asksAny, checkResources, kindRow, validateWorkload } from '@agent/kinds';
 import { v1 } from '@agent/proto';
 
@@ -19,13 +19,6 @@ export const LIMITS = {
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const LABEL_KEY_RE = /^[a-zA-Z0-9]([a-zA-Z0-9_./-]*[a-zA-Z0-9])?$/;
 
-function fail(field: string, reason: string): never {
-  throw new InvalidArgumentError(field, reason);
-}
-
-function maxLen(field: string, s: string, n: number): void {
-  if (s.length > n) fail(field, `longer than ${n} characters`);
-}
 
 export function checkObjectId(field: string, id: string): void {
   if (id === '') fail(field, 'required');

@@ -261,15 +261,15 @@ export function asked(r: ResourceChange): ResourceChange {
 }
 
 /**
- * Docker's HostConfig for the limits, where Docker has an exact equivalent
- * (at create, only the ones set). A change Docker cannot make to an existing
- * container is FAILED_PRECONDITION naming its field.
+ * Docker's HostConfig for the limits the change names, where Docker has an
+ * exact equivalent (a create passes only the ones set). A change Docker
+ * cannot make to an existing container is FAILED_PRECONDITION naming its field.
  */
-export function dockerHostConfig(r: ResourceChange, onlySet: boolean): Record<string, unknown> {
+export function dockerHostConfig(r: ResourceChange): Record<string, unknown> {
   let out: Record<string, unknown> = {};
   for (const d of DIMENSIONS) {
     const v = r[d.key];
-    if (v === undefined || !d.docker || (onlySet && v === d.none)) continue;
+    if (v === undefined || !d.docker) continue;
     const fields = d.docker(v);
     if (!fields) throw new FailedPreconditionError(`resources.${d.field}: docker cannot remove this limit from an existing container; set another value`);
     out = { ...out, ...fields };

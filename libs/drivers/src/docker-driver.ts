@@ -76,7 +76,7 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
 
   override async create(spec: WorkloadSpec<ContainerWorkload>): Promise<Runtime> {
     const c = spec.workload;
-    const r = spec.resources;
+    const r = asked(spec.resources);
     const mac = macFor(spec.objectId);
     const options: Docker.ContainerCreateOptions = {
       name: `agent-${spec.name}-${spec.objectId.slice(-8)}`,
@@ -96,11 +96,11 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
       NetworkingConfig: { EndpointsConfig: { bridge: { MacAddress: mac } } },
       HostConfig: {
         Init: true, // PID 1 forwards SIGTERM: stop takes ~90 ms, not the whole timeout
-        ...dockerHostConfig(r, true),
+        ...dockerHostConfig(r),
       },
     };
     // What the host's kernel lacks is refused before anything is made.
-    requireSupported(this.cgroups.fs.refFor(''), asked(r), 'spec.resources');
+    requireSupported(this.cgroups.fs.refFor(''), r, 'spec.resources');
     const make = (): Promise<Docker.Container> => api('create', undefined, () => this.docker.createContainer(options));
     let container: Docker.Container;
     try {
@@ -120,9 +120,9 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     }
     try {
       await api('start', container.id, () => container.start());
-      const rt = await this.inspect({ runtimeId: container.id, pid: 0, cgroup: { version: this.cgroups.fs.version, paths: {} }, applied: r, running: false });
+      const rt = await this.inspect({ runtimeId: container.id, pid: 0, cgroup: { version: this.cgroups.fs.version, paths: {} }, applied: spec.resources, running: false });
       // What Docker cannot set exactly goes to the container's cgroup itself, right after its start.
-      const rest = asked(notForDocker(r));
+      const rest = notForDocker(r);
       if (!rt.running || Object.keys(rest).length === 0) return rt;
       this.cgroups.fs.applyLimits(rt.cgroup, rest, 'spec.resources');
       return { ...rt, applied: this.cgroups.fs.readLimits(rt.cgroup) };
@@ -140,7 +140,7 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
    */
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
     // The cgroup first (what the kernel lacks is refused there, before anything changes), then Docker's record of it.
-    const body = dockerHostConfig(change, false);
+    const body = dockerHostConfig(change);
     const before = this.cgroups.fs.readLimits(rt.cgroup);
     this.cgroups.fs.applyLimits(rt.cgroup, change);
     try {

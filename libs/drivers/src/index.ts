@@ -2,7 +2,7 @@ export { BaseDriver, NO_CAPABILITIES, NO_FIGURES, WORKLOAD_CAPABILITIES, allLimi
 export type { Driver, Capabilities, ReportPayload, PushResult, Discovering, Sampler } from './driver';
 export { CPU_WEIGHT, DIMENSIONS, NO_LIMITS, limits } from './dimensions';
 export type { Dimension, Limit } from './dimensions';
-export { SPEC_LIMITS, checkArgv, checkEnv, redactEnv } from './spec-checks';
+export { SPEC_LIMITS, checkArgv, checkEnv, fail, maxLen, redactEnv } from './spec-checks';
 export { containerFilter } from './types';
 export type {
   Resources,

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { Driver as DriverNames, type DriverName } from '@agent/option';
 import { trace } from '@opentelemetry/api';
-import { DriverError, InvalidArgumentError, NotFoundError, openPrivateFile, privateDir } from '@agent/grpc-kit';
+import { DriverError, NotFoundError, openPrivateFile, privateDir } from '@agent/grpc-kit';
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Sampler } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { safeRead } from './cgroup-fs';
@@ -95,7 +95,6 @@ const LAUNCH_MARK = 'agent-launch';
 const EXIT_NO_GO = 126;
 const EXIT_NO_CWD = 125;
 const EXIT_NO_EXEC = 124;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface ProcessDriverOptions {
   /** Where each process's stdout and stderr go: <logDir>/<objectId>.log */
@@ -112,10 +111,10 @@ export interface ProcessDriverOptions {
   readonly logMaxBytes?: number;
 }
 
-/** Plain processes, each in its own cgroup so that limits apply and nothing escapes on delete. */
 /** Processes: cgroup limits and figures, and their exits as events. */
 export const PROCESS_CAPABILITIES: Capabilities = WORKLOAD_CAPABILITIES;
 
+/** Plain processes, each in its own cgroup so that limits apply and nothing escapes on delete. */
 export class ProcessDriver extends BaseDriver<ProcessWorkload> {
   readonly name: DriverName = DriverNames.Process;
   readonly capabilities: Capabilities = PROCESS_CAPABILITIES;
@@ -143,10 +142,8 @@ export class ProcessDriver extends BaseDriver<ProcessWorkload> {
   override async create(spec: WorkloadSpec<ProcessWorkload>): Promise<Runtime> {
     const proc = spec.workload;
     const user = this.user(proc.user);
-    for (const kv of proc.env) {
-      const i = kv.indexOf('=');
-      if (i < 0 || !ENV_NAME.test(kv.slice(0, i))) throw new InvalidArgumentError('spec.process.env', `expected NAME=value, got ${JSON.stringify(kv.slice(0, 64))}`);
-    }
+    // The launcher exports each entry: one without NAME= must never reach it, whoever called.
+    checkEnv('spec.process.env', proc.env);
     const [name, ...args] = proc.command;
     if (name === undefined) throw new DriverError(this.name, 'empty command');
     const resolved = resolveExecutable(name, searchPathOf(proc.env));

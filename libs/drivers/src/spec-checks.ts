@@ -1,7 +1,8 @@
 import { InvalidArgumentError } from '@agent/grpc-kit';
 
-// Syntax checks shared by the drivers' spec validators. Each failure names
-// the field, so that a user sees which part of the request to fix.
+// Syntax checks shared by the drivers' spec validators and the apiserver's
+// request checks. Each failure names the field, so that a user sees which
+// part of the request to fix.
 
 export const SPEC_LIMITS = {
   imageLength: 255,

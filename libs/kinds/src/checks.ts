@@ -3,7 +3,7 @@ import { FailedPreconditionError, InvalidArgumentError } from '@agent/grpc-kit';
 import { DIMENSIONS, type Dimension } from '@agent/drivers';
 import { v1 } from '@agent/proto';
 import { removes } from './convert';
-import { KINDS, kindRow, type KindRow } from './kinds';
+import { findKind, KINDS, kindRow, type KindRow } from './kinds';
 
 /**
  * The kind's checks of a spec to create: its kind is known, exactly its own
@@ -67,7 +67,7 @@ export function checkResources(field: string, r: v1.Resources | undefined, updat
 
 /** What a reader sees of a spec: the kind's secrets hidden. */
 export function redactWorkload(spec: v1.ObjectSpec): v1.ObjectSpec {
-  const row = KINDS.find((r) => r.kind === spec.kind);
+  const row = findKind(spec.kind);
   const workload = row ? spec[row.field] : undefined;
   if (!row?.redact || workload === undefined) return spec;
   return { ...spec, [row.field]: row.redact(workload) };

@@ -61,12 +61,7 @@ export function asksAny(r: v1.Resources | undefined): boolean {
 
 /** The object's spec limits after an Update: what it named replaces, what it removed is none. */
 export function afterUpdate(spec: v1.Resources | undefined, want: v1.Resources | undefined): v1.Resources {
-  const out = v1.Resources.fromPartial({}) as unknown as Record<string, Value>;
-  for (const d of DIMENSIONS) {
-    const req = want?.[d.key] ?? d.none;
-    out[d.key] = req === d.none ? (spec?.[d.key] ?? d.none) : removes(d, req) ? d.none : req;
-  }
-  return out as unknown as v1.Resources;
+  return { ...toResources(spec), ...toChange(want) };
 }
 
 export function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
