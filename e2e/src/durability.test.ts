@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LmdbStore } from '@agent/store';
-import { api, bufCurl, fillDisk, freePort, isAlive, mountTmpfs, startAgent, waitFor, type Agent, type Tmpfs } from '@agent/testkit';
+import { api, bufCurl, fillDisk, freePort, isAlive, mountTmpfs, removeCgroupParent, startAgent, waitFor, type Agent, type Tmpfs } from '@agent/testkit';
 
 /** The agentcore server's address (its health carries the store's components). */
 function coreAddress(agent: Agent): string {
@@ -140,6 +140,12 @@ describe('a damaged store record', () => {
     } finally {
       for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL'); // the damaged record's process is the test's to clean
       await agent.stop();
+      // And its cgroup: no agent knows that object any more, and it would keep the test's cgroup root in every hierarchy.
+      const damaged = ids[1] === undefined ? [] : [`proc-${ids[1]}`];
+      await waitFor('the damaged object\'s cgroup removed', () => {
+        removeCgroupParent(agent.cgroupParent, damaged);
+        return !fs.existsSync(path.join('/sys/fs/cgroup/memory', agent.cgroupParent)) || undefined;
+      });
     }
   });
 });

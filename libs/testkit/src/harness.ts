@@ -115,14 +115,20 @@ export async function startAgent(env: Record<string, string> = {}, again?: Pick<
   };
 }
 
-/** Removes a test's cgroup root where it is empty (what a test left running keeps it). */
-export function removeCgroupParent(parent: string): void {
+/**
+ * Removes a test's cgroup root where it is empty (what a test left running
+ * keeps it), after the groups below it named in children: ones no agent will
+ * remove (an object whose record the test destroyed), else they keep the
+ * root in every hierarchy for good.
+ */
+export function removeCgroupParent(parent: string, children: readonly string[] = []): void {
   for (const ctrl of ['memory', 'cpu', 'cpuacct', 'pids', 'blkio', 'cpuset', '']) {
-    const dir = path.join('/sys/fs/cgroup', ctrl, parent);
-    try {
-      fs.rmdirSync(dir);
-    } catch {
-      /* absent, or still in use */
+    for (const rel of [...children, '']) {
+      try {
+        fs.rmdirSync(path.join('/sys/fs/cgroup', ctrl, parent, rel));
+      } catch {
+        /* absent, or still in use */
+      }
     }
   }
 }
