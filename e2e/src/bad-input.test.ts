@@ -53,6 +53,12 @@ const INVALID: Case[] = [
   { name: 'cpu weight out of range', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpuWeight: 20_000 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpu_weight:' },
   { name: 'memory high too small', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ memoryHighBytes: 4096 }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_high_bytes:' },
   { name: 'removing a cpuset at create', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ cpusetCpus: '-1' }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.cpuset_cpus:' },
+  { name: 'device key not MAJOR:MINOR', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ ioReadBps: { sda: 1024 } }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.io_read_bps["sda"]:' },
+  { name: 'device limit of 0', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ ioWriteBps: { '8:0': 0 } }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.io_write_bps["8:0"]:' },
+  { name: 'more than 16 devices', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ ioReadBps: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`8:${i * 16}`, 1024])) }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.io_read_bps:' },
+  { name: 'update with a bad device key', method: 'update', req: { objectId: 'obj-x', resources: v1.Resources.fromPartial({ ioWriteBps: { '8-0': -1 } }), labels: {} }, code: status.INVALID_ARGUMENT, field: 'resources.io_write_bps["8-0"]:' },
+  { name: 'swap without memory', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ memorySwapBytes: 128 * MiB }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_swap_bytes:' },
+  { name: 'swap below memory', method: 'create', req: { spec: container({ resources: v1.Resources.fromPartial({ memoryBytes: 128 * MiB, memorySwapBytes: 64 * MiB }) }) }, code: status.INVALID_ARGUMENT, field: 'spec.resources.memory_swap_bytes:' },
   { name: 'update with a negative cpu weight', method: 'update', req: { objectId: 'obj-x', resources: v1.Resources.fromPartial({ cpuWeight: -7 }), labels: {} }, code: status.INVALID_ARGUMENT, field: 'resources.cpu_weight:' },
   { name: 'reserved label prefix', method: 'create', req: { spec: container({ labels: { 'io.agent.managed': 'false' } }) }, code: status.INVALID_ARGUMENT, field: 'spec.labels' },
   { name: 'oversized request_id', method: 'create', req: { spec: container(), requestId: 'r'.repeat(200) }, code: status.INVALID_ARGUMENT, field: 'request_id:' },
@@ -220,6 +226,33 @@ describe('bad input', () => {
     await client.call('delete', { objectId: ack.objectId, wait: true });
   });
 
+  it('a device the host has not got fails the create FAILED_PRECONDITION naming field and device, leaving no cgroup', async () => {
+    const ack = await client.call('create', { spec: processSpec({}, { name: 'nodev', resources: v1.Resources.fromPartial({ ioReadBps: { '259:999': 1024 } }) }), requestId: '', wait: true });
+    assert.equal(ack.state, v1.State.STATE_FAILED);
+    assert.match(ack.error, /^spec\.resources\.io_read_bps: this host has no block device 259:999/);
+    for (const ctrl of ['memory', 'blkio']) assert.equal(fs.existsSync(`/sys/fs/cgroup/${ctrl}/${agent.cgroupParent}/proc-${ack.objectId}`), false, ctrl);
+    await client.call('delete', { objectId: ack.objectId, wait: true });
+  });
+
+  it('a swap total that would not go with the recorded memory is refused at update FAILED_PRECONDITION naming it', async () => {
+    const made = await client.call('create', { spec: processSpec({}, { name: 'swap', resources: v1.Resources.fromPartial({ memoryBytes: 64 * MiB }) }), requestId: '', wait: true });
+    const bare = await client.call('create', { spec: processSpec({}, { name: 'bare' }), requestId: '', wait: true });
+    try {
+      for (const [objectId, says] of [
+        [made.objectId, /^resources\.memory_swap_bytes: below memory_bytes/],
+        [bare.objectId, /^resources\.memory_swap_bytes: needs memory_bytes/],
+      ] as const) {
+        const got = await rawCall(client.client, 'update', { objectId, resources: v1.Resources.fromPartial({ memorySwapBytes: 32 * MiB }), labels: {} }, agent.token);
+        assert.equal(status[got.code], 'FAILED_PRECONDITION', got.details);
+        assert.match(got.details, says);
+      }
+      assert.equal((await client.call('get', { objectId: made.objectId })).appliedResources?.memorySwapBytes, 0, 'nothing changed');
+    } finally {
+      await client.call('delete', { objectId: made.objectId, wait: true });
+      await client.call('delete', { objectId: bare.objectId, wait: true });
+    }
+  });
+
   it('removing a container memory limit fails the update clearly and keeps the object running', async () => {
     const made = await client.call('create', { spec: container({ name: 'tight', resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: 64 * MiB, pidsLimit: 0 }) }), requestId: '', wait: true });
     assert.equal(made.state, v1.State.STATE_RUNNING, made.error);
@@ -227,6 +260,10 @@ describe('bad input', () => {
     const ack = await client.call('update', { objectId: made.objectId, resources: v1.Resources.fromPartial({ cpus: 0, memoryBytes: -1, pidsLimit: 0 }), labels: {}, wait: true });
     assert.equal(ack.status, v1.EventStatus.EVENT_STATUS_FAILED);
     assert.match(ack.error, /resources\.memory_bytes: docker cannot remove this limit/);
+    // Nor a swap total (Docker's -1 would be unlimited swap).
+    const swap = await client.call('update', { objectId: made.objectId, resources: v1.Resources.fromPartial({ memorySwapBytes: -1 }), labels: {}, wait: true });
+    assert.equal(swap.status, v1.EventStatus.EVENT_STATUS_FAILED);
+    assert.match(swap.error, /resources\.memory_swap_bytes: docker cannot remove this limit/);
     const obj = await client.call('get', { objectId: made.objectId });
     assert.equal(obj.state, v1.State.STATE_RUNNING);
     assert.equal(obj.appliedResources?.memoryBytes, 64 * MiB);

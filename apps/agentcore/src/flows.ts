@@ -36,8 +36,8 @@ export class Flows {
       const u = req.update;
       const rec = this.objects.live(u.objectId, 'update');
       this.objects.requireManaged(rec, 'update');
-      // What the object's driver cannot do is refused now, before any call.
-      checkUpdate(kindRow(rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED), u.resources);
+      // What the object's driver cannot do, or limits that would not go with its own, are refused now, before any call.
+      checkUpdate(kindRow(rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED), u.resources, rec.object.spec?.resources);
       return { rec, type: EventType.EVENT_TYPE_UPDATE, wait: u.wait, run: () => this.runUpdate(rec, u) };
     }
     if (req.delete) {
@@ -98,6 +98,8 @@ export class Flows {
   private async runUpdate(rec: ObjectRecord, u: v1.UpdateRequest): Promise<void> {
     this.requireState(rec, 'update', State.STATE_RUNNING, State.STATE_STOPPED);
     const spec = rec.object.spec ?? v1.ObjectSpec.fromPartial({});
+    // Again against its limits now: an update queued before this one may have moved them.
+    checkUpdate(kindRow(spec.kind), u.resources, spec.resources);
     // Work out what changed: only dimensions that differ from what the object has go to the driver.
     const change = updateDiff(u.resources, rec.object.appliedResources);
     const labelsChanged = Object.keys(u.labels).length > 0;

@@ -128,7 +128,8 @@ export class ManagerService {
   }
 
   async update(req: internalv1.UpdateObjectRequest): Promise<internalv1.RuntimeInfo> {
-    const runtime = await this.driverFor(req.kind).update(recorded(req), toChange(req.resources));
+    const rt = recorded(req);
+    const runtime = await this.driverFor(req.kind).update(rt, toChange(req.resources, rt.applied));
     this.log.info('object updated', { objectId: req.objectId, applied: runtime.applied });
     return toRuntimeInfo(runtime);
   }

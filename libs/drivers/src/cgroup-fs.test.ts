@@ -1,10 +1,12 @@
-import { describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import nodeFs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '@agent/grpc-kit';
 import { CgroupFs, checkRelativeCgroupPath } from './cgroup-fs';
+import { blockDevices } from '@agent/testkit';
 import { NO_LIMITS } from './dimensions';
 import { FigureReader } from './figure-reader';
 import { parseNetDev } from './proc-figures';
@@ -44,6 +46,27 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
   fs.writeFileSync(path.join(root, 'cgroup.subtree_control'), '');
   const mountinfo = `30 23 0:26 / ${root} rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n`;
   const cg = new CgroupFs('agent', mountinfo);
+  // A device this host has: the agent checks /sys/dev/block before writing a per-device limit.
+  const [dev = '254:0'] = blockDevices();
+
+  // io.max is one line per device holding every key; a write changes only the keys it names (a plain file would be overwritten).
+  before(() => {
+    const write = nodeFs.writeFileSync;
+    mock.method(nodeFs, 'writeFileSync', (file: fs.PathOrFileDescriptor, data: string, ...rest: []) => {
+      // The test laying out a group's files writes them whole, as the kernel would make them.
+      if (typeof file !== 'string' || path.basename(file) !== 'io.max' || !fs.existsSync(file) || data === '') return write(file, data, ...rest);
+      const [device = '', ...pairs] = data.trim().split(' ');
+      const lines = new Map(fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => [l.split(' ')[0], l]));
+      const keys = new Map(['rbps', 'wbps', 'riops', 'wiops'].map((k) => [k, 'max']));
+      for (const pair of (lines.get(device) ?? '').split(' ').slice(1)) keys.set(pair.split('=')[0] ?? '', pair.split('=')[1] ?? 'max');
+      for (const pair of pairs) keys.set(pair.split('=')[0] ?? '', pair.split('=')[1] ?? 'max');
+      const line = `${device} ${[...keys].map(([k, v]) => `${k}=${v}`).join(' ')}`;
+      if ([...keys.values()].every((v) => v === 'max')) lines.delete(device);
+      else lines.set(device, line);
+      write(file, [...lines.values()].map((l) => `${l}\n`).join(''));
+    });
+  });
+  after(() => mock.restoreAll());
 
   it('detects v2', () => assert.equal(cg.version, 'v2'));
 
@@ -55,23 +78,76 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
 
   /** What the kernel puts in a new group's directory (the simulation has no kernel to do it). */
   const interfaceFiles = (dir: string, without: readonly string[] = []): void => {
-    const files: Record<string, string> = { 'cpu.max': 'max 100000', 'cpu.weight': '100', 'memory.max': 'max', 'memory.high': 'max', 'pids.max': 'max', 'cpuset.cpus': '', 'cpuset.mems': '' };
-    for (const [f, v] of Object.entries(files)) if (!without.includes(f)) fs.writeFileSync(path.join(dir, f), `${v}\n`);
+    const files: Record<string, string> = { 'cpu.max': 'max 100000', 'cpu.weight': '100', 'memory.max': 'max', 'memory.high': 'max', 'memory.swap.max': 'max', 'pids.max': 'max', 'cpuset.cpus': '', 'cpuset.mems': '', 'io.max': '' };
+    for (const [f, v] of Object.entries(files)) if (!without.includes(f)) fs.writeFileSync(path.join(dir, f), v === '' ? '' : `${v}\n`);
   };
 
   it('writes and reads back every dimension in v2 syntax, and removes each', () => {
     const ref = cg.refFor('g1');
     const dir = ref.paths.unified!;
     interfaceFiles(dir);
-    const all = { cpus: 1.5, memoryBytes: 64 << 20, pidsLimit: 10, cpusetCpus: '0-1', cpusetMems: '0', cpuWeight: 250, memoryHighBytes: 48 << 20 };
+    const all = {
+      cpus: 1.5,
+      memoryBytes: 64 << 20,
+      pidsLimit: 10,
+      cpusetCpus: '0-1',
+      cpusetMems: '0',
+      cpuWeight: 250,
+      memoryHighBytes: 48 << 20,
+      memorySwapBytes: 96 << 20,
+      ioReadBps: { [dev]: 1 << 20 },
+      ioWriteBps: { [dev]: 2 << 20 },
+    };
     cg.applyLimits(ref, all);
-    const files = Object.fromEntries(['cpu.max', 'memory.max', 'pids.max', 'cpuset.cpus', 'cpuset.mems', 'cpu.weight', 'memory.high'].map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
-    assert.deepEqual(files, { 'cpu.max': '150000 100000', 'memory.max': String(64 << 20), 'pids.max': '10', 'cpuset.cpus': '0-1', 'cpuset.mems': '0', 'cpu.weight': '250', 'memory.high': String(48 << 20) });
+    const files = Object.fromEntries(['cpu.max', 'memory.max', 'pids.max', 'cpuset.cpus', 'cpuset.mems', 'cpu.weight', 'memory.high', 'memory.swap.max', 'io.max'].map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+    assert.deepEqual(files, {
+      'cpu.max': '150000 100000',
+      'memory.max': String(64 << 20),
+      'pids.max': '10',
+      'cpuset.cpus': '0-1',
+      'cpuset.mems': '0',
+      'cpu.weight': '250',
+      'memory.high': String(48 << 20),
+      // The swap alone: the total less memory.max.
+      'memory.swap.max': String(32 << 20),
+      'io.max': `${dev} rbps=${1 << 20} wbps=${2 << 20} riops=max wiops=max\n`,
+    });
     assert.deepEqual(cg.readLimits(ref), all);
     cg.applyLimits(ref, NO_LIMITS);
     assert.deepEqual(cg.readLimits(ref), NO_LIMITS);
     assert.equal(fs.readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '100', 'no weight is the default weight');
     assert.equal(fs.readFileSync(path.join(dir, 'memory.high'), 'utf8'), 'max');
+    assert.equal(fs.readFileSync(path.join(dir, 'memory.swap.max'), 'utf8'), 'max');
+    assert.equal(fs.readFileSync(path.join(dir, 'io.max'), 'utf8'), '', 'rbps=max and wbps=max: no line left');
+  });
+
+  it('keeps the swap allowance when memory alone changes, and the other key of a device when one map changes', () => {
+    const ref = cg.refFor('g1');
+    const dir = ref.paths.unified!;
+    cg.applyLimits(ref, { memoryBytes: 64 << 20, memorySwapBytes: 96 << 20, ioReadBps: { [dev]: 1 << 20 }, ioWriteBps: { [dev]: 2 << 20 } });
+    cg.applyLimits(ref, { memoryBytes: 128 << 20 });
+    assert.equal(fs.readFileSync(path.join(dir, 'memory.swap.max'), 'utf8'), String(32 << 20));
+    assert.equal(cg.readLimits(ref).memorySwapBytes, 160 << 20);
+    cg.applyLimits(ref, { ioReadBps: {} });
+    assert.equal(fs.readFileSync(path.join(dir, 'io.max'), 'utf8'), `${dev} rbps=max wbps=${2 << 20} riops=max wiops=max\n`);
+    assert.deepEqual([cg.readLimits(ref).ioReadBps, cg.readLimits(ref).ioWriteBps], [{}, { [dev]: 2 << 20 }]);
+    // Removing memory removes the total over it.
+    cg.applyLimits(ref, { memoryBytes: 0, ioWriteBps: {} });
+    assert.deepEqual(cg.readLimits(ref), NO_LIMITS);
+  });
+
+  it('refuses swap without memory.swap.max, io without the io controller, and a device the host lacks: FAILED_PRECONDITION naming it, writing nothing', () => {
+    const ref = cg.create('g3');
+    const dir = ref.paths.unified!;
+    interfaceFiles(dir, ['memory.swap.max', 'io.max']);
+    const refused = (re: RegExp) => (e: unknown): boolean => e instanceof FailedPreconditionError && re.test(e.message);
+    assert.throws(() => cg.applyLimits(ref, { memoryBytes: 64 << 20, memorySwapBytes: 96 << 20 }, 'spec.resources'), refused(/^spec\.resources\.memory_swap_bytes: this host's kernel has no memory\.swap\.max/));
+    assert.throws(() => cg.applyLimits(ref, { cpuWeight: 500, ioWriteBps: { [dev]: 1 << 20 } }), refused(/^resources\.io_write_bps: this host's kernel has no io\.max/));
+    fs.writeFileSync(path.join(dir, 'io.max'), '');
+    assert.throws(() => cg.applyLimits(ref, { cpuWeight: 500, ioReadBps: { [dev]: 1 << 20, '259:999': 1 << 20 } }), refused(/^resources\.io_read_bps: this host has no block device 259:999/));
+    assert.equal(fs.readFileSync(path.join(dir, 'memory.max'), 'utf8'), 'max\n', 'nothing written');
+    assert.equal(fs.readFileSync(path.join(dir, 'cpu.weight'), 'utf8'), '100\n', 'nothing written');
+    assert.equal(fs.readFileSync(path.join(dir, 'io.max'), 'utf8'), '', 'nothing written');
   });
 
   it('refuses a dimension the kernel lacks with FAILED_PRECONDITION naming it, writing nothing', () => {
@@ -93,6 +169,7 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
     const v1Only = new CgroupFs('agent', `30 23 0:26 / ${bare}/memory rw - cgroup cgroup rw,memory\n31 23 0:27 / ${bare}/cpu rw - cgroup cgroup rw,cpu\n`);
     assert.equal(v1Only.version, 'v1');
     assert.throws(() => v1Only.applyLimits(v1Only.refFor('x'), { cpusetCpus: '0' }), (e: unknown) => e instanceof FailedPreconditionError && /^resources\.cpuset_cpus: this host has no cgroup v1 cpuset controller/.test(e.message));
+    assert.throws(() => v1Only.applyLimits(v1Only.refFor('x'), { ioReadBps: { '8:0': 1 << 20 } }), (e: unknown) => e instanceof FailedPreconditionError && /^resources\.io_read_bps: this host has no cgroup v1 blkio controller/.test(e.message));
     fs.rmSync(bare, { recursive: true, force: true });
   });
 

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { DriverError, FailedPreconditionError, tracer } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
-import type { CgroupRef, ResourceChange, Resources } from './types';
+import type { CgroupRef, DeviceLimits, ResourceChange, Resources } from './types';
 
 // The resource dimensions: one row per limit an object can have, saying how
 // it is checked, written and read back on cgroup v1 and v2, and what Docker
@@ -11,6 +11,8 @@ import type { CgroupRef, ResourceChange, Resources } from './types';
 // Docker's HostConfig, updates, read-back) goes through this table; a new
 // dimension is a row here and a field in Resources (and agent.v1.Resources).
 // Which kinds support a dimension is their driver's capabilities.limits.
+// A row's value is a number, a text, or a map (one limit per block device);
+// the generic functions below handle each shape, never a row by name.
 
 /** A limit: a field of Resources. */
 export type Limit = keyof Resources;
@@ -21,6 +23,7 @@ interface Side<V> {
   readonly controller: string;
   /** The file whose presence says the kernel has the dimension. */
   readonly file: string;
+  /** Sets the dimension to exactly value (none removes it; a map's devices left out lose theirs). */
   write(dir: string, value: V): void;
   read(dir: string): V;
 }
@@ -31,8 +34,20 @@ export interface Dimension<K extends Limit = Limit> {
   readonly field: string;
   /** The value that means "no limit" (what removing it leaves). */
   readonly none: Resources[K];
-  /** Why a value asked for (not none) is out of bounds, or undefined when fine. */
+  /** Why a value asked for (not none) is out of bounds, or undefined when fine (a map: the map as a whole). */
   check(value: Resources[K]): string | undefined;
+  /** Map-valued dimensions (one limit per key): why a key, or one key's value, is wrong. */
+  readonly entries?: { key(k: string): string | undefined; value(v: number): string | undefined };
+  /** Why this host cannot take the value although it has the cgroup file (a device it has not got). */
+  hostLacks?(value: Resources[K]): string | undefined;
+  /** Cross-field rule: why this value (set) does not go with the object's other limits. */
+  against?(value: Resources[K], all: Resources): string | undefined;
+  /**
+   * A dimension defined relative to another (swap is a total over memory):
+   * what it becomes when a change moves the other but does not name this
+   * one; undefined leaves it as it is.
+   */
+  follow?(current: Resources, next: Resources): Resources[K] | undefined;
   readonly v1: Side<Resources[K]>;
   readonly v2: Side<Resources[K]>;
   /**
@@ -52,6 +67,10 @@ export const CPU_WEIGHT = { min: 1, max: 10_000, default: 100 } as const;
 /** v1 cpu.shares of the default weight: weights map linearly so that defaults meet (100 <-> 1024). */
 const SHARES_PER_WEIGHT = 1024 / CPU_WEIGHT.default;
 const CPU_LIST = /^(\d+(-\d+)?)(,\d+(-\d+)?)*$/;
+/** A block device as the kernel names it in cgroup files and /sys/dev/block. */
+const DEVICE = /^\d+:\d+$/;
+const MAX_DEVICES = 16;
+const PIB = 2 ** 50;
 
 const read = (dir: string, file: string): string => {
   try {
@@ -62,6 +81,8 @@ const read = (dir: string, file: string): string => {
 };
 const bytesOrNone = (text: string): number => (text === '' || text === 'max' || BigInt(text) >= V1_UNLIMITED ? 0 : Number(text));
 const maxOr = (v: number): string => (v === 0 ? 'max' : String(v));
+// Docker's own minimum; the kernel's is lower but anything below this is a mistake.
+const checkMemoryBytes = (v: number): string | undefined => (v < 6 * 1024 * 1024 ? 'at least 6291456 bytes (6 MiB)' : v > PIB ? 'more than 1125899906842624 bytes (1 PiB)' : undefined);
 
 /** A cpuset list: ascending ranges of numbers ("0-3,6"), at most 4096. */
 function checkCpuList(value: string): string | undefined {
@@ -97,6 +118,54 @@ function cpusetV2(file: string): Side<string> {
 
 const row = <K extends Limit>(d: Dimension<K>): Dimension => d as unknown as Dimension;
 
+/**
+ * A per-device limit file: the value is written one line per device (the
+ * devices it leaves out get the line that removes theirs), and read back as
+ * the devices the file limits.
+ */
+function deviceSide(controller: string, file: string, line: (dev: string, bps: number | undefined) => string, parse: (line: string) => [string, number] | undefined): Side<DeviceLimits> {
+  const readDevices = (dir: string): DeviceLimits => Object.fromEntries(read(dir, file).split('\n').map(parse).filter((e) => e !== undefined));
+  return {
+    controller,
+    file,
+    read: readDevices,
+    write: (dir, value) => {
+      const gone = Object.keys(readDevices(dir)).filter((dev) => !(dev in value));
+      for (const text of [...gone.map((dev) => line(dev, undefined)), ...Object.entries(value).map(([dev, bps]) => line(dev, bps))]) writeLimit(path.join(dir, file), text);
+    },
+  };
+}
+
+/** Bytes/s per block device: v1 blkio throttle ("M:m N", 0 removes), v2 io.max ("M:m rbps=N", max removes). */
+function ioRow(key: 'ioReadBps' | 'ioWriteBps', field: string, way: 'read' | 'write', v2key: 'rbps' | 'wbps'): Dimension {
+  const v1file = `blkio.throttle.${way}_bps_device`;
+  return row({
+    key,
+    field,
+    none: Object.freeze({}),
+    check: (v) => (Object.keys(v).length > MAX_DEVICES ? `at most ${MAX_DEVICES} devices` : undefined),
+    entries: {
+      key: (dev) => (DEVICE.test(dev) ? undefined : 'not a block device: "MAJOR:MINOR", e.g. "8:0"'),
+      value: (bps) => (!Number.isInteger(bps) || bps < 1 ? 'bytes per second, at least 1' : bps > PIB ? 'more than 1125899906842624 bytes per second' : undefined),
+    },
+    hostLacks: (v) => {
+      const dev = Object.keys(v).find((d) => !fs.existsSync(`/sys/dev/block/${d}`));
+      return dev === undefined ? undefined : `this host has no block device ${dev} (no /sys/dev/block/${dev})`;
+    },
+    v1: deviceSide('blkio', v1file, (dev, bps) => `${dev} ${bps ?? 0}`, (l) => {
+      const [dev = '', bps = '0'] = l.split(' ');
+      return DEVICE.test(dev) && Number(bps) > 0 ? [dev, Number(bps)] : undefined;
+    }),
+    // One io.max line holds every key of a device ("254:0 rbps=1048576 wbps=max riops=max wiops=max"): this row's is v2key.
+    v2: deviceSide('io', 'io.max', (dev, bps) => `${dev} ${v2key}=${bps ?? 'max'}`, (l) => {
+      const [dev = '', ...pairs] = l.split(' ');
+      const bps = pairs.find((p) => p.startsWith(`${v2key}=`))?.slice(v2key.length + 1);
+      return DEVICE.test(dev) && bps !== undefined && bps !== 'max' ? [dev, Number(bps)] : undefined;
+    }),
+    // Docker's BlkioDevice*Bps take a /dev path and docker update cannot change them: written to the cgroup after start instead.
+  });
+}
+
 export const DIMENSIONS: readonly Dimension[] = [
   row({
     key: 'cpus',
@@ -131,11 +200,11 @@ export const DIMENSIONS: readonly Dimension[] = [
     key: 'memoryBytes',
     field: 'memory_bytes',
     none: 0,
-    // Docker's own minimum; the kernel's is lower but anything below this is a mistake.
-    check: (v) => (v < 6 * 1024 * 1024 ? 'at least 6291456 bytes (6 MiB)' : v > 2 ** 50 ? 'more than 1125899906842624 bytes (1 PiB)' : undefined),
+    check: checkMemoryBytes,
     v1: { controller: 'memory', file: 'memory.limit_in_bytes', write: writeMemoryV1, read: (dir) => bytesOrNone(read(dir, 'memory.limit_in_bytes')) },
     v2: { controller: 'memory', file: 'memory.max', write: (dir, v) => writeLimit(path.join(dir, 'memory.max'), maxOr(v)), read: (dir) => bytesOrNone(read(dir, 'memory.max')) },
     // Without MemorySwap Docker allows 2x Memory; equal means the limit really limits (and Docker refuses Memory alone on update).
+    // Where memory_swap_bytes is named too, its row (later in the table) overrides MemorySwap.
     docker: (v) => (v === 0 ? undefined : { Memory: v, MemorySwap: v }),
   }),
   row({
@@ -195,7 +264,7 @@ export const DIMENSIONS: readonly Dimension[] = [
     key: 'memoryHighBytes',
     field: 'memory_high_bytes',
     none: 0,
-    check: (v) => (v < 1024 * 1024 ? 'at least 1048576 bytes (1 MiB)' : v > 2 ** 50 ? 'more than 1125899906842624 bytes (1 PiB)' : undefined),
+    check: (v) => (v < 1024 * 1024 ? 'at least 1048576 bytes (1 MiB)' : v > PIB ? 'more than 1125899906842624 bytes (1 PiB)' : undefined),
     // v1 has no throttling threshold: its soft limit is what reclaim pushes a group back to under pressure.
     v1: {
       controller: 'memory',
@@ -206,6 +275,46 @@ export const DIMENSIONS: readonly Dimension[] = [
     v2: { controller: 'memory', file: 'memory.high', write: (dir, v) => writeLimit(path.join(dir, 'memory.high'), maxOr(v)), read: (dir) => bytesOrNone(read(dir, 'memory.high')) },
     // Docker's MemoryReservation is memory.low on v2, not memory.high: written to the cgroup after start instead.
   }),
+  row({
+    // After memory_bytes: its v1 write lifts memsw where it must, then this sets it; its Docker fields are overridden here.
+    key: 'memorySwapBytes',
+    field: 'memory_swap_bytes',
+    none: 0,
+    check: checkMemoryBytes,
+    against: (v, all) =>
+      all.memoryBytes === 0
+        ? 'needs memory_bytes (in the same request, or already set): it is memory plus swap'
+        : v < all.memoryBytes
+          ? `below memory_bytes (${all.memoryBytes}): it is memory plus swap, and equal to memory_bytes means no swap`
+          : undefined,
+    // What a change of memory alone keeps is the swap allowance (total - memory), as v2's memory.swap.max does by itself; no memory limit, no total.
+    follow: (cur, next) =>
+      cur.memorySwapBytes === 0 || cur.memoryBytes === 0 || next.memoryBytes === cur.memoryBytes ? undefined : next.memoryBytes === 0 ? 0 : cur.memorySwapBytes + next.memoryBytes - cur.memoryBytes,
+    v1: {
+      controller: 'memory',
+      file: 'memory.memsw.limit_in_bytes',
+      write: (dir, v) => writeLimit(path.join(dir, 'memory.memsw.limit_in_bytes'), v === 0 ? '-1' : String(v)),
+      read: (dir) => bytesOrNone(read(dir, 'memory.memsw.limit_in_bytes')),
+    },
+    // v2's memory.swap.max is the swap alone: the total less memory.max (which the memory row, earlier in the table, has written).
+    v2: {
+      controller: 'memory',
+      file: 'memory.swap.max',
+      write: (dir, v) => {
+        const memory = bytesOrNone(read(dir, 'memory.max'));
+        writeLimit(path.join(dir, 'memory.swap.max'), v === 0 || memory === 0 ? 'max' : String(v - memory));
+      },
+      read: (dir) => {
+        const memory = bytesOrNone(read(dir, 'memory.max'));
+        const swap = read(dir, 'memory.swap.max');
+        return memory === 0 || swap === '' || swap === 'max' ? 0 : memory + Number(swap);
+      },
+    },
+    // Docker's MemorySwap is this total exactly; -1 there is unlimited swap, not "back to none", so a container's cannot be removed.
+    docker: (v) => (v === 0 ? undefined : { MemorySwap: v }),
+  }),
+  ioRow('ioReadBps', 'io_read_bps', 'read', 'rbps'),
+  ioRow('ioWriteBps', 'io_write_bps', 'write', 'wbps'),
 ];
 
 export const NO_LIMITS: Resources = Object.freeze(Object.fromEntries(DIMENSIONS.map((d) => [d.key, d.none])) as unknown as Resources);
@@ -213,6 +322,48 @@ export const NO_LIMITS: Resources = Object.freeze(Object.fromEntries(DIMENSIONS.
 /** Limits from the ones given, every other dimension at none. */
 export function limits(some: Partial<Resources>): Resources {
   return { ...NO_LIMITS, ...some };
+}
+
+type Value = Resources[Limit];
+
+/** Map-valued: one limit per key (per block device). */
+export const isMap = (d: Dimension): boolean => d.entries !== undefined;
+
+/** Whether a value is the dimension's none (no limit; a map with no keys); undefined counts as none. */
+export function isNone(d: Dimension, v: Value | undefined): boolean {
+  return v === undefined || (isMap(d) ? Object.keys(v as DeviceLimits).length === 0 : v === d.none);
+}
+
+/** Whether two values are the same limit (maps: the same keys with the same values). */
+export function sameValue(d: Dimension, a: Value | undefined, b: Value | undefined): boolean {
+  if (!isMap(d)) return (a ?? d.none) === (b ?? d.none);
+  const x = (a ?? {}) as DeviceLimits;
+  const y = (b ?? {}) as DeviceLimits;
+  return Object.keys(x).length === Object.keys(y).length && Object.entries(x).every(([k, v]) => y[k] === v);
+}
+
+/** The first dimension whose (set) value does not go with the other limits, and why. */
+export function mismatch(all: Resources): { readonly dimension: Dimension; readonly why: string } | undefined {
+  for (const d of DIMENSIONS) {
+    const why = isNone(d, all[d.key]) ? undefined : d.against?.(all[d.key], all);
+    if (why) return { dimension: d, why };
+  }
+  return undefined;
+}
+
+/**
+ * The change with what follows from it on an object whose limits are
+ * current: a dimension defined relative to another (a swap total over memory)
+ * moves with it when the change does not name it.
+ */
+export function withFollowers(change: ResourceChange, current: Resources): ResourceChange {
+  const next: Resources = { ...current, ...change };
+  const out: Record<string, Value> = { ...change };
+  for (const d of DIMENSIONS) {
+    const v = change[d.key] === undefined ? d.follow?.(current, next) : undefined;
+    if (v !== undefined) out[d.key] = v;
+  }
+  return out as ResourceChange;
 }
 
 const dirOf = (ref: CgroupRef, d: Dimension): string | undefined => ref.paths[ref.version === 'v2' ? 'unified' : d.v1.controller];
@@ -226,18 +377,22 @@ const sideOf = (ref: CgroupRef, d: Dimension): Side<Resources[Limit]> => (ref.ve
  */
 export function requireSupported(ref: CgroupRef, change: ResourceChange, prefix: string): void {
   for (const d of DIMENSIONS) {
-    if (change[d.key] === undefined) continue;
+    const value = change[d.key];
+    if (value === undefined) continue;
     const dir = dirOf(ref, d);
     const side = sideOf(ref, d);
     if (!dir) throw new FailedPreconditionError(`${prefix}.${d.field}: this host has no cgroup ${ref.version} ${side.controller} controller`);
     if (fs.existsSync(dir) && !fs.existsSync(path.join(dir, side.file))) throw new FailedPreconditionError(`${prefix}.${d.field}: this host's kernel has no ${side.file} (cgroup ${ref.version})`);
+    const lacks = d.hostLacks?.(value);
+    if (lacks) throw new FailedPreconditionError(`${prefix}.${d.field}: ${lacks}`);
   }
 }
 
-/** Writes the limits the change names (undefined keeps, none removes), in table order. */
+/** Writes the limits the change names (undefined keeps, none removes) and what follows from them, in table order. */
 export function writeLimits(ref: CgroupRef, change: ResourceChange): void {
+  const full = withFollowers(change, readLimits(ref));
   for (const d of DIMENSIONS) {
-    const value = change[d.key];
+    const value = full[d.key];
     const dir = dirOf(ref, d);
     if (value !== undefined && dir) sideOf(ref, d).write(dir, value);
   }
@@ -256,7 +411,7 @@ export function readLimits(ref: CgroupRef): Resources {
 /** Only the limits that are set (not none): what a create asks for. */
 export function asked(r: ResourceChange): ResourceChange {
   const out: Record<string, unknown> = {};
-  for (const d of DIMENSIONS) if (r[d.key] !== undefined && r[d.key] !== d.none) out[d.key] = r[d.key];
+  for (const d of DIMENSIONS) if (!isNone(d, r[d.key])) out[d.key] = r[d.key];
   return out as ResourceChange;
 }
 
@@ -304,22 +459,14 @@ export function writeLimit(file: string, value: string): void {
 }
 
 /**
- * v1 memory limit. Where memory+swap is limited too (Docker's MemorySwap, which
- * the docker driver keeps equal to Memory), it follows the limit, in the order
- * the kernel accepts: memsw must never be below the limit.
+ * v1 memory limit. The kernel keeps memsw (memory plus swap) at or above it:
+ * a limit above a limited memsw lifts memsw to it first (EINVAL otherwise).
+ * memsw's own value is the swap row's to set, after this one in the table; a
+ * change that moves memory names swap too where it is limited (follow).
  */
 function writeMemoryV1(dir: string, bytes: number): void {
-  const limitFile = path.join(dir, 'memory.limit_in_bytes');
-  const swFile = path.join(dir, 'memory.memsw.limit_in_bytes');
-  const sw = read(dir, 'memory.memsw.limit_in_bytes');
   const value = bytes === 0 ? '-1' : String(bytes);
-  if (sw === '' || BigInt(sw) >= V1_UNLIMITED) return writeLimit(limitFile, value);
-  const current = Number(read(dir, 'memory.limit_in_bytes'));
-  if (bytes === 0 || bytes > current) {
-    writeLimit(swFile, value);
-    writeLimit(limitFile, value);
-  } else {
-    writeLimit(limitFile, value);
-    writeLimit(swFile, value);
-  }
+  const memsw = bytesOrNone(read(dir, 'memory.memsw.limit_in_bytes'));
+  if (memsw !== 0 && (bytes === 0 || bytes > memsw)) writeLimit(path.join(dir, 'memory.memsw.limit_in_bytes'), value);
+  writeLimit(path.join(dir, 'memory.limit_in_bytes'), value);
 }

@@ -4,7 +4,7 @@ import { AgentError, DriverError, NotFoundError, UnavailableError, traced } from
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Discovering, type Sampler } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { macFor } from './network/address';
-import { asked, dockerHostConfig, limits, notForDocker, requireSupported } from './dimensions';
+import { asked, dockerHostConfig, limits, notForDocker, requireSupported, withFollowers } from './dimensions';
 import { checkArgv, checkEnv, fail, redactEnv, SPEC_LIMITS } from './spec-checks';
 import type { ContainerFilter, DiscoveryListener, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
@@ -140,13 +140,15 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
    */
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
     // The cgroup first (what the kernel lacks is refused there, before anything changes), then Docker's record of it.
-    const body = dockerHostConfig(change);
+    // Docker wants MemorySwap with Memory: what follows from the change (the swap total moving with memory) goes too.
     const before = this.cgroups.fs.readLimits(rt.cgroup);
-    this.cgroups.fs.applyLimits(rt.cgroup, change);
+    const full = withFollowers(change, before);
+    const body = dockerHostConfig(full);
+    this.cgroups.fs.applyLimits(rt.cgroup, full);
     try {
       if (Object.keys(body).length > 0) await api('update', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).update(body));
     } catch (err) {
-      const revert: ResourceChange = Object.fromEntries(Object.keys(change).map((k) => [k, before[k as keyof typeof before]]));
+      const revert: ResourceChange = Object.fromEntries(Object.keys(full).map((k) => [k, before[k as keyof typeof before]]));
       try {
         this.cgroups.fs.applyLimits(rt.cgroup, revert);
       } catch {

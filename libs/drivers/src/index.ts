@@ -1,12 +1,13 @@
 export { BaseDriver, NO_CAPABILITIES, NO_FIGURES, WORKLOAD_CAPABILITIES, allLimits, isDiscovering } from './driver';
 export type { Driver, Capabilities, ReportPayload, PushResult, Discovering, Sampler } from './driver';
-export { CPU_WEIGHT, DIMENSIONS, NO_LIMITS, limits } from './dimensions';
+export { CPU_WEIGHT, DIMENSIONS, NO_LIMITS, isMap, isNone, limits, mismatch, sameValue, withFollowers } from './dimensions';
 export type { Dimension, Limit } from './dimensions';
 export { SPEC_LIMITS, checkArgv, checkEnv, fail, maxLen, redactEnv } from './spec-checks';
 export { containerFilter } from './types';
 export type {
   Resources,
   ResourceChange,
+  DeviceLimits,
   CgroupRef,
   CgroupVersion,
   WorkloadSpec,

@@ -18,9 +18,22 @@ export interface Resources {
   readonly cpuWeight: number;
   /** Bytes above which it is throttled and reclaimed (v2 memory.high; v1 soft limit); 0 = none. */
   readonly memoryHighBytes: number;
+  /** Bytes of memory plus swap (Docker's --memory-swap; equal to memoryBytes = no swap); 0 = none. */
+  readonly memorySwapBytes: number;
+  /** Bytes/s read from each block device, keyed "MAJOR:MINOR"; {} = none. */
+  readonly ioReadBps: DeviceLimits;
+  /** Bytes/s written to each block device, keyed "MAJOR:MINOR"; {} = none. */
+  readonly ioWriteBps: DeviceLimits;
 }
 
-/** An update: undefined keeps a field, none (0, '') removes its limit, anything else sets it. */
+/** A limit per block device ("MAJOR:MINOR" -> value); a device not named has none. */
+export type DeviceLimits = Readonly<Record<string, number>>;
+
+/**
+ * An update: undefined keeps a field, none (0, '', {}) removes its limit,
+ * anything else sets it. A map-valued field is the whole new map (the devices
+ * it leaves out have no limit).
+ */
 export type ResourceChange = Partial<Resources>;
 
 

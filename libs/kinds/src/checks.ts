@@ -1,8 +1,8 @@
 import type { AgentConfig } from '@agent/option';
 import { FailedPreconditionError, InvalidArgumentError } from '@agent/grpc-kit';
-import { DIMENSIONS, type Dimension } from '@agent/drivers';
+import { DIMENSIONS, isMap, isNone, mismatch, type DeviceLimits, type Dimension } from '@agent/drivers';
 import { v1 } from '@agent/proto';
-import { removes } from './convert';
+import { afterUpdate, removes, toResources } from './convert';
 import { findKind, KINDS, kindRow, type KindRow } from './kinds';
 
 /**
@@ -37,32 +37,54 @@ export function admitWorkload(spec: v1.ObjectSpec, config: AgentConfig): v1.Obje
 }
 
 /**
- * An Update the object's driver cannot do is refused before any call:
+ * An Update the object cannot take is refused before any call:
  * FAILED_PRECONDITION naming the field (the request is well formed, the
- * object's kind cannot take it). A limit being removed (-1) or set counts.
+ * object is not in a state for it): a limit its kind's driver cannot set
+ * (being removed (-1) or set counts), or limits that would not go together
+ * once laid over the ones recorded for it (a swap total below memory).
  */
-export function checkUpdate(row: KindRow, resources: v1.Resources | undefined): void {
+export function checkUpdate(row: KindRow, resources: v1.Resources | undefined, recorded: v1.Resources | undefined): void {
   const lacking = lacks(row, resources);
   if (lacking) throw new FailedPreconditionError(`resources.${lacking.field}: ${v1.Kind[row.kind]} objects cannot be limited by ${lacking.field}`);
+  const bad = mismatch(toResources(afterUpdate(recorded, resources)));
+  if (bad) throw new FailedPreconditionError(`resources.${bad.dimension.field}: ${bad.why}`);
 }
 
 /**
- * The limits of a request, each checked by its dimension's row: none (0, "")
- * means no limit at create and keeps the field at update, -1 ("-1") removes
- * it at update and is an error at create, and anything else must be within
- * the row's bounds. Each failure names field.<dimension>.
+ * The limits of a request, each checked by its dimension's row: none (0, "",
+ * {}) means no limit at create and keeps the field at update, -1 ("-1")
+ * removes it at update and is an error at create, and anything else must be
+ * within the row's bounds; a map's keys and values are checked one by one
+ * (field.<dimension>["key"]). At create the limits must also go together (a
+ * swap total needs memory); an update is checked so against the object's
+ * own in checkUpdate. Each failure names field.<dimension>.
  */
 export function checkResources(field: string, r: v1.Resources | undefined, update: boolean): void {
   if (!r) return;
-  const hint = update ? ' (-1 removes the limit, 0 keeps it)' : ' (0 means no limit)';
   for (const d of DIMENSIONS) {
     const v = r[d.key];
-    if (v === d.none || (update && removes(d, v))) continue;
-    if (typeof v === 'number' && v < 0) throw new InvalidArgumentError(`${field}.${d.field}`, `must not be negative${hint}`);
-    if (v === '-1') throw new InvalidArgumentError(`${field}.${d.field}`, `"-1" removes a limit in an Update; at create leave it empty`);
+    if (isNone(d, v)) continue;
+    if (!isMap(d)) {
+      checkValue(d, `${field}.${d.field}`, v, update);
+      continue;
+    }
     const why = d.check(v);
     if (why) throw new InvalidArgumentError(`${field}.${d.field}`, why);
+    for (const [k, n] of Object.entries(v as DeviceLimits)) checkValue(d, `${field}.${d.field}[${JSON.stringify(k)}]`, n, update, d.entries?.key(k));
   }
+  const bad = update ? undefined : mismatch(toResources(r));
+  if (bad) throw new InvalidArgumentError(`${field}.${bad.dimension.field}`, bad.why);
+}
+
+/** One value (or one key's value of a map): a removal only in an Update, else within the row's bounds. */
+function checkValue(d: Dimension, field: string, v: unknown, update: boolean, keyWrong?: string): void {
+  if (keyWrong) throw new InvalidArgumentError(field, keyWrong);
+  if (update && removes(d, v as number)) return;
+  const hint = isMap(d) ? (update ? ' (-1 removes this one, leaving it out keeps it)' : ' (leave it out for no limit)') : update ? ' (-1 removes the limit, 0 keeps it)' : ' (0 means no limit)';
+  if (typeof v === 'number' && v < 0) throw new InvalidArgumentError(field, `must not be negative${hint}`);
+  if (v === '-1') throw new InvalidArgumentError(field, `"-1" removes a limit in an Update; at create leave it empty`);
+  const why = isMap(d) ? d.entries?.value(v as number) : d.check(v as never);
+  if (why) throw new InvalidArgumentError(field, why);
 }
 
 /** What a reader sees of a spec: the kind's secrets hidden. */
@@ -75,5 +97,5 @@ export function redactWorkload(spec: v1.ObjectSpec): v1.ObjectSpec {
 
 /** The first dimension asked for (set or removed) that the kind's driver cannot set. */
 function lacks(row: KindRow, r: v1.Resources | undefined): Dimension | undefined {
-  return r ? DIMENSIONS.find((d) => r[d.key] !== d.none && !row.capabilities.limits[d.key]) : undefined;
+  return r ? DIMENSIONS.find((d) => !isNone(d, r[d.key]) && !row.capabilities.limits[d.key]) : undefined;
 }

@@ -10,8 +10,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { NotFoundError, NotSupportedError } from '@agent/grpc-kit';
-import { loadConfig } from '@agent/option';
-import { DIMENSIONS, isAlive, limits, NO_LIMITS, type Limit, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
+import { Driver, loadConfig } from '@agent/option';
+import { DIMENSIONS, isAlive, isNone, limits, NO_LIMITS, type CgroupVersion, type Limit, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
+import { FailedPreconditionError } from '@agent/grpc-kit';
+import { blockDevices } from '@agent/testkit';
 import { v1 } from '@agent/proto';
 import { createHostDrivers, KINDS, type WorkloadField } from './index';
 
@@ -55,15 +57,23 @@ describe('kinds registry', () => {
   });
 });
 
-/** Per dimension: the cgroup file (v1 controller and file, v2 file) and its text for a value, for the contract's checks. */
-const FILES: Readonly<Record<Limit, { ctrl: string; v1: string; v2: string; text: (v: never) => string }>> = {
-  cpus: { ctrl: 'cpu', v1: 'cpu.cfs_quota_us', v2: 'cpu.max', text: (v: number) => String(v * 100_000) },
-  memoryBytes: { ctrl: 'memory', v1: 'memory.limit_in_bytes', v2: 'memory.max', text: (v: number) => String(v) },
-  pidsLimit: { ctrl: 'pids', v1: 'pids.max', v2: 'pids.max', text: (v: number) => String(v) },
-  cpusetCpus: { ctrl: 'cpuset', v1: 'cpuset.cpus', v2: 'cpuset.cpus', text: (v: string) => v },
-  cpusetMems: { ctrl: 'cpuset', v1: 'cpuset.mems', v2: 'cpuset.mems', text: (v: string) => v },
-  cpuWeight: { ctrl: 'cpu', v1: 'cpu.shares', v2: 'cpu.weight', text: (v: number) => String(Math.round(v * 10.24)) },
-  memoryHighBytes: { ctrl: 'memory', v1: 'memory.soft_limit_in_bytes', v2: 'memory.high', text: (v: number) => String(v) },
+/**
+ * Per dimension: the cgroup file (v1 controller and file, v2 file) and, for a
+ * value, the lines it must hold (each line's words must all be on one line of
+ * the file), for the contract's checks.
+ */
+const FILES: Readonly<Record<Limit, { ctrl: string; v1: string; v2: string; text: (v: never, all: Resources, version: CgroupVersion) => string[] }>> = {
+  cpus: { ctrl: 'cpu', v1: 'cpu.cfs_quota_us', v2: 'cpu.max', text: (v: number) => [String(v * 100_000)] },
+  memoryBytes: { ctrl: 'memory', v1: 'memory.limit_in_bytes', v2: 'memory.max', text: (v: number) => [String(v)] },
+  pidsLimit: { ctrl: 'pids', v1: 'pids.max', v2: 'pids.max', text: (v: number) => [String(v)] },
+  cpusetCpus: { ctrl: 'cpuset', v1: 'cpuset.cpus', v2: 'cpuset.cpus', text: (v: string) => [v] },
+  cpusetMems: { ctrl: 'cpuset', v1: 'cpuset.mems', v2: 'cpuset.mems', text: (v: string) => [v] },
+  cpuWeight: { ctrl: 'cpu', v1: 'cpu.shares', v2: 'cpu.weight', text: (v: number) => [String(Math.round(v * 10.24))] },
+  memoryHighBytes: { ctrl: 'memory', v1: 'memory.soft_limit_in_bytes', v2: 'memory.high', text: (v: number) => [String(v)] },
+  // v1 memsw is the total; v2 memory.swap.max the swap alone.
+  memorySwapBytes: { ctrl: 'memory', v1: 'memory.memsw.limit_in_bytes', v2: 'memory.swap.max', text: (v: number, all, version) => [String(version === 'v2' ? v - all.memoryBytes : v)] },
+  ioReadBps: { ctrl: 'blkio', v1: 'blkio.throttle.read_bps_device', v2: 'io.max', text: (v: Record<string, number>, _, version) => Object.entries(v).map(([dev, n]) => (version === 'v2' ? `${dev} rbps=${n}` : `${dev} ${n}`)) },
+  ioWriteBps: { ctrl: 'blkio', v1: 'blkio.throttle.write_bps_device', v2: 'io.max', text: (v: Record<string, number>, _, version) => Object.entries(v).map(([dev, n]) => (version === 'v2' ? `${dev} wbps=${n}` : `${dev} ${n}`)) },
 };
 
 /** The limits a driver can set, from wanted; none for the others. */
@@ -79,20 +89,39 @@ const hostSet = (file: string): string => {
 const readBack = (r: Resources): Resources => ({ ...r, cpusetCpus: r.cpusetCpus === hostSet('cpuset.cpus') ? '' : r.cpusetCpus, cpusetMems: r.cpusetMems === hostSet('cpuset.mems') ? '' : r.cpusetMems });
 
 const lastCpu = String(os.cpus().length - 1);
+// Two of this host's block devices for the per-device limits (one when it has only one).
+const [disk = '', disk2 = disk] = blockDevices();
 
 for (const row of KINDS) {
   const driver = host.objects.get(row.driver)!;
   const caps = row.capabilities;
-  const made = settable(caps, { cpus: 0.5, memoryBytes: 64 * MiB, pidsLimit: 32, cpusetCpus: '0', cpusetMems: '0', cpuWeight: 300, memoryHighBytes: 48 * MiB });
-  const changed = settable(caps, { memoryBytes: 96 * MiB, pidsLimit: 64, cpusetCpus: lastCpu, cpuWeight: 50, memoryHighBytes: 32 * MiB });
+  const made = settable(caps, {
+    cpus: 0.5,
+    memoryBytes: 64 * MiB,
+    pidsLimit: 32,
+    cpusetCpus: '0',
+    cpusetMems: '0',
+    cpuWeight: 300,
+    memoryHighBytes: 48 * MiB,
+    memorySwapBytes: 96 * MiB,
+    ioReadBps: { [disk]: 1 * MiB, [disk2]: 2 * MiB },
+    ioWriteBps: { [disk]: 4 * MiB },
+  });
+  // A driver's change names whole maps: disk2's read limit goes, disk's changes; the write map is not named and stays.
+  const changed = settable(caps, { memoryBytes: 96 * MiB, pidsLimit: 64, cpusetCpus: lastCpu, cpuWeight: 50, memoryHighBytes: 32 * MiB, ioReadBps: { [disk]: 3 * MiB } });
+  // Memory alone moved by 32 MiB: the swap total moves with it (the 32 MiB swap allowance stays).
+  const followed = caps.limits.memorySwapBytes ? { memorySwapBytes: 128 * MiB } : {};
 
   /** Every dimension set in want is in its cgroup file as the kernel shows it. */
   const holds = (rt: Runtime, want: Resources): void => {
     if (!caps.cgroup) return;
     for (const d of DIMENSIONS) {
-      if (want[d.key] === d.none) continue;
+      if (isNone(d, want[d.key])) continue;
       const f = FILES[d.key];
-      assert.equal(file(rt, f.ctrl, f.v1, f.v2).split(' ')[0], f.text(want[d.key] as never), `${d.field} in ${f.v1}/${f.v2}`);
+      const lines = file(rt, f.ctrl, f.v1, f.v2).split('\n').map((l) => l.trim().split(/\s+/));
+      for (const text of f.text(want[d.key] as never, want, rt.cgroup.version)) {
+        assert.ok(lines.some((words) => text.split(' ').every((w) => words.includes(w))), `${d.field}: "${text}" in ${f.v1}/${f.v2}: ${JSON.stringify(lines)}`);
+      }
     }
   };
 
@@ -140,9 +169,9 @@ for (const row of KINDS) {
     });
 
     it('updates dimensions and reads them back from the object, keeping what it does not name', async () => {
-      const change = Object.fromEntries(DIMENSIONS.filter((d) => changed[d.key] !== d.none).map((d) => [d.key, changed[d.key]]));
+      const change = Object.fromEntries(DIMENSIONS.filter((d) => !isNone(d, changed[d.key])).map((d) => [d.key, changed[d.key]]));
       rt = await driver.update(rt, change);
-      const want = { ...made, ...change };
+      const want = { ...made, ...change, ...followed };
       assert.deepEqual(rt.applied, readBack(want));
       assert.equal(rt.applied.cpus, made.cpus, 'an update keeps what it does not name');
       holds(rt, want);
@@ -153,6 +182,34 @@ for (const row of KINDS) {
       assert.equal(rt.applied.cpuWeight, 0);
       assert.equal(rt.applied.memoryHighBytes, 0);
       if (caps.cgroup) assert.equal(file(rt, 'cpu', 'cpu.shares', 'cpu.weight'), rt.cgroup.version === 'v2' ? '100' : '1024', 'back to the default weight');
+    });
+
+    it('updates the swap total alone, and a memory lowered alone keeps the allowance', { skip: !caps.limits.memorySwapBytes }, async () => {
+      rt = await driver.update(rt, { memorySwapBytes: 160 * MiB });
+      assert.equal(rt.applied.memorySwapBytes, 160 * MiB);
+      assert.equal(rt.applied.memoryBytes, 96 * MiB);
+      rt = await driver.update(rt, { memoryBytes: 80 * MiB });
+      assert.deepEqual([rt.applied.memoryBytes, rt.applied.memorySwapBytes], [80 * MiB, 144 * MiB]);
+      holds(rt, rt.applied);
+    });
+
+    it('removes per-device limits (the maps empty) and the swap total; docker cannot drop a container\'s swap total', { skip: !caps.limits.ioReadBps || !caps.limits.memorySwapBytes }, async () => {
+      rt = await driver.update(rt, { ioReadBps: {}, ioWriteBps: {} });
+      assert.deepEqual([rt.applied.ioReadBps, rt.applied.ioWriteBps], [{}, {}]);
+      if (caps.cgroup && rt.cgroup.version === 'v1') {
+        assert.equal(file(rt, 'blkio', 'blkio.throttle.read_bps_device', 'io.max'), '');
+        assert.equal(file(rt, 'blkio', 'blkio.throttle.write_bps_device', 'io.max'), '');
+      }
+      if (driver.name === Driver.Docker) {
+        // Docker's MemorySwap -1 is unlimited swap, not "no limit of ours": refused, and nothing changed.
+        await assert.rejects(driver.update(rt, { memorySwapBytes: 0 }), (e: unknown) => e instanceof FailedPreconditionError && /^resources\.memory_swap_bytes: docker cannot remove/.test(e.message));
+        assert.equal((await driver.inspect(rt)).applied.memorySwapBytes, 144 * MiB);
+        return;
+      }
+      rt = await driver.update(rt, { memorySwapBytes: 0 });
+      assert.equal(rt.applied.memorySwapBytes, 0);
+      assert.equal(rt.applied.memoryBytes, 80 * MiB, 'memory stays');
+      if (caps.cgroup) assert.match(file(rt, 'memory', 'memory.memsw.limit_in_bytes', 'memory.swap.max'), /^(max|\d{19})$/, 'no swap limit');
     });
 
     it('inspects a running object', async () => {

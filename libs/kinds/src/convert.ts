@@ -1,4 +1,4 @@
-import { DIMENSIONS, limits, type Dimension, type ResourceChange, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
+import { DIMENSIONS, isMap, isNone, limits, sameValue, withFollowers, type DeviceLimits, type Dimension, type ResourceChange, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
 import { v1, type internalv1 } from '@agent/proto';
 import { workloadOf } from './kinds';
 
@@ -18,9 +18,26 @@ export function toWorkload(objectId: string, spec: v1.ObjectSpec): WorkloadSpec 
 
 type Value = Resources[keyof Resources];
 
-/** In the API, what removes a limit in an Update: -1, or "-1" for a text dimension. */
-export function removes(d: Dimension, v: Value | undefined): boolean {
-  return typeof d.none === 'number' ? v === -1 : v === '-1';
+/** In the API, what removes a limit in an Update: -1, or "-1" for a text dimension; for a map, -1 as one key's value removes that key's. */
+export function removes(d: Dimension, v: Value | number | undefined): boolean {
+  return typeof d.none === 'string' ? v === '-1' : v === -1;
+}
+
+/**
+ * An Update's value laid over the current one: none keeps it, a removal
+ * makes it none, anything else replaces it. A map does so key by key: the
+ * keys it names are set or (-1) removed, the others keep theirs.
+ */
+function updated(d: Dimension, current: Value, req: Value | undefined): Value {
+  if (isMap(d)) {
+    const out: Record<string, number> = { ...(current as DeviceLimits) };
+    for (const [k, v] of Object.entries((req ?? {}) as DeviceLimits)) {
+      if (removes(d, v)) delete out[k];
+      else out[k] = v;
+    }
+    return out;
+  }
+  return isNone(d, req) ? current : removes(d, req) ? d.none : (req as Value);
 }
 
 /** The API's limits as the drivers take them (every dimension, none where unset). */
@@ -28,13 +45,16 @@ export function toResources(r: v1.Resources | undefined): Resources {
   return limits(r ? Object.fromEntries(DIMENSIONS.map((d) => [d.key, r[d.key] ?? d.none])) : {});
 }
 
-/** Public update semantics -> driver semantics: none (0, "") keeps, -1 / "-1" removes (none), anything else sets. */
-export function toChange(r: v1.Resources | undefined): ResourceChange {
+/**
+ * Public update semantics -> driver semantics: none (0, "", {}) keeps, -1 /
+ * "-1" removes (none), anything else sets. A map named becomes the whole new
+ * map, the update laid over current's (the object's limits now).
+ */
+export function toChange(r: v1.Resources | undefined, current: Resources): ResourceChange {
   const out: Record<string, Value> = {};
   for (const d of DIMENSIONS) {
     const v = r?.[d.key];
-    if (v === undefined || v === d.none) continue;
-    out[d.key] = removes(d, v) ? d.none : v;
+    if (!isNone(d, v)) out[d.key] = updated(d, current[d.key], v);
   }
   return out as ResourceChange;
 }
@@ -43,25 +63,39 @@ export function toChange(r: v1.Resources | undefined): ResourceChange {
  * What an Update must still do to an object with these limits applied: the
  * fields that differ, in Update semantics (none keeps, -1 removes); a removal
  * of a limit it does not have, or a value it already has, is nothing to do.
+ * A map keeps only the keys that change something. A value it already has
+ * still goes where the rest of the change would move it (a swap total asked
+ * as it is while memory changes: without it, it would follow memory).
  */
 export function updateDiff(want: v1.Resources | undefined, applied: v1.Resources | undefined): v1.Resources {
   const out = v1.Resources.fromPartial({}) as unknown as Record<string, Value>;
+  const now = toResources(applied);
+  const changes = (d: Dimension, req: Value, from: Resources): boolean => !sameValue(d, updated(d, from[d.key], req), from[d.key]);
   for (const d of DIMENSIONS) {
     const req = want?.[d.key] ?? d.none;
-    const cur = applied?.[d.key] ?? d.none;
-    out[d.key] = req === d.none || req === cur || (removes(d, req) && cur === d.none) ? d.none : req;
+    out[d.key] = isMap(d) ? Object.fromEntries(Object.entries(req as DeviceLimits).filter(([k, v]) => changes(d, { [k]: v }, now))) : changes(d, req, now) ? req : d.none;
+  }
+  const moved: Resources = { ...now, ...withFollowers(toChange(out as unknown as v1.Resources, now), now) };
+  for (const d of DIMENSIONS) {
+    const req = want?.[d.key] ?? d.none;
+    if (!isMap(d) && changes(d, req, moved)) out[d.key] = req;
   }
   return out as unknown as v1.Resources;
 }
 
 /** Whether an Update's limits ask for anything. */
 export function asksAny(r: v1.Resources | undefined): boolean {
-  return r !== undefined && DIMENSIONS.some((d) => r[d.key] !== d.none);
+  return r !== undefined && DIMENSIONS.some((d) => !isNone(d, r[d.key]));
 }
 
-/** The object's spec limits after an Update: what it named replaces, what it removed is none. */
+/**
+ * The object's spec limits after an Update: what it named replaces, what it
+ * removed is none, a map changes only the keys named, and what follows from
+ * the change moves with it (the swap total with memory).
+ */
 export function afterUpdate(spec: v1.Resources | undefined, want: v1.Resources | undefined): v1.Resources {
-  return { ...toResources(spec), ...toChange(want) };
+  const before = toResources(spec);
+  return { ...before, ...withFollowers(toChange(want, before), before) };
 }
 
 export function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {

@@ -22,6 +22,7 @@ export {
 export type { Agent, Sink, Receiver, ReceivedSpan, CurlResult, CurlOpts, LogLine } from './harness';
 export { apiClient, rawCall } from './client';
 export { fillDisk, mountTmpfs, type Tmpfs } from './disk';
+export { blockDevices } from './devices';
 export type { Api, Outcome } from './client';
 export { tcpConnects } from './net';
 export { startFakeKube, kubeTools } from './kube';
