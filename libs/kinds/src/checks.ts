@@ -81,6 +81,16 @@ function lacks(row: KindRow, r: v1.Resources | undefined): Dimension | undefined
 /** The UpdateRequest cases of every kind that has one. */
 const CHANGE_FIELDS: readonly ChangeField[] = KINDS.flatMap((r) => (r.change ? [r.change.field] : []));
 
+/** Whether an Update asks a kind's own changes (any UpdateRequest case). */
+export function asksChange(u: v1.UpdateRequest): boolean {
+  return CHANGE_FIELDS.some((f) => u[f] !== undefined);
+}
+
+/** The UpdateRequest cases there are, for messages. */
+export function changeFields(): string {
+  return CHANGE_FIELDS.join(', ');
+}
+
 /**
  * The object's spec after an Update's own changes (the UpdateRequest case of
  * its kind), or undefined when the request asks none. A case of another

@@ -49,6 +49,12 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
   /** object id -> the standing last told, so that listeners hear changes only. */
   private readonly told = new Map<string, string>();
   private readonly waiters = new Set<() => void>();
+  /**
+   * Objects whose create or update is under way: what the cluster says of
+   * them meanwhile is the call's to answer, and would reach the agent after
+   * that answer, stale.
+   */
+  private readonly busy = new Set<string>();
 
   constructor(
     private readonly cgroups: CgroupFs,
@@ -70,9 +76,11 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
       throw new AlreadyExistsError(`spec.k8s.manifest: ${place.kind} ${place.namespace}/${place.name} exists in the cluster and is not this object's`);
     }
     await cluster.watch(place.namespace, place.kind);
-    const applied = await cluster.apply(desired(spec, this.opts.hostId, place.namespace));
-    const rt = this.remember(cluster, place, applied);
-    return spec.workload.waitReady ? this.waitReady(cluster, place, applied) : rt;
+    return this.answering(spec.objectId, async () => {
+      const applied = await cluster.apply(desired(spec, this.opts.hostId, place.namespace));
+      const rt = this.remember(cluster, place, applied);
+      return spec.workload.waitReady ? this.waitReady(cluster, place, applied) : rt;
+    });
   }
 
   /**
@@ -86,17 +94,32 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     const place = this.placeOf(spec.workload, cluster);
     await cluster.watch(place.namespace, place.kind);
     const obj = desired(spec, this.opts.hostId, place.namespace);
-    let applied: KubeObject;
+    return this.answering(spec.objectId, async () => {
+      let applied: KubeObject;
+      try {
+        applied = await cluster.apply(obj);
+      } catch (err) {
+        if (!immutable(err)) throw err;
+        await cluster.delete(place);
+        await this.waitGone(cluster, place);
+        applied = await cluster.apply(obj);
+      }
+      const now = this.remember(cluster, place, applied);
+      return spec.workload.waitReady ? this.waitReady(cluster, place, applied) : now;
+    });
+  }
+
+  /** A call that answers where the object stands: listeners hear of it from then on, and only of changes from that answer. */
+  private async answering(objectId: string, call: () => Promise<Runtime>): Promise<Runtime> {
+    objectId = labelValue(objectId);
+    this.busy.add(objectId);
     try {
-      applied = await cluster.apply(obj);
-    } catch (err) {
-      if (!immutable(err)) throw err;
-      await cluster.delete(place);
-      await this.waitGone(cluster, place);
-      applied = await cluster.apply(obj);
+      const rt = await call();
+      this.told.set(objectId, standingKey({ phase: rt.phase ?? 'pending', reason: rt.reason ?? '', exitCode: rt.exitCode }));
+      return rt;
+    } finally {
+      this.busy.delete(objectId);
     }
-    const now = this.remember(cluster, place, applied);
-    return spec.workload.waitReady ? this.waitReady(cluster, place, applied) : now;
   }
 
   override async remove(rt: Runtime): Promise<void> {
@@ -206,14 +229,14 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
   private heard(cluster: Cluster, o: KubeObject, gone: boolean): void {
     for (const w of this.waiters) w();
     const objectId = o.metadata.labels?.[KubeLabel.ObjectId];
-    if (!objectId) return;
+    if (!objectId || this.busy.has(objectId)) return;
     const owner = o.kind === 'Pod' ? this.ownerOf(cluster, o, objectId) : { o, gone };
     if (!owner) return;
     const place: Place = { namespace: owner.o.metadata.namespace ?? '', kind: owner.o.kind as WorkloadType, name: owner.o.metadata.name };
     const runtimeId = [cluster.context, place.namespace, place.kind, place.name].join(SEP);
     if (!this.placed.has(runtimeId)) return; // not (or no longer) an object of this agent's
     const s: Standing = owner.gone ? { phase: 'stopped', reason: 'deleted from the cluster' } : this.standing(cluster, place, owner.o);
-    const key = `${s.phase}/${s.reason}/${s.exitCode ?? ''}`;
+    const key = standingKey(s);
     if (this.told.get(objectId) === key) return;
     this.told.set(objectId, key);
     for (const l of this.listeners) l({ objectId, runtimeId, running: s.phase === 'running', reason: s.reason, pid: 0, exitCode: s.exitCode, phase: s.phase });
@@ -274,6 +297,8 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     });
   }
 }
+
+const standingKey = (s: Standing): string => `${s.phase}/${s.reason}/${s.exitCode ?? ''}`;
 
 /** "context/namespace/Kind/name" back to its place (a context name may hold "/"). */
 function placeOfRuntime(runtimeId: string): Place {
