@@ -1,5 +1,5 @@
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, errorMessage, type Logger } from '@agent/grpc-kit';
-import { afterUpdate, asksAny, checkUpdate, kindRow, updateDiff } from '@agent/kinds';
+import { afterUpdate, asksAny, changedSpec, checkUpdate, kindRow, stateOf, updateDiff } from '@agent/kinds';
 import { type internalv1, v1 } from '@agent/proto';
 import type { ObjectRecord, ObjectTable } from './objects';
 import { PEER_TIMEOUT_MS, type Peers } from './peers';
@@ -36,9 +36,10 @@ export class Flows {
       const u = req.update;
       const rec = this.objects.live(u.objectId, 'update');
       this.objects.requireManaged(rec, 'update');
-      // What the object's driver cannot do, or limits that would not go with its own, are refused now, before any call.
+      // What the object's driver cannot do, limits that would not go with its own, and a bad change of the kind's own are refused now, before any call.
       checkUpdate(kindRow(rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED), u.resources, rec.object.spec?.resources);
-      return { rec, type: EventType.EVENT_TYPE_UPDATE, wait: u.wait, run: () => this.runUpdate(rec, u) };
+      const changed = rec.object.spec ? changedSpec(rec.object.spec, u) : undefined;
+      return { rec, type: EventType.EVENT_TYPE_UPDATE, wait: u.wait, run: () => this.runUpdate(rec, u, changed) };
     }
     if (req.delete) {
       const rec = this.objects.existing(req.delete.objectId);
@@ -82,9 +83,11 @@ export class Flows {
       await this.announce(rec);
       throw err;
     }
-    // A workload that ended already is STOPPED with its status: it was made.
-    const exitCode = rec.runtime?.running === false ? rec.runtime.exitCode : undefined;
-    await this.objects.setState(rec, rec.runtime?.running === false ? State.STATE_STOPPED : State.STATE_RUNNING, exitCode ? `exited with code ${exitCode}` : '');
+    // A workload that ended already is STOPPED with its status: it was made. One whose driver
+    // says where it stands (k8s: PENDING while it rolls out) is at that, with the driver's reason.
+    const rt = rec.runtime;
+    const exitCode = rt?.running === false ? rt.exitCode : undefined;
+    await this.objects.setState(rec, rt ? stateOf(rt) : State.STATE_RUNNING, rt?.state ? rt.reason : exitCode ? `exited with code ${exitCode}` : '');
     await this.announce(rec);
   }
 
@@ -95,27 +98,31 @@ export class Flows {
       .catch((err: unknown) => this.log.warn('announce to reporter failed', { objectId: rec.object.objectId, reason: errorMessage(err) }));
   }
 
-  private async runUpdate(rec: ObjectRecord, u: v1.UpdateRequest): Promise<void> {
-    this.requireState(rec, 'update', State.STATE_RUNNING, State.STATE_STOPPED);
+  /** changed: the spec after the kind's own changes, when the request asks some (planned at accept). */
+  private async runUpdate(rec: ObjectRecord, u: v1.UpdateRequest, changed: v1.ObjectSpec | undefined): Promise<void> {
+    // A workload whose driver says it is still getting ready (k8s PENDING, after its create) can be changed too: that is how a bad image is fixed.
+    this.requireState(rec, 'update', State.STATE_RUNNING, State.STATE_STOPPED, ...(rec.runtime?.state ? [State.STATE_PENDING] : []));
     const spec = rec.object.spec ?? v1.ObjectSpec.fromPartial({});
     // Again against its limits now: an update queued before this one may have moved them.
     checkUpdate(kindRow(spec.kind), u.resources, spec.resources);
     // Work out what changed: only dimensions that differ from what the object has go to the driver.
     const change = updateDiff(u.resources, rec.object.appliedResources);
     const labelsChanged = Object.keys(u.labels).length > 0;
-    if (asksAny(change)) {
+    if (asksAny(change) || changed) {
+      const next = { ...(changed ?? spec), resources: afterUpdate(spec.resources, u.resources) };
       try {
-        const rt = await this.peers.manager.call('updateObject', { objectId: rec.object.objectId, resources: change, kind: spec.kind, runtime: rec.runtime }, { timeoutMs: this.opts.waitTimeoutMs });
+        const rt = await this.peers.manager.call('updateObject', { objectId: rec.object.objectId, resources: change, kind: spec.kind, runtime: rec.runtime, spec: next }, { timeoutMs: this.opts.waitTimeoutMs });
         this.objects.setRuntime(rec, rt);
+        if (rt.state) rec.object.state = rt.state; // a rollout under way is PENDING again
       } catch (err) {
         rec.object.lastError = `update: ${errorMessage(err)}`;
         await this.objects.commit(rec).catch(() => undefined); // the failure reported is the one above
         throw err;
       }
-      spec.resources = afterUpdate(spec.resources, u.resources);
+      Object.assign(spec, next);
     }
     if (labelsChanged) spec.labels = { ...u.labels };
-    rec.object.lastError = '';
+    rec.object.lastError = rec.runtime?.state ? rec.runtime.reason : '';
     await this.objects.commit(rec);
   }
 

@@ -118,7 +118,10 @@ export class Recovery {
     }
     await this.flows.giveCollectTask(rec);
     if (rec.object.pushing) await reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
-    const running = rec.runtime?.running !== false;
+    const rt = rec.runtime;
+    // A driver that says where its workload stands (k8s) is taken at its word.
+    if (rt?.state) return this.objects.setState(rec, rt.state, rt.reason);
+    const running = rt?.running !== false;
     const lastError = running ? '' : rec.object.state === State.STATE_STOPPED ? rec.object.lastError : 'exited while the agent was down';
     await this.objects.setState(rec, running ? State.STATE_RUNNING : State.STATE_STOPPED, lastError);
   }

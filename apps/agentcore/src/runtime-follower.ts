@@ -1,5 +1,6 @@
 import type { Logger, Peer } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
+import { stateOf } from '@agent/kinds';
 import type { Flows } from './flows';
 import type { ObjectRecord, ObjectTable } from './objects';
 
@@ -53,15 +54,22 @@ export class RuntimeFollower {
       if (s === State.STATE_DELETED || r.deleteRequested) return;
       if (e.removed) return this.flows.forget(r, e.reason);
       if (s !== State.STATE_RUNNING && s !== State.STATE_STOPPED && s !== State.STATE_PENDING) return;
+      // A driver that says where its workload stands (k8s) is taken at its word, reason and all.
+      const state = stateOf(e);
+      const failed = !e.running && e.exitCode !== 0 && e.reason !== 'exited with code 0' && e.reason !== 'found';
+      const why = e.state ? e.reason : failed ? e.reason : '';
       // The manager passes on every event; one that changes nothing (a create already saw the exit) is no news.
-      const same = s === (e.running ? State.STATE_RUNNING : State.STATE_STOPPED) && r.runtime?.running === e.running;
+      const same = s === state && r.runtime?.running === e.running && (!e.state || r.object.lastError === why);
       if (same && !e.spec && !e.runtime) return;
       if (e.runtime) this.objects.setRuntime(r, e.runtime);
-      else if (r.runtime) r.runtime.running = e.running;
+      else if (r.runtime) {
+        r.runtime.running = e.running;
+        r.runtime.state = e.state;
+        r.runtime.reason = e.state ? e.reason : '';
+      }
       if (e.spec && e.running) await this.flows.giveCollectTask(r, true);
       r.object.exitCode = e.running ? undefined : e.exitCode;
-      const failed = !e.running && e.exitCode !== 0 && e.reason !== 'exited with code 0' && e.reason !== 'found';
-      await this.objects.setState(r, e.running ? State.STATE_RUNNING : State.STATE_STOPPED, failed ? e.reason : '');
+      await this.objects.setState(r, state, why);
       await this.flows.announce(r);
     }).catch((err: unknown) => this.log.warn('runtime event failed', { objectId: e.objectId, err }));
   }

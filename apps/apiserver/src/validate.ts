@@ -1,5 +1,5 @@
 import { fail, maxLen } from '@agent/drivers';
-import { asksAny, checkResources, kindRow, validateWorkload } from '@agent/kinds';
+import { asksAny, asksChange, changeFields, checkResources, kindRow, validateWorkload } from '@agent/kinds';
 import { v1 } from '@agent/proto';
 
 // Syntax checks of the public API. Each failure names the field, so that a
@@ -54,7 +54,7 @@ export function validateUpdate(req: v1.UpdateRequest): void {
   checkObjectId('object_id', req.objectId);
   checkResources('resources', req.resources, true);
   checkLabels('labels', req.labels);
-  if (!asksAny(req.resources) && Object.keys(req.labels).length === 0) fail('resources', 'nothing to update: set resources or labels');
+  if (!asksAny(req.resources) && Object.keys(req.labels).length === 0 && !asksChange(req)) fail('resources', `nothing to update: set resources, labels or a kind's own changes (${changeFields()})`);
 }
 
 export function validatePushOn(req: v1.PushOnRequest, minIntervalMs: number): void {

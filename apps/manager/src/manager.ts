@@ -3,7 +3,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { NotFoundError, InvalidArgumentError, Logger, serverStream, INTERNAL_ONLY, startGrpcServer, unary, type Listener, type RunningServer } from '@agent/grpc-kit';
 import { containerFilter, isDiscovering, type DiscoveryEvent, type Driver, type Discovering, type EnforcementMode, type Runtime, type RuntimeEvent } from '@agent/drivers';
-import { driverFor, fromRuntimeInfo, kindOfDriver, kindRow, toChange, toRuntimeInfo, toWorkload, type HostDrivers } from '@agent/kinds';
+import { driverFor, fromRuntimeInfo, kindOfDriver, kindRow, phaseState, toChange, toRuntimeInfo, toWorkload, type HostDrivers } from '@agent/kinds';
 import { healthv1, internalv1, policyv1, v1 } from '@agent/proto';
 
 /** How long after a Delete the workload's stop event is still taken as the Delete's. */
@@ -75,6 +75,7 @@ export class ManagerService {
           [field]: { image: e.container.image, command: [...e.container.command], env: [] },
         }),
         runtime: toRuntimeInfo(e.runtime),
+        state: v1.State.STATE_UNSPECIFIED,
       };
       this.discovered.set(e.id, ev);
     } else {
@@ -92,7 +93,7 @@ export class ManagerService {
     // The stop a Delete causes is the Delete's (its event may come after the Delete has returned).
     if (!e.running && (this.deleting.get(e.objectId) ?? 0) > Date.now()) this.log.debug('object stopped by its delete', { objectId: e.objectId, reason: e.reason });
     else this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
-    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false, exitCode: e.exitCode };
+    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false, exitCode: e.exitCode, state: phaseState(e.phase) };
     for (const w of this.watchers) w.write(ev);
   }
 
@@ -129,7 +130,7 @@ export class ManagerService {
 
   async update(req: internalv1.UpdateObjectRequest): Promise<internalv1.RuntimeInfo> {
     const rt = recorded(req);
-    const runtime = await this.driverFor(req.kind).update(rt, toChange(req.resources, rt.applied));
+    const runtime = await this.driverFor(req.kind).update(rt, toChange(req.resources, rt.applied), req.spec ? toWorkload(req.objectId, req.spec) : undefined);
     this.log.info('object updated', { objectId: req.objectId, applied: runtime.applied });
     return toRuntimeInfo(runtime);
   }

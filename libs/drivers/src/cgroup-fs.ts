@@ -61,7 +61,11 @@ export class CgroupFs {
 
   /** The directories of a group named relative to the agent's root. */
   refFor(relative: string): CgroupRef {
-    const rel = path.posix.join(this.parent, relative);
+    return this.refAt(path.posix.join(this.parent, relative));
+  }
+
+  /** The directories of a group named from the hierarchies' root (another manager's: kubelet's pods). */
+  refAt(rel: string): CgroupRef {
     if (this.version === 'v2') {
       return { version: 'v2', paths: { [UNIFIED]: path.join(this.mountOf(UNIFIED).mountPoint, rel) } };
     }

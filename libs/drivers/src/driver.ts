@@ -63,8 +63,12 @@ export interface Driver<W = unknown> {
   /** Resolves when the driver's backend answers (Docker ping, cgroup fs mounted, upstream up). */
   health(): Promise<void>;
   create(spec: WorkloadSpec<W>): Promise<Runtime>;
-  /** Applies the change and returns the runtime with limits read back from the object. */
-  update(runtime: Runtime, change: ResourceChange): Promise<Runtime>;
+  /**
+   * Applies the change and returns the runtime with limits read back from the
+   * object. spec is the object's spec as it is to be after the update, for
+   * drivers that apply a whole spec (k8s); the others need only the change.
+   */
+  update(runtime: Runtime, change: ResourceChange, spec?: WorkloadSpec<W>): Promise<Runtime>;
   /** Idempotent: removing what is already gone succeeds. */
   remove(runtime: Runtime): Promise<void>;
   /**
@@ -142,7 +146,7 @@ export abstract class BaseDriver<W = unknown> implements Driver<W> {
   create(_spec: WorkloadSpec<W>): Promise<Runtime> {
     return this.unsupported('create');
   }
-  update(_runtime: Runtime, _change: ResourceChange): Promise<Runtime> {
+  update(_runtime: Runtime, _change: ResourceChange, _spec?: WorkloadSpec<W>): Promise<Runtime> {
     return this.unsupported('update');
   }
   remove(_runtime: Runtime): Promise<void> {

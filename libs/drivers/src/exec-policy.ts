@@ -11,16 +11,24 @@ import { PermissionDeniedError } from '@agent/grpc-kit';
  */
 export function checkAllowedExecutable(allow: readonly string[], resolvedExe: string): void {
   if (allow.length === 0) return;
-  const denied = (): PermissionDeniedError => new PermissionDeniedError(`spec.process.command[0]: ${resolvedExe} is outside AGENT_PROCESS_ALLOW`);
-  const exe = realpath(resolvedExe);
-  if (exe === undefined) throw denied();
+  if (!insideAllowList(allow, resolvedExe)) throw new PermissionDeniedError(`spec.process.command[0]: ${resolvedExe} is outside AGENT_PROCESS_ALLOW`);
+}
+
+/**
+ * Whether file is one of the listed files or lies beneath one of the listed
+ * directories, compared as real paths (a symlink or ".." cannot lead out).
+ * A file or entry that does not exist matches nothing.
+ */
+export function insideAllowList(allow: readonly string[], file: string): boolean {
+  const real = realpath(file);
+  if (real === undefined) return false;
   for (const entry of allow) {
-    const real = realpath(entry);
-    if (real === undefined) continue;
-    if (exe === real) return;
-    if (isDirectory(real) && exe.startsWith(real === '/' ? '/' : real + path.sep)) return;
+    const allowed = realpath(entry);
+    if (allowed === undefined) continue;
+    if (real === allowed) return true;
+    if (isDirectory(allowed) && real.startsWith(allowed === '/' ? '/' : allowed + path.sep)) return true;
   }
-  throw denied();
+  return false;
 }
 
 function realpath(p: string): string | undefined {

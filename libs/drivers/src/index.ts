@@ -12,6 +12,7 @@ export type {
   CgroupVersion,
   WorkloadSpec,
   Runtime,
+  Phase,
   Figures,
   RuntimeEvent,
   RuntimeListener,
@@ -42,3 +43,9 @@ export { LogVerdict, formatLogPrefix, parseLogPrefix } from './network/types';
 export type { Endpoint, NetRule, NetworkState, ProgramResult, Enforcing, EnforcementMode, RuleAction, LogVerdictCode, LogPrefix, NetPath } from './network/types';
 export { FlowLog } from './network/nflog';
 export type { NflogPacket, FlowLogOptions } from './network/nflog';
+export { K8sDriver, K8S_CAPABILITIES } from './k8s/k8s-driver';
+export type { K8sDriverOptions } from './k8s/k8s-driver';
+export { validateK8s, admitK8s, redactK8s, changeK8s, parseManifest, WORKLOAD_TYPES } from './k8s/workload';
+export type { K8sWorkload, K8sChange, KubeObject } from './k8s/workload';
+export { podCgroupCandidates, sumFigures } from './k8s/pod-figures';
+export { standingOf } from './k8s/status';

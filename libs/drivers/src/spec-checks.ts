@@ -46,7 +46,8 @@ export function checkEnv(field: string, env: readonly string[]): void {
   });
 }
 
-const REDACTED = '<redacted>';
+/** What a reader sees in place of a secret's value. */
+export const REDACTED = '<redacted>';
 
 /** What a reader sees of an environment: which variables, not their values (passwords live there). */
 export function redactEnv(env: readonly string[]): string[] {

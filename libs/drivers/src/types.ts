@@ -58,6 +58,12 @@ export interface WorkloadSpec<W = unknown> {
   readonly workload: W;
 }
 
+/**
+ * Where a workload stands, for kinds with more states than running or ended
+ * (Kubernetes: rolling out, given up). Without it, running says.
+ */
+export type Phase = 'pending' | 'running' | 'stopped' | 'failed';
+
 /** What a driver knows of a live object. */
 export interface Runtime {
   /** Container id; for processes and cgroups the cgroup path below the agent's root. */
@@ -75,6 +81,9 @@ export interface Runtime {
   /** Running containers: the IPv4 address and MAC on their network. */
   readonly ip?: string;
   readonly mac?: string;
+  /** Kinds with more states than running or ended: where it stands, and why (e.g. "ImagePullBackOff"). */
+  readonly phase?: Phase;
+  readonly reason?: string;
 }
 
 /** One sample of an object's figures; a figure it does not have is undefined. */
@@ -103,6 +112,8 @@ export interface RuntimeEvent {
   readonly pid: number;
   /** Stopped: its exit status, when known (128 + n when killed by signal n). */
   readonly exitCode?: number;
+  /** As Runtime.phase. */
+  readonly phase?: Phase;
 }
 
 export type RuntimeListener = (e: RuntimeEvent) => void;

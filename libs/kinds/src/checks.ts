@@ -3,7 +3,7 @@ import { FailedPreconditionError, InvalidArgumentError } from '@agent/grpc-kit';
 import { DIMENSIONS, isMap, isNone, mismatch, type DeviceLimits, type Dimension } from '@agent/drivers';
 import { v1 } from '@agent/proto';
 import { afterUpdate, removes, toResources } from './convert';
-import { findKind, KINDS, kindRow, type KindRow } from './kinds';
+import { findKind, KINDS, kindRow, type ChangeField, type KindRow } from './kinds';
 
 /**
  * The kind's checks of a spec to create: its kind is known, exactly its own
@@ -98,4 +98,36 @@ export function redactWorkload(spec: v1.ObjectSpec): v1.ObjectSpec {
 /** The first dimension asked for (set or removed) that the kind's driver cannot set. */
 function lacks(row: KindRow, r: v1.Resources | undefined): Dimension | undefined {
   return r ? DIMENSIONS.find((d) => !isNone(d, r[d.key]) && !row.capabilities.limits[d.key]) : undefined;
+}
+
+/** The UpdateRequest cases of every kind that has one. */
+const CHANGE_FIELDS: readonly ChangeField[] = KINDS.flatMap((r) => (r.change ? [r.change.field] : []));
+
+/** Whether an Update asks a kind's own changes (any UpdateRequest case). */
+export function asksChange(u: v1.UpdateRequest): boolean {
+  return CHANGE_FIELDS.some((f) => u[f] !== undefined);
+}
+
+/** The UpdateRequest cases there are, for messages. */
+export function changeFields(): string {
+  return CHANGE_FIELDS.join(', ');
+}
+
+/**
+ * The object's spec after an Update's own changes (the UpdateRequest case of
+ * its kind), or undefined when the request asks none. A case of another
+ * kind is INVALID_ARGUMENT naming it; a bad change names its field.
+ */
+export function changedSpec(spec: v1.ObjectSpec, u: v1.UpdateRequest): v1.ObjectSpec | undefined {
+  const row = kindRow(spec.kind);
+  let asked: ChangeField | undefined;
+  for (const f of CHANGE_FIELDS) {
+    if (u[f] === undefined) continue;
+    if (f !== row.change?.field) throw new InvalidArgumentError(f, `${v1.Kind[row.kind]} objects take no ${f} changes`);
+    asked = f;
+  }
+  const change = asked ? u[asked] : undefined;
+  const workload = spec[row.field];
+  if (!row.change || change === undefined || workload === undefined) return undefined;
+  return { ...spec, [row.field]: row.change.apply(workload, change, row.change.field) };
 }

@@ -1,9 +1,10 @@
 // One contract, every kind: the same cases run against the driver of each row
-// of the kinds registry (docker, process, cgroup here) on the real engine and
-// the real cgroup tree. What a driver cannot do is behind its capabilities:
+// of the kinds registry: docker, process and cgroup on the real engine and
+// the real cgroup tree, k8s on the FAKE apiserver (libs/testkit: no real one
+// can run here). What a driver cannot do is behind its capabilities:
 // the cgroup-file checks run only for drivers whose workloads live in a cgroup.
 // A new kind gets a fixture below (a compile error until it has one).
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,8 +14,8 @@ import { NotFoundError, NotSupportedError } from '@agent/grpc-kit';
 import { Driver, loadConfig } from '@agent/option';
 import { DIMENSIONS, isAlive, isNone, limits, NO_LIMITS, type CgroupVersion, type Limit, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
 import { FailedPreconditionError } from '@agent/grpc-kit';
-import { blockDevices } from '@agent/testkit';
 import { v1 } from '@agent/proto';
+import { blockDevices, startFakeKube, type FakeKube } from '@agent/testkit';
 import { createHostDrivers, KINDS, type WorkloadField } from './index';
 
 const MiB = 1024 * 1024;
@@ -24,7 +25,23 @@ const FIXTURES: Readonly<Record<WorkloadField, (id: string) => unknown>> = {
   container: () => ({ image: 'local/busybox:latest', command: ['sleep', '600'], env: [] }),
   process: () => ({ command: ['sleep', '600'], env: ['FOO=bar'], cwd: '', user: '' }),
   cgroup: (id) => ({ path: `contract/${id}` }),
+  k8s: (id) => ({ kubeconfig: kube.kubeconfig, context: '', namespace: 'default', manifest: deployment(id), waitReady: true }),
 };
+
+/** The FAKE apiserver the k8s driver's contract runs on. */
+let kube: FakeKube;
+before(async () => {
+  kube = await startFakeKube({ phaseMs: 20 });
+});
+
+function deployment(name: string): string {
+  return JSON.stringify({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name },
+    spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'main', image: 'busybox:1.36', command: ['sleep', '600'] }] } } },
+  });
+}
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-contract-'));
 const config = loadConfig({ AGENT_DATA_DIR: dataDir, AGENT_CGROUP_PARENT: `agent-contract-${randomBytes(4).toString('hex')}`, AGENT_HOST_ID: 'contract', AGENT_STOP_GRACE_MS: '1000', AGENT_LOG_LEVEL: 'error' });
@@ -32,6 +49,7 @@ const host = createHostDrivers(config);
 
 after(async () => {
   for (const d of host.objects.values()) await d.close();
+  await kube?.close();
   fs.rmSync(dataDir, { recursive: true, force: true });
   const root = host.cgroup.fs.refFor('').paths;
   for (const dir of Object.values(root)) fs.rmSync(path.join(dir, 'contract'), { recursive: true, force: true });
@@ -125,7 +143,7 @@ for (const row of KINDS) {
     }
   };
 
-  describe(`${driver.name} driver contract (${v1.Kind[row.kind]})`, () => {
+  describe(`${driver.name} driver contract (${v1.Kind[row.kind]})${row.driver === Driver.K8s ? ' on the FAKE apiserver' : ''}`, () => {
     const id = `c${randomBytes(4).toString('hex')}`;
     let rt: Runtime;
 
@@ -170,8 +188,9 @@ for (const row of KINDS) {
 
     it('updates dimensions and reads them back from the object, keeping what it does not name', async () => {
       const change = Object.fromEntries(DIMENSIONS.filter((d) => !isNone(d, changed[d.key])).map((d) => [d.key, changed[d.key]]));
-      rt = await driver.update(rt, change);
       const want = { ...made, ...change, ...followed };
+      // The spec after the update goes along, for drivers that apply a whole spec (k8s).
+      rt = await driver.update(rt, change, specFor(row.field, id, want));
       assert.deepEqual(rt.applied, readBack(want));
       assert.equal(rt.applied.cpus, made.cpus, 'an update keeps what it does not name');
       holds(rt, want);

@@ -1,4 +1,4 @@
-import { DIMENSIONS, isMap, isNone, limits, sameValue, withFollowers, type DeviceLimits, type Dimension, type ResourceChange, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
+import { DIMENSIONS, isMap, isNone, limits, sameValue, withFollowers, type DeviceLimits, type Dimension, type Phase, type ResourceChange, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
 import { v1, type internalv1 } from '@agent/proto';
 import { workloadOf } from './kinds';
 
@@ -98,8 +98,37 @@ export function afterUpdate(spec: v1.Resources | undefined, want: v1.Resources |
   return { ...before, ...withFollowers(toChange(want, before), before) };
 }
 
+const PHASE_STATE: Record<Phase, v1.State> = {
+  pending: v1.State.STATE_PENDING,
+  running: v1.State.STATE_RUNNING,
+  stopped: v1.State.STATE_STOPPED,
+  failed: v1.State.STATE_FAILED,
+};
+
+/** A driver's phase as the API's state; unspecified without one. */
+export function phaseState(phase: Phase | undefined): v1.State {
+  return phase ? PHASE_STATE[phase] : v1.State.STATE_UNSPECIFIED;
+}
+
+/** Where a workload stands, from what its driver said: its state when it says one, else running or stopped. */
+export function stateOf(rt: { readonly running: boolean; readonly state?: v1.State }): v1.State {
+  return rt.state ? rt.state : rt.running ? v1.State.STATE_RUNNING : v1.State.STATE_STOPPED;
+}
+
 export function toRuntimeInfo(rt: Runtime): internalv1.RuntimeInfo {
-  return { runtimeId: rt.runtimeId, pid: rt.pid, cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } }, applied: { ...rt.applied }, running: rt.running, startTime: rt.startTime ?? 0, exitCode: rt.exitCode, ip: rt.ip ?? '', mac: rt.mac ?? '' };
+  return {
+    runtimeId: rt.runtimeId,
+    pid: rt.pid,
+    cgroup: { version: rt.cgroup.version, paths: { ...rt.cgroup.paths } },
+    applied: { ...rt.applied },
+    running: rt.running,
+    startTime: rt.startTime ?? 0,
+    exitCode: rt.exitCode,
+    ip: rt.ip ?? '',
+    mac: rt.mac ?? '',
+    state: phaseState(rt.phase),
+    reason: rt.reason ?? '',
+  };
 }
 
 export function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
@@ -113,5 +142,7 @@ export function fromRuntimeInfo(r: internalv1.RuntimeInfo): Runtime {
     exitCode: r.exitCode,
     ip: r.ip || undefined,
     mac: r.mac || undefined,
+    phase: (Object.keys(PHASE_STATE) as Phase[]).find((p) => PHASE_STATE[p] === r.state),
+    reason: r.reason || undefined,
   };
 }

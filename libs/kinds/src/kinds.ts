@@ -8,6 +8,13 @@ import {
   DockerDriver,
   PROCESS_CAPABILITIES,
   ProcessDriver,
+  K8S_CAPABILITIES,
+  K8sDriver,
+  admitK8s,
+  changeK8s,
+  redactK8s,
+  validateK8s,
+  type CgroupFs,
   redactContainer,
   redactProcess,
   validateCgroup,
@@ -37,6 +44,16 @@ export interface SharedDrivers {
   readonly cgroup: CgroupDriver;
 }
 
+/** The UpdateRequest oneof cases: a kind's own changes besides limits. */
+export type ChangeField = Exclude<keyof v1.UpdateRequest, 'objectId' | 'resources' | 'labels' | 'wait'>;
+
+/** How a kind takes an Update's own changes (its UpdateRequest case). */
+export interface KindChange<F extends WorkloadField> {
+  readonly field: ChangeField;
+  /** The kind's spec after the change; a bad change is InvalidArgumentError naming its field (at field: "k8s"). */
+  apply(workload: WorkloadOf<F>, change: NonNullable<v1.UpdateRequest[ChangeField]>, field: string): WorkloadOf<F>;
+}
+
 export interface KindRow<F extends WorkloadField = WorkloadField> {
   readonly kind: v1.Kind;
   /** The ObjectSpec case that holds the kind's spec. */
@@ -59,6 +76,8 @@ export interface KindRow<F extends WorkloadField = WorkloadField> {
   admit?(workload: WorkloadOf<F>, config: AgentConfig): WorkloadOf<F>;
   /** The spec as a reader sees it: secrets hidden. */
   redact?(workload: WorkloadOf<F>): WorkloadOf<F>;
+  /** Kinds whose spec an Update may change besides limits and labels. */
+  readonly change?: KindChange<F>;
 }
 
 /** Rows are typed by their own case; the table holds them side by side. */
@@ -109,6 +128,27 @@ export const KINDS: readonly KindRow[] = [
     runtimeAttribute: 'agent.cgroup',
     build: (_config, shared) => shared.cgroup,
     validate: validateCgroup,
+  }),
+  row({
+    kind: v1.Kind.KIND_K8S,
+    field: 'k8s',
+    driver: DriverNames.K8s,
+    capabilities: K8S_CAPABILITIES,
+    // A workload found gone was deleted in the cluster.
+    goneWhileDown: v1.State.STATE_DELETED,
+    runtimeAttribute: 'k8s.workload',
+    build: (config, shared) =>
+      new K8sDriver(shared.cgroup.fs as CgroupFs, {
+        hostId: config.hostId,
+        kubeconfig: config.kubeconfig,
+        nodeName: config.nodeName,
+        readyTimeoutMs: config.k8sReadyTimeoutMs,
+        goneTimeoutMs: config.k8sReadyTimeoutMs,
+      }),
+    validate: validateK8s,
+    admit: admitK8s,
+    redact: redactK8s,
+    change: { field: 'k8s', apply: (w, c, field) => changeK8s(w, c, field) },
   }),
 ];
 

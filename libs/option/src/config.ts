@@ -110,6 +110,17 @@ export interface AgentConfig {
   readonly processAllow: readonly string[];
   /** AGENT_PROCESS_LOG_MAX_BYTES: a process log over it is rotated, one old copy kept (<log>.1); 0 disables the cap. Default: 10485760 (10 MiB). */
   readonly processLogMaxBytes: number;
+  /**
+   * AGENT_KUBECONFIG: the kubeconfig k8s objects use when their spec names
+   * none. Default: $KUBECONFIG, else ~/.kube/config (read when first used).
+   */
+  readonly kubeconfig: string;
+  /** AGENT_KUBECONFIG_ALLOW: comma-separated absolute kubeconfig files or directories a spec may name besides the default; empty: only the default. */
+  readonly kubeconfigAllow: readonly string[];
+  /** AGENT_K8S_READY_TIMEOUT_MS: how long a k8s create with wait_ready waits for ready (then answers PENDING), and a delete for the workload to be gone. Default: 60000. */
+  readonly k8sReadyTimeoutMs: number;
+  /** AGENT_NODE_NAME: this host's Kubernetes node name; k8s pods bound to it get figures from their cgroups. Default: the hostname. */
+  readonly nodeName: string;
   /** AGENT_DISCOVER_MANAGE: true lets Update and Delete act on discovered containers. Default: false (read-only). */
   readonly discoverManage: boolean;
   /** AGENT_NFT_TABLE: the nftables table (inet family) the agent owns for network segmentation; it touches no other. Default: agent. */
@@ -232,6 +243,10 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     processUser: str(env, 'AGENT_PROCESS_USER', 'nobody'),
     processAllow: pathList(env, 'AGENT_PROCESS_ALLOW'),
     processLogMaxBytes: int(env, 'AGENT_PROCESS_LOG_MAX_BYTES', 10_485_760, 0, 1_099_511_627_776),
+    kubeconfig: path.resolve(str(env, 'AGENT_KUBECONFIG', str(env, 'KUBECONFIG', path.join(os.homedir(), '.kube', 'config')))),
+    kubeconfigAllow: pathList(env, 'AGENT_KUBECONFIG_ALLOW'),
+    k8sReadyTimeoutMs: int(env, 'AGENT_K8S_READY_TIMEOUT_MS', 60_000, 100, 3_600_000),
+    nodeName: str(env, 'AGENT_NODE_NAME', os.hostname()).toLowerCase(),
     discoverManage: bool(env, 'AGENT_DISCOVER_MANAGE', false),
     nftTable: nftTable(env),
     nflogGroup: int(env, 'AGENT_NFLOG_GROUP', 100, 1, 65_535),

@@ -4,6 +4,7 @@ export {
   Driver,
   DRIVERS,
   Label,
+  KubeLabel,
   GrpcService,
   HealthComponent,
   HOST_OBJECT_ID,

@@ -17,6 +17,8 @@ export const Driver = {
   Process: 'process',
   Cgroup: 'cgroup',
   Rpc: 'rpc',
+  /** Kubernetes workloads, through the cluster's API server. */
+  K8s: 'k8s',
   /** nftables: network segmentation of containers. */
   Network: 'network',
 } as const;
@@ -29,6 +31,12 @@ export const Label = {
   ObjectId: 'io.agent.object-id',
   HostId: 'io.agent.host-id',
   Name: 'io.agent.name',
+} as const;
+
+/** The same marks on Kubernetes objects and their pods (Kubernetes label keys take one prefix/). */
+export const KubeLabel = {
+  ObjectId: 'io.agent/object-id',
+  HostId: 'io.agent/host-id',
 } as const;
 
 /** Fully qualified gRPC service names, as health checks and reflection know them. */

@@ -1,0 +1,223 @@
+import * as k8s from '@kubernetes/client-node';
+import { AgentError, AlreadyExistsError, DriverError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '@agent/grpc-kit';
+import { Driver as DriverNames } from '@agent/option';
+import { WORKLOAD_TYPES, type KubeObject, type WorkloadType } from './workload';
+
+// One cluster the driver talks to (a kubeconfig and a context): its API
+// client and its informers. Informers list and watch the agent's own
+// workloads and pods (by the host label), per namespace and type, and relist
+// when the API server says their resourceVersion is gone (410).
+
+/** The field manager of every apply: the fields the agent owns. */
+export const FIELD_MANAGER = 'agent';
+
+type Informer = k8s.Informer<k8s.KubernetesObject> & k8s.ObjectCache<k8s.KubernetesObject>;
+type Watched = WorkloadType;
+
+/** What the driver hears of a watched object: it changed, or went away. */
+export type ClusterListener = (obj: KubeObject, gone: boolean) => void;
+
+/** Where an object's workload is: the cluster's key and the object's place in it. */
+export interface Place {
+  readonly namespace: string;
+  readonly kind: WorkloadType;
+  readonly name: string;
+}
+
+export class Cluster {
+  readonly api: k8s.KubernetesObjectApi;
+  /** The namespace a workload goes to when neither spec nor manifest names one. */
+  readonly defaultNamespace: string;
+  private readonly informers = new Map<string, { informer: Informer; ready: Promise<void> }>();
+  private closed = false;
+
+  constructor(
+    readonly key: string,
+    private readonly kc: k8s.KubeConfig,
+    private readonly selector: string,
+    private readonly listener: ClusterListener,
+    private readonly restartMs = 1_000,
+  ) {
+    this.api = k8s.KubernetesObjectApi.makeApiClient(kc);
+    this.defaultNamespace = kc.getContextObject(kc.getCurrentContext())?.namespace || 'default';
+  }
+
+  /** The cluster of a kubeconfig file and context ('' = its current one). */
+  static load(file: string, context: string, selector: string, listener: ClusterListener): Cluster {
+    const kc = new k8s.KubeConfig();
+    try {
+      kc.loadFromFile(file);
+    } catch (err) {
+      throw new FailedPreconditionError(`spec.k8s.kubeconfig: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    if (context !== '') {
+      if (!kc.getContextObject(context)) throw new FailedPreconditionError(`spec.k8s.context: ${file} has no context ${JSON.stringify(context)}`);
+      kc.setCurrentContext(context);
+    }
+    if (!kc.getCurrentCluster()) throw new FailedPreconditionError(`spec.k8s.kubeconfig: ${file} has no cluster for context ${JSON.stringify(kc.getCurrentContext())}`);
+    return new Cluster(`${file}#${kc.getCurrentContext()}`, kc, selector, listener);
+  }
+
+  /** The context's name, for runtime ids. */
+  get context(): string {
+    return this.kc.getCurrentContext();
+  }
+
+  /**
+   * Starts (once) the informers of the workload type and of pods in the
+   * namespace; resolves once both have listed. A watch that fails is started
+   * again; one that hears 410 relists by itself.
+   */
+  async watch(namespace: string, kind: Watched): Promise<void> {
+    await Promise.all([this.informer(namespace, kind), this.informer(namespace, 'Pod')]);
+  }
+
+  private informer(namespace: string, kind: Watched): Promise<void> {
+    const id = `${namespace}/${kind}`;
+    const known = this.informers.get(id);
+    if (known) return known.ready;
+    const type = WORKLOAD_TYPES[kind];
+    const base = type.apiVersion.includes('/') ? `/apis/${type.apiVersion}` : `/api/${type.apiVersion}`;
+    const informer = k8s.makeInformer(this.kc, `${base}/namespaces/${namespace}/${type.plural}`, () => this.api.list(type.apiVersion, kind, namespace, undefined, undefined, undefined, undefined, this.selector), this.selector) as Informer;
+    const tell = (gone: boolean) => (o: k8s.KubernetesObject): void => this.listener(withKind(o, kind), gone);
+    informer.on('add', tell(false));
+    informer.on('update', tell(false));
+    informer.on('delete', tell(true));
+    let listed: () => void = () => undefined;
+    let failed: (err: unknown) => void = () => undefined;
+    const ready = new Promise<void>((resolve, reject) => {
+      listed = resolve;
+      failed = reject;
+    });
+    informer.on('connect', () => undefined);
+    informer.on('error', (err: unknown) => {
+      failed(kubeError(`watch ${type.plural}`, err));
+      if (this.closed) return;
+      setTimeout(() => {
+        if (!this.closed) void informer.start();
+      }, this.restartMs).unref();
+    });
+    const entry = { informer, ready: ready.catch((err: unknown) => {
+      this.informers.delete(id); // the next object tries again
+      void informer.stop();
+      throw err;
+    }) };
+    this.informers.set(id, entry);
+    void informer.start().then(() => listed());
+    return entry.ready;
+  }
+
+  /** The watched object, as last heard; undefined when not watched or not there. */
+  cached(place: Place): KubeObject | undefined {
+    const o = this.informers.get(`${place.namespace}/${place.kind}`)?.informer.get(place.name, place.namespace);
+    return o ? withKind(o, place.kind) : undefined;
+  }
+
+  /** The watched pods carrying a label value. */
+  podsWith(namespace: string, label: string, value: string): KubeObject[] {
+    const pods = this.informers.get(`${namespace}/Pod`)?.informer.list(namespace) ?? [];
+    return pods.filter((p) => p.metadata?.labels?.[label] === value).map((p) => withKind(p, 'Pod'));
+  }
+
+  /** Server-side apply as the agent's field manager. */
+  async apply(obj: KubeObject): Promise<KubeObject> {
+    try {
+      return withKind((await this.api.patch(obj as k8s.KubernetesObject, undefined, undefined, FIELD_MANAGER, false, k8s.PatchStrategy.ServerSideApply)) as k8s.KubernetesObject, obj.kind as WorkloadType);
+    } catch (err) {
+      throw kubeError(`apply ${obj.kind} ${obj.metadata.namespace}/${obj.metadata.name}`, err);
+    }
+  }
+
+  /** The object now, from the API server; undefined when there is none. */
+  async read(place: Place): Promise<KubeObject | undefined> {
+    try {
+      return withKind((await this.api.read({ apiVersion: WORKLOAD_TYPES[place.kind].apiVersion, kind: place.kind, metadata: { name: place.name, namespace: place.namespace } })) as k8s.KubernetesObject, place.kind);
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw kubeError(`read ${place.kind} ${place.namespace}/${place.name}`, err);
+    }
+  }
+
+  /** The objects of a type in the namespace carrying the selector. */
+  async list(namespace: string, kind: WorkloadType, selector: string): Promise<KubeObject[]> {
+    try {
+      const l = await this.api.list(WORKLOAD_TYPES[kind].apiVersion, kind, namespace, undefined, undefined, undefined, undefined, selector);
+      return l.items.map((o) => withKind(o, kind));
+    } catch (err) {
+      throw kubeError(`list ${WORKLOAD_TYPES[kind].plural}`, err);
+    }
+  }
+
+  /** Deletes with foreground propagation (its pods go first); one already gone is fine. */
+  async delete(place: Place): Promise<void> {
+    try {
+      await this.api.delete({ apiVersion: WORKLOAD_TYPES[place.kind].apiVersion, kind: place.kind, metadata: { name: place.name, namespace: place.namespace } }, undefined, undefined, undefined, undefined, 'Foreground');
+    } catch (err) {
+      if (statusOf(err) !== 404) throw kubeError(`delete ${place.kind} ${place.namespace}/${place.name}`, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.informers.values()].map((i) => i.informer.stop()));
+    this.informers.clear();
+  }
+}
+
+function withKind(o: k8s.KubernetesObject, kind: WorkloadType): KubeObject {
+  return { ...o, apiVersion: WORKLOAD_TYPES[kind].apiVersion, kind } as KubeObject;
+}
+
+export function statusOf(err: unknown): number | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown };
+  return typeof e.code === 'number' ? e.code : typeof e.statusCode === 'number' ? e.statusCode : undefined;
+}
+
+interface KubeStatus {
+  message?: string;
+  reason?: string;
+  details?: { causes?: Array<{ field?: string; message?: string }> };
+}
+
+function statusBody(err: unknown): KubeStatus {
+  const body = (err as { body?: unknown }).body;
+  if (typeof body === 'object' && body !== null) return body as KubeStatus;
+  if (typeof body === 'string') {
+    try {
+      return JSON.parse(body) as KubeStatus;
+    } catch {
+      return { message: body };
+    }
+  }
+  return {};
+}
+
+/**
+ * The API server's answer as the agent's error: a refused manifest (422) is
+ * INVALID_ARGUMENT naming the manifest's field, a field another manager owns
+ * (409) FAILED_PRECONDITION, credentials the cluster refuses
+ * FAILED_PRECONDITION, no answer UNAVAILABLE.
+ */
+export function kubeError(what: string, err: unknown): AgentError {
+  if (err instanceof AgentError) return err;
+  const code = statusOf(err);
+  const status = statusBody(err);
+  const message = status.message ?? (err as Error).message ?? String(err);
+  switch (code) {
+    case 422: {
+      const cause = status.details?.causes?.[0];
+      return new InvalidArgumentError(`spec.k8s.manifest${cause?.field ? `.${cause.field}` : ''}`, `the cluster refused it: ${message}`);
+    }
+    case 404:
+      return new NotFoundError(`${what}: ${message}`);
+    case 409:
+      return status.reason === 'AlreadyExists' ? new AlreadyExistsError(`${what}: ${message}`) : new FailedPreconditionError(`${what}: ${message}`);
+    case 401:
+    case 403:
+      return new FailedPreconditionError(`${what}: the cluster refused the agent's credentials: ${message}`);
+    case undefined:
+      return new UnavailableError(`${what}: the cluster did not answer: ${message}`, { cause: err });
+    default:
+      return code >= 500 ? new UnavailableError(`${what}: ${message}`, { cause: err }) : new DriverError(DriverNames.K8s, `${what}: ${message}`, { cause: err });
+  }
+}
