@@ -93,8 +93,9 @@ export class Cluster {
     informer.on('error', (err: unknown) => {
       failed(kubeError(`watch ${type.plural}`, err));
       if (this.closed) return;
+      // Only the informer still in use: one whose first list failed was dropped (the next object makes a new one).
       setTimeout(() => {
-        if (!this.closed) void informer.start();
+        if (!this.closed && this.informers.get(id) === entry) void informer.start();
       }, this.restartMs).unref();
     });
     const entry = { informer, ready: ready.catch((err: unknown) => {
@@ -124,6 +125,8 @@ export class Cluster {
     try {
       return withKind((await this.api.patch(obj as k8s.KubernetesObject, undefined, undefined, FIELD_MANAGER, false, k8s.PatchStrategy.ServerSideApply)) as k8s.KubernetesObject, obj.kind as WorkloadType);
     } catch (err) {
+      // An apply creates the object when missing: a 404 is its namespace's.
+      if (statusOf(err) === 404) throw new FailedPreconditionError(`spec.k8s.namespace: the cluster has no namespace ${obj.metadata.namespace}`);
       throw kubeError(`apply ${obj.kind} ${obj.metadata.namespace}/${obj.metadata.name}`, err);
     }
   }

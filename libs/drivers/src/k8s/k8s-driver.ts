@@ -230,7 +230,9 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     for (const w of this.waiters) w();
     const objectId = o.metadata.labels?.[KubeLabel.ObjectId];
     if (!objectId || this.busy.has(objectId)) return;
-    const owner = o.kind === 'Pod' ? this.ownerOf(cluster, o, objectId) : { o, gone };
+    // A Pod workload is its own owner: its delete must be heard too (its cache entry is gone by then).
+    const ownPod = o.kind === 'Pod' && this.placed.has([cluster.context, o.metadata.namespace ?? '', 'Pod', o.metadata.name].join(SEP));
+    const owner = o.kind === 'Pod' && !ownPod ? this.ownerOf(cluster, o, objectId) : { o, gone };
     if (!owner) return;
     const place: Place = { namespace: owner.o.metadata.namespace ?? '', kind: owner.o.kind as WorkloadType, name: owner.o.metadata.name };
     const runtimeId = [cluster.context, place.namespace, place.kind, place.name].join(SEP);
@@ -257,13 +259,15 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
   /**
    * Until the workload is ready (or ended, or failed), or the timeout: the
    * runtime as it then stands. The informer's copy counts once it has caught
-   * up with what was applied (its generation).
+   * up with what was applied: the same object (a re-created one has a new
+   * uid) at its generation.
    */
   private async waitReady(cluster: Cluster, place: Place, applied: KubeObject): Promise<Runtime> {
     const generation = (o: KubeObject): number => (o.metadata as { generation?: number }).generation ?? 0;
     const now = (): Runtime => {
       const o = cluster.cached(place);
-      return this.runtimeOf(cluster, place, o && generation(o) >= generation(applied) ? o : applied);
+      const caughtUp = o && o.metadata.uid === applied.metadata.uid && generation(o) >= generation(applied);
+      return this.runtimeOf(cluster, place, caughtUp ? o : applied);
     };
     await this.until(() => now().phase !== 'pending', this.opts.readyTimeoutMs);
     return now();

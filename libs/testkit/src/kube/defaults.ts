@@ -155,6 +155,41 @@ export function validate(res: Resource, obj: KubeObject, old: KubeObject | undef
     const policy = strAt(podSpec, 'restartPolicy');
     if (policy !== 'Never' && policy !== 'OnFailure')
       causes.push({ field: 'spec.template.spec.restartPolicy', message: `${policy ? `Unsupported value: "${policy}"` : 'Required value'}: supported values: "OnFailure", "Never"` });
+    const template = objAt(obj, 'spec', 'template');
+    if (old && !deepEqual(objAt(old, 'spec', 'template'), template)) causes.push({ field: 'spec.template', message: `Invalid value: ${JSON.stringify(template)}: field is immutable` });
+  }
+  if (res.kind === 'Pod' && old && !deepEqual(mutablePodSpec(objAt(old, 'spec'), objAt(obj, 'spec')), objAt(obj, 'spec'))) {
+    causes.push({ field: 'spec', message: `Forbidden: pod updates may not change fields other than ${POD_MUTABLE}` });
   }
   if (causes.length > 0) throw invalid(res, name, causes);
+}
+
+/** The fields of a pod's spec an update may change, as the apiserver lists them. */
+const POD_MUTABLE =
+  '`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)';
+
+/**
+ * The old pod spec with what an update may change taken from the new one
+ * (images, activeDeadlineSeconds, tolerations), as ValidatePodUpdate does:
+ * equal to the new spec unless something else changed. The node binding
+ * (nodeName set where there was none) is let through too: the real
+ * scheduler writes it through pods/binding, the fake's by an update.
+ */
+function mutablePodSpec(old: JsonObject, next: JsonObject): JsonObject {
+  const out = structuredClone(old);
+  for (const key of ['containers', 'initContainers']) {
+    const olds = listAt(out, key);
+    const news = listAt(next, key);
+    if (olds.length !== news.length) continue;
+    olds.forEach((c, i) => {
+      const image = strAt(news[i], 'image');
+      if (isObject(c) && image !== undefined) c.image = image;
+    });
+  }
+  for (const key of ['activeDeadlineSeconds', 'tolerations']) {
+    if (next[key] === undefined) delete out[key];
+    else out[key] = structuredClone(next[key]);
+  }
+  if (out.nodeName === undefined && next.nodeName !== undefined) out.nodeName = next.nodeName;
+  return out;
 }

@@ -278,6 +278,42 @@ describe('FAKE apiserver driven by the real kubectl and helm', () => {
     assert.equal((await fetch(url, { method: 'DELETE', headers: auth() })).status, 200);
   });
 
+  it('FAKE apiserver: a Job\'s template and a Pod\'s spec (but its images) are immutable on update, as kubectl apply shows', async () => {
+    const job = (image: string): string =>
+      JSON.stringify({ apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'frozen' }, spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'main', image }] } } } });
+    const pod = (image: string, memory: string): string =>
+      JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'fixed', labels: { app: 'fixed' } }, spec: { containers: [{ name: 'c', image, resources: { limits: { memory } } }] } });
+    const apply = (manifest: string): Promise<Run> => kubectl(['apply', '--server-side', '--field-manager=agent', '-f', '-'], manifest);
+    await ok(['apply', '--server-side', '--field-manager=agent', '-f', '-'], job('busybox:1.36'));
+    await ok(['wait', '--for=condition=complete', 'job/frozen', '--timeout=20s']);
+    assert.match(await ok(['apply', '--server-side', '--field-manager=agent', '-f', '-'], job('busybox:1.36')), /serverside-applied/, 'the same template again is no change');
+    const changed = await apply(job('busybox:1.37'));
+    assert.notEqual(changed.code, 0);
+    assert.match(changed.stderr, /Job "frozen" is invalid: spec\.template: Invalid value: .*: field is immutable/);
+    const rawJob = await fetch(`${kube.url}/apis/batch/v1/namespaces/default/jobs/frozen?fieldManager=agent`, { method: 'PATCH', headers: { ...auth(), 'content-type': 'application/apply-patch+yaml' }, body: job('busybox:1.37') });
+    assert.equal(rawJob.status, 422);
+    const refused = (await rawJob.json()) as { message: string; details: { causes: Array<{ field: string }> } };
+    assert.match(refused.message, /^Job\.batch "frozen" is invalid: spec\.template: Invalid value: .*: field is immutable$/);
+    assert.deepEqual(refused.details.causes.map((c) => c.field), ['spec.template']);
+    await ok(['apply', '--server-side', '--field-manager=agent', '-f', '-'], pod('nginx:1.27', '64Mi'));
+    await waitFor('the pod to run', () => (phase(podsOf('fixed')[0]!) === 'Running' ? true : undefined));
+    const uid = podsOf('fixed')[0]!.metadata.uid;
+    const resized = await apply(pod('nginx:1.27', '128Mi'));
+    assert.notEqual(resized.code, 0);
+    assert.match(resized.stderr, /Pod "fixed" is invalid: spec: Forbidden: pod updates may not change fields other than `spec\.containers\[\*\]\.image`/);
+    await ok(['apply', '--server-side', '--field-manager=agent', '-f', '-'], pod('nginx:1.28', '64Mi'));
+    const after = podsOf('fixed')[0]!;
+    assert.equal(after.metadata.uid, uid, 'an image change applies in place');
+    assert.equal((after.spec as { containers: Array<{ image: string }> }).containers[0]!.image, 'nginx:1.28');
+    const raw = await fetch(`${kube.url}/api/v1/namespaces/default/pods/fixed`, { method: 'PATCH', headers: { ...auth(), 'content-type': 'application/merge-patch+json' }, body: JSON.stringify({ spec: { hostname: 'other' } }) });
+    assert.equal(raw.status, 422);
+    const status = (await raw.json()) as { message: string; details: { causes: Array<{ field: string }> } };
+    assert.match(status.message, /^Pod "fixed" is invalid: spec: Forbidden: pod updates may not change fields other than `spec\.containers\[\*\]\.image`,/);
+    assert.deepEqual(status.details.causes.map((c) => c.field), ['spec']);
+    await ok(['delete', 'job/frozen', 'pod/fixed', '--wait=true', '--cascade=foreground']);
+    await waitFor('the pods to go', () => (podsOf('fixed').length === 0 && !kube.objects('Pod').some((p) => p.metadata.labels?.['job-name'] === 'frozen') ? true : undefined));
+  });
+
   it('FAKE apiserver: allowWatchBookmarks=true brings a BOOKMARK within two periods', async () => {
     const started = Date.now();
     const events = await watchEvents(`${kube.url}/api/v1/pods?watch=true&allowWatchBookmarks=true&resourceVersion=${(await (await fetch(`${kube.url}/api/v1/pods`, { headers: auth() })).json() as { metadata: { resourceVersion: string } }).metadata.resourceVersion}`, (evs) => evs.some((e) => e.type === 'BOOKMARK'), 2 * BOOKMARK_MS + 500);
