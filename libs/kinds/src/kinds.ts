@@ -14,7 +14,6 @@ import {
   changeK8s,
   redactK8s,
   validateK8s,
-  type CgroupFs,
   redactContainer,
   redactProcess,
   validateCgroup,
@@ -138,7 +137,7 @@ export const KINDS: readonly KindRow[] = [
     goneWhileDown: v1.State.STATE_DELETED,
     runtimeAttribute: 'k8s.workload',
     build: (config, shared) =>
-      new K8sDriver(shared.cgroup.fs as CgroupFs, {
+      new K8sDriver(shared.cgroup.fs, {
         hostId: config.hostId,
         kubeconfig: config.kubeconfig,
         nodeName: config.nodeName,

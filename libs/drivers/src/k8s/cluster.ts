@@ -89,7 +89,6 @@ export class Cluster {
       listed = resolve;
       failed = reject;
     });
-    informer.on('connect', () => undefined);
     informer.on('error', (err: unknown) => {
       failed(kubeError(`watch ${type.plural}`, err));
       if (this.closed) return;
@@ -209,7 +208,7 @@ export function kubeError(what: string, err: unknown): AgentError {
   switch (code) {
     case 422: {
       const cause = status.details?.causes?.[0];
-      return new InvalidArgumentError(`spec.k8s.manifest${cause?.field ? `.${cause.field}` : ''}`, `the cluster refused it: ${message}`);
+      return new InvalidArgumentError(`spec.k8s.manifest${cause?.field ? `.${cause.field}` : ''}`, `the cluster refused it: ${message}`, { cause: err });
     }
     case 404:
       return new NotFoundError(`${what}: ${message}`);

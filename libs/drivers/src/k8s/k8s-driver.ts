@@ -214,7 +214,7 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
   private runtimeOf(cluster: Cluster, place: Place, o: KubeObject): Runtime {
     const s = this.standing(cluster, place, o);
     return {
-      runtimeId: [cluster.context, place.namespace, place.kind, place.name].join(SEP),
+      runtimeId: runtimeIdOf(cluster, place),
       pid: 0,
       cgroup: { version: this.cgroups.version, paths: {} },
       applied: appliedLimits(o),
@@ -231,11 +231,11 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     const objectId = o.metadata.labels?.[KubeLabel.ObjectId];
     if (!objectId || this.busy.has(objectId)) return;
     // A Pod workload is its own owner: its delete must be heard too (its cache entry is gone by then).
-    const ownPod = o.kind === 'Pod' && this.placed.has([cluster.context, o.metadata.namespace ?? '', 'Pod', o.metadata.name].join(SEP));
+    const ownPod = o.kind === 'Pod' && this.placed.has(runtimeIdOf(cluster, { namespace: o.metadata.namespace ?? '', kind: 'Pod', name: o.metadata.name }));
     const owner = o.kind === 'Pod' && !ownPod ? this.ownerOf(cluster, o, objectId) : { o, gone };
     if (!owner) return;
     const place: Place = { namespace: owner.o.metadata.namespace ?? '', kind: owner.o.kind as WorkloadType, name: owner.o.metadata.name };
-    const runtimeId = [cluster.context, place.namespace, place.kind, place.name].join(SEP);
+    const runtimeId = runtimeIdOf(cluster, place);
     if (!this.placed.has(runtimeId)) return; // not (or no longer) an object of this agent's
     const s: Standing = owner.gone ? { phase: 'stopped', reason: 'deleted from the cluster' } : this.standing(cluster, place, owner.o);
     const key = standingKey(s);
@@ -278,7 +278,7 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     const deadline = Date.now() + this.opts.goneTimeoutMs;
     while (Date.now() < deadline) {
       if (!(await cluster.read(place))) return;
-      await this.until(() => false, 100);
+      await new Promise((r) => setTimeout(r, 100));
     }
     throw new FailedPreconditionError(`${place.kind} ${place.namespace}/${place.name} is still in the cluster ${this.opts.goneTimeoutMs} ms after its delete (a finalizer may hold it)`);
   }
@@ -304,6 +304,11 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
 
 const standingKey = (s: Standing): string => `${s.phase}/${s.reason}/${s.exitCode ?? ''}`;
 
+/** A workload's runtime id: "context/namespace/Kind/name". */
+function runtimeIdOf(cluster: Cluster, place: Place): string {
+  return [cluster.context, place.namespace, place.kind, place.name].join(SEP);
+}
+
 /** "context/namespace/Kind/name" back to its place (a context name may hold "/"). */
 function placeOfRuntime(runtimeId: string): Place {
   const parts = runtimeId.split(SEP);
@@ -315,6 +320,5 @@ function placeOfRuntime(runtimeId: string): Place {
 
 /** The cluster refused to change a field it keeps fixed (a Job's template, most of a Pod). */
 function immutable(err: unknown): boolean {
-  const message = (err as Error).message ?? '';
-  return (statusOf(err) === 422 || /refused it/.test(message)) && /immutable|Forbidden: pod updates may not change/.test(message);
+  return statusOf((err as Error).cause ?? err) === 422 && /immutable|Forbidden: pod updates may not change/.test((err as Error).message ?? '');
 }

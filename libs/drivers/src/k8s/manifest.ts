@@ -1,7 +1,7 @@
 import { KubeLabel } from '@agent/option';
 import { limits } from '../dimensions';
 import type { Resources, WorkloadSpec } from '../types';
-import { containersOf, parseManifest, podSpecOf, WORKLOAD_TYPES, type K8sWorkload, type KubeObject, type WorkloadType } from './workload';
+import { containersOf, parseManifest, WORKLOAD_TYPES, type K8sWorkload, type KubeObject, type WorkloadType } from './workload';
 
 // From an object's spec to the manifest the agent applies, and back from
 // the live object to the limits it has.
@@ -50,7 +50,6 @@ export function desired(spec: WorkloadSpec<K8sWorkload>, hostId: string, namespa
     const template = (obj.spec!.template ??= {}) as { metadata?: { labels?: Record<string, string> } };
     template.metadata = { ...(template.metadata ?? {}), labels: { ...(template.metadata?.labels ?? {}), ...mark } };
   }
-  podSpecOf(obj); // the path exists
   const { cpus, memoryBytes } = spec.resources;
   for (const c of containersOf(obj)) {
     if (cpus === 0 && memoryBytes === 0) break;

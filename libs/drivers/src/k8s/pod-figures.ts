@@ -62,7 +62,7 @@ export function sumFigures(parts: readonly Figures[]): Figures {
  * on each read (pods come and go); each pod's files stay open while it lives.
  */
 export class PodSampler implements Sampler {
-  private readonly readers = new Map<string, FigureReader | undefined>();
+  private readonly readers = new Map<string, FigureReader>();
 
   constructor(
     private readonly cgroups: CgroupFs,
@@ -89,14 +89,14 @@ export class PodSampler implements Sampler {
     }
     for (const [uid, reader] of this.readers) {
       if (live.has(uid)) continue;
-      reader?.close();
+      reader.close();
       this.readers.delete(uid);
     }
     return parts.length === 0 ? {} : sumFigures(parts);
   }
 
   close(): void {
-    for (const r of this.readers.values()) r?.close();
+    for (const r of this.readers.values()) r.close();
     this.readers.clear();
   }
 }

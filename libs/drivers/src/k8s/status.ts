@@ -75,7 +75,7 @@ export function standingOf(o: KubeObject, pods: readonly KubeObject[]): Standing
     }
     default: {
       const phase = status.phase;
-      if (phase === 'Running' && isTrue(list(status.conditions).find((c) => c.type === 'Ready'))) return { phase: 'running', reason: '' };
+      if (phase === 'Running' && isTrue(condition(o, 'Ready'))) return { phase: 'running', reason: '' };
       if (phase === 'Succeeded') return { phase: 'stopped', reason: 'succeeded', exitCode: 0 };
       if (phase === 'Failed') {
         const code = exitCodeOf(o);

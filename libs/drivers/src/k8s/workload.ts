@@ -94,14 +94,6 @@ export function podSpecPath(kind: WorkloadType): string {
   return WORKLOAD_TYPES[kind].podTemplate ? 'spec.template.spec' : 'spec';
 }
 
-/** The pod spec of a workload (the object's own for a Pod, its template's otherwise); created on the way when missing. */
-export function podSpecOf(obj: KubeObject): Record<string, unknown> {
-  const spec = (obj.spec ??= {});
-  if (!WORKLOAD_TYPES[obj.kind as WorkloadType]?.podTemplate) return spec;
-  const template = (spec.template = isObject(spec.template) ? spec.template : {}) as Record<string, unknown>;
-  return (template.spec = isObject(template.spec) ? template.spec : {}) as Record<string, unknown>;
-}
-
 /** The containers of a workload's pods. */
 export function containersOf(obj: KubeObject): Array<Record<string, unknown>> {
   const spec = isObject(obj.spec) ? obj.spec : undefined;
