@@ -43,11 +43,11 @@ export interface Dimension<K extends Limit = Limit> {
   /** Cross-field rule: why this value (set) does not go with the object's other limits. */
   against?(value: Resources[K], all: Resources): string | undefined;
   /**
-   * A dimension defined relative to another (swap is a total over memory):
-   * what it becomes when a change moves the other but does not name this
+   * A dimension defined relative to another (swap is a total over memory,
+   * of): what it becomes when a change moves that one but does not name this
    * one; undefined leaves it as it is.
    */
-  follow?(current: Resources, next: Resources): Resources[K] | undefined;
+  readonly follow?: { readonly of: Limit; value(current: Resources, next: Resources): Resources[K] | undefined };
   readonly v1: Side<Resources[K]>;
   readonly v2: Side<Resources[K]>;
   /**
@@ -288,8 +288,11 @@ export const DIMENSIONS: readonly Dimension[] = [
           ? `below memory_bytes (${all.memoryBytes}): it is memory plus swap, and equal to memory_bytes means no swap`
           : undefined,
     // What a change of memory alone keeps is the swap allowance (total - memory), as v2's memory.swap.max does by itself; no memory limit, no total.
-    follow: (cur, next) =>
-      cur.memorySwapBytes === 0 || cur.memoryBytes === 0 || next.memoryBytes === cur.memoryBytes ? undefined : next.memoryBytes === 0 ? 0 : cur.memorySwapBytes + next.memoryBytes - cur.memoryBytes,
+    follow: {
+      of: 'memoryBytes',
+      value: (cur, next) =>
+        cur.memorySwapBytes === 0 || cur.memoryBytes === 0 || next.memoryBytes === cur.memoryBytes ? undefined : next.memoryBytes === 0 ? 0 : cur.memorySwapBytes + next.memoryBytes - cur.memoryBytes,
+    },
     v1: {
       controller: 'memory',
       file: 'memory.memsw.limit_in_bytes',
@@ -354,13 +357,17 @@ export function mismatch(all: Resources): { readonly dimension: Dimension; reado
 /**
  * The change with what follows from it on an object whose limits are
  * current: a dimension defined relative to another (a swap total over memory)
- * moves with it when the change does not name it.
+ * moves with it when the change does not name it. current is asked for (a
+ * read of the cgroup files) only when the change moves such another.
  */
-export function withFollowers(change: ResourceChange, current: Resources): ResourceChange {
-  const next: Resources = { ...current, ...change };
+export function withFollowers(change: ResourceChange, current: Resources | (() => Resources)): ResourceChange {
+  const moved = DIMENSIONS.filter((d) => d.follow && change[d.key] === undefined && change[d.follow.of] !== undefined);
+  if (moved.length === 0) return change;
+  const now = typeof current === 'function' ? current() : current;
+  const next: Resources = { ...now, ...change };
   const out: Record<string, Value> = { ...change };
-  for (const d of DIMENSIONS) {
-    const v = change[d.key] === undefined ? d.follow?.(current, next) : undefined;
+  for (const d of moved) {
+    const v = d.follow?.value(now, next);
     if (v !== undefined) out[d.key] = v;
   }
   return out as ResourceChange;
@@ -390,7 +397,7 @@ export function requireSupported(ref: CgroupRef, change: ResourceChange, prefix:
 
 /** Writes the limits the change names (undefined keeps, none removes) and what follows from them, in table order. */
 export function writeLimits(ref: CgroupRef, change: ResourceChange): void {
-  const full = withFollowers(change, readLimits(ref));
+  const full = withFollowers(change, () => readLimits(ref));
   for (const d of DIMENSIONS) {
     const value = full[d.key];
     const dir = dirOf(ref, d);
