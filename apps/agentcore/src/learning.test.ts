@@ -25,7 +25,7 @@ describe('learned rules', () => {
   it('a connection becomes an allow rule between the groups of its ends; an end in no group is its address', () => {
     const r = ruleFor(flow({ srcGroup: 'web', dstGroup: 'db' }))!;
     assert.deepEqual([r.from, r.to, r.ports, r.action, r.learned], ['web', 'db', ['tcp/5432'], policyv1.Action.ACTION_ALLOW, true]);
-    assert.ok(r.id >= 10_000 && r.id <= 4_294_967_295);
+    assert.ok(r.id >= 10_000 && r.id <= 4_294_967_294);
     assert.equal(ruleFor(flow({ srcGroup: 'web', dstGroup: 'db' }))!.id, r.id, 'the same connection, the same id (on any agent)');
     assert.notEqual(ruleFor(flow({ srcGroup: 'web', dstGroup: 'db', dstPort: 5433 }))!.id, r.id);
     assert.deepEqual([ruleFor(flow({ srcGroup: '', dstGroup: 'db' }))!.from, ruleFor(flow({ srcGroup: 'host', dstGroup: 'db' }))!.from], ['172.17.0.5/32', 'host']);

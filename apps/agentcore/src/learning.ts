@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { errorMessage, type Logger } from '@agent/grpc-kit';
-import { LEARNED_RULE_IDS } from '@agent/option';
+import { LEARNED_RULE_IDS, MAX_RULE_ID } from '@agent/option';
 import { policyv1 } from '@agent/proto';
 import type { Records } from './records';
 
@@ -8,7 +8,6 @@ const { Action } = policyv1;
 
 /** Rules one host keeps learning; beyond it, connections still pass (Discover) but are not learned. */
 const MAX_LEARNED_PER_HOST = 10_000;
-const MAX_RULE_ID = 4_294_967_295;
 
 /**
  * Discover mode's memory: a connection no rule covered becomes an allow rule

@@ -1,10 +1,9 @@
 import { isIP } from 'node:net';
 import { fail } from '@agent/drivers';
-import { LEARNED_RULE_IDS } from '@agent/option';
+import { LEARNED_RULE_IDS, MAX_RULE_ID } from '@agent/option';
 import { policyv1 } from '@agent/proto';
 import { checkLabels, checkObjectId } from './validate';
 
-const MAX_RULE_ID = 4_294_967_295;
 
 const POLICY_LIMITS = { groups: 10_000, rules: 100_000, ports: 64 } as const;
 const GROUP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -31,7 +30,7 @@ export function validatePolicy(p: policyv1.Policy): void {
   p.rules.forEach((r, i) => {
     const at = `rules[${i}]`;
     if (r.id <= 0) fail(`${at}.id`, 'required and positive');
-    // The dataplane marks each connection with the id of the rule that allowed it (32 bits).
+    // The dataplane marks each connection with the id of the rule that allowed it (32 bits, the last one its own).
     if (r.id > MAX_RULE_ID) fail(`${at}.id`, `at most ${MAX_RULE_ID}`);
     if (r.learned !== r.id >= LEARNED_RULE_IDS) fail(`${at}.id`, r.learned ? `a learned rule has an id of at least ${LEARNED_RULE_IDS}` : `ids from ${LEARNED_RULE_IDS} up are for learned rules`);
     if (ids.has(r.id)) fail(`${at}.id`, `duplicate rule id ${r.id}`);

@@ -10,6 +10,8 @@ export {
   HOST_OBJECT_ID,
   AGENT_VERSION,
   LEARNED_RULE_IDS,
+  MAX_RULE_ID,
+  NO_RULE_MARK,
 } from './names';
 export type { ModuleName, DriverName } from './names';
 export { ConfigError, LOG_LEVELS, loadConfig, requireAddr, requireListen } from './config';

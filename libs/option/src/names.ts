@@ -72,3 +72,12 @@ export const HOST_OBJECT_ID = 'host';
 
 /** Network rule ids from here up are the agent's own (learned in Discover mode); a user writes 1..9999. */
 export const LEARNED_RULE_IDS = 10_000;
+
+/**
+ * The dataplane marks each connection it passes (a 32-bit conntrack mark):
+ * with the id of the allow rule that passed it, or with NO_RULE_MARK when no
+ * allow rule did (Discover, Monitor, a violation). A connection without a
+ * mark never met the policy, and is not passed as established.
+ */
+export const MAX_RULE_ID = 4_294_967_294;
+export const NO_RULE_MARK = MAX_RULE_ID + 1;

@@ -4,6 +4,7 @@
 // hashes do) and set elements.
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
+import { NO_RULE_MARK } from '@agent/option';
 import { LogVerdict, formatLogPrefix, type EnforcementMode, type LogVerdictCode, type NetPath, type NetRule, type NetworkState } from './types';
 
 export type Expr = Record<string, unknown>;
@@ -59,6 +60,7 @@ const counter: Expr = { counter: null };
 const accept: Expr = { accept: null };
 const drop: Expr = { drop: null };
 const jump = (chain: string): Expr => ({ jump: { target: chain } });
+const setMark = (mark: number): Expr => ({ mangle: { key: { ct: { key: 'mark' } }, value: mark } });
 const goTo = (chain: string): Expr => ({ goto: { target: chain } });
 // Headers are all a flow needs: the kernel would copy up to 64 KiB of each packet otherwise.
 const log = (group: number, verdict: LogVerdictCode, ruleId: number, p: Path): Expr => ({ log: { prefix: formatLogPrefix({ verdict, ruleId, path: p.path }), group, snaplen: 64 } });
@@ -109,7 +111,10 @@ function baseRules(p: Path): RuleModel[] {
   if (p.src) out.push(rule('quarantine', [inSet(ip('saddr'), SetName.quarantine), counter, drop]));
   if (p.dst) out.push(rule('quarantine', [inSet(ip('daddr'), SetName.quarantine), counter, drop]));
   // "in": a flags test; "==" would want both bits at once and never match.
-  out.push(rule('established', [{ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, accept]));
+  // Only what the policy passed carries a mark. An entry the kernel picked up
+  // mid-stream (nf_conntrack_tcp_loose), after revoke cut the one a rule had
+  // marked, is established without ever having met the policy: it does now.
+  out.push(rule('established', [{ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { match: { op: '!=', left: { ct: { key: 'mark' } }, right: 0 } }, accept]));
   if (p.src) out.push(rule('members', [inSet(ip('saddr'), SetName.members), goTo(`policy_${p.path}`)]));
   if (p.dst) out.push(rule('members', [inSet(ip('daddr'), SetName.members), goTo(`policy_${p.path}`)]));
   return out;
@@ -126,25 +131,27 @@ function noMatchRules(p: Path, logGroup: number): RuleModel[] {
     [SetName.mode('protect'), LogVerdict.Denied, drop],
     [SetName.mode('monitor'), LogVerdict.Violation, accept],
   ] as const) {
-    if (p.src) out.push(rule('nomatch', [inSet(ip('saddr'), set), counter, log(logGroup, verdict, 0, p), end]));
-    if (p.dst) out.push(rule('nomatch', [inSet(ip('daddr'), set), counter, log(logGroup, verdict, 0, p), end]));
+    const passed = end === accept ? [setMark(NO_RULE_MARK)] : [];
+    if (p.src) out.push(rule('nomatch', [inSet(ip('saddr'), set), counter, ...passed, log(logGroup, verdict, 0, p), end]));
+    if (p.dst) out.push(rule('nomatch', [inSet(ip('daddr'), set), counter, ...passed, log(logGroup, verdict, 0, p), end]));
   }
-  out.push(rule('nomatch', [counter, log(logGroup, LogVerdict.Learned, 0, p), accept]));
+  out.push(rule('nomatch', [counter, setMark(NO_RULE_MARK), log(logGroup, LogVerdict.Learned, 0, p), accept]));
   return out;
 }
 
 /**
  * An allow rule passes the connection and marks it with the rule id (so
  * revoking the rule can cut what it allowed). A deny rule drops it where
- * either end is protected, and passes it as a violation elsewhere.
+ * either end is protected, and passes it as a violation elsewhere (marked as
+ * passed by no rule: revoking a deny rule cuts nothing).
  */
 function verdictRules(r: NetRule, p: Path, m: Expr[], logGroup: number): RuleModel[] {
   const tag = `r${r.id}`;
-  if (r.action === 'allow') return [rule(tag, [...m, counter, { mangle: { key: { ct: { key: 'mark' } }, value: r.id } }, log(logGroup, LogVerdict.Allowed, r.id, p), accept])];
+  if (r.action === 'allow') return [rule(tag, [...m, counter, setMark(r.id), log(logGroup, LogVerdict.Allowed, r.id, p), accept])];
   const out: RuleModel[] = [];
   if (p.src) out.push(rule(tag, [...m, inSet(ip('saddr'), SetName.mode('protect')), counter, log(logGroup, LogVerdict.Denied, r.id, p), drop]));
   if (p.dst) out.push(rule(tag, [...m, inSet(ip('daddr'), SetName.mode('protect')), counter, log(logGroup, LogVerdict.Denied, r.id, p), drop]));
-  out.push(rule(tag, [...m, counter, log(logGroup, LogVerdict.Violation, r.id, p), accept]));
+  out.push(rule(tag, [...m, counter, setMark(NO_RULE_MARK), log(logGroup, LogVerdict.Violation, r.id, p), accept]));
   return out;
 }
 

@@ -69,9 +69,9 @@ describe('Conntrack (real conntrack)', () => {
     }
   });
 
-  it('refuses mark 0 and marks past 32 bits before running anything: conntrack reads 2^32 as 0, every unmarked connection', async () => {
+  it('refuses mark 0, the no-rule mark and marks past 32 bits before running anything: conntrack reads 2^32 as 0, every unmarked connection', async () => {
     const missing = new Conntrack('/nonexistent/conntrack');
-    for (const mark of [0, 2 ** 32, -1, 1.5]) await assert.rejects(missing.deleteMark(mark), /not a rule mark/);
+    for (const mark of [0, 2 ** 32, 2 ** 32 - 1, -1, 1.5]) await assert.rejects(missing.deleteMark(mark), /not a rule mark/);
     await assert.rejects(missing.deleteAddress('::1'), /not an IPv4 address/);
     await assert.rejects(missing.deleteAddress('127.1'), /not an IPv4 address/);
   });

@@ -1,10 +1,12 @@
 // Cutting established connections: their conntrack entries deleted with the
 // `conntrack` command (conntrack-tools), one process per filter. The table's
 // "ct state established" rule passes a connection only while its entry
-// lives; once it is gone, the next packet meets the policy as it is now (the
-// quarantine drop, or no allow rule any more).
+// lives, with the mark the policy gave it; once it is gone, the next packet
+// meets the policy as it is now (the quarantine drop, or no allow rule any
+// more), even where the kernel picks the connection up again mid-stream.
 import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
+import { MAX_RULE_ID } from '@agent/option';
 
 export class ConntrackError extends Error {}
 
@@ -55,8 +57,8 @@ export class Conntrack {
 
   /** Deletes every entry marked with mark (the id of the allow rule that passed it); how many went. */
   async deleteMark(mark: number): Promise<number> {
-    // 0 is every unmarked connection, and conntrack reads 2^32 as 0 too.
-    if (!Number.isInteger(mark) || mark < 1 || mark > 0xffff_ffff) throw new ConntrackError(`not a rule mark (1 to 2^32-1): ${mark}`);
+    // 0 is every unmarked connection, and conntrack reads 2^32 as 0 too; past MAX_RULE_ID is every connection no rule allowed.
+    if (!Number.isInteger(mark) || mark < 1 || mark > MAX_RULE_ID) throw new ConntrackError(`not a rule mark (1 to ${MAX_RULE_ID}): ${mark}`);
     return this.delete(['--mark', String(mark)]);
   }
 

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { NO_RULE_MARK } from '@agent/option';
 import { tcpConnects } from '@agent/testkit';
 import { NetworkDriver } from './network-driver';
 import { macFor } from './address';
@@ -297,5 +298,24 @@ describe('NetworkDriver cutting connections (real nftables and conntrack)', () =
     assert.equal(tracked(b, '--mark', '12').length, 1, 'the entry of rule 12 stays');
     assert.equal(await echoes(a), false, 'no rule allows it any more');
     assert.equal(await echoes(b), true);
+  });
+
+  it('an established connection the policy never passed meets it now: dropped in protect, marked by the rule that allows it, marked as passed by no rule in monitor', { timeout: 30_000 }, async () => {
+    assert.equal((await driver.program({ endpoints: [], groups: [], rules: [] })).present, false);
+    const [a, b] = [await open(echoA), await open(echoB)];
+    assert.equal(await echoes(a), true);
+    assert.equal(tracked(a, '--mark', '0').length, 1, 'opened before any policy: unmarked');
+
+    await driver.program(state([]));
+    assert.equal(await echoes(a), false, 'protect, no rule: established is no pass');
+    await driver.program(state([allowEcho(11, echoA)]));
+    assert.equal(await echoes(a, 2000), true, 'allowed by rule 11 (the retransmission)');
+    assert.equal(tracked(a, '--mark', '11').length, 1, 'and marked by it');
+
+    assert.equal(await echoes(b), false, 'no rule for echoB');
+    await driver.program(state([], [endpoint('obj-web', WEB, ['web']), endpoint('obj-db', DB, ['db'], 'monitor')]));
+    assert.equal(await echoes(b, 2000), true, 'monitor passes it');
+    assert.equal(tracked(b, '--mark', String(NO_RULE_MARK)).length, 1, 'marked as passed by no rule');
+    assert.equal(tracked(a, '--mark', '11').length, 1, 'rule 11 is gone, its connection stays');
   });
 });
