@@ -49,3 +49,7 @@ export { validateK8s, admitK8s, redactK8s, changeK8s, parseManifest, WORKLOAD_TY
 export type { K8sWorkload, K8sChange, KubeObject } from './k8s/workload';
 export { podCgroupCandidates, sumFigures } from './k8s/pod-figures';
 export { standingOf } from './k8s/status';
+export { HelmDriver, HELM_CAPABILITIES, inventoryName } from './helm/helm-driver';
+export type { HelmDriverOptions } from './helm/helm-driver';
+export { validateHelm, admitHelm, redactHelm, changeHelm } from './helm/release';
+export type { HelmWorkload, HelmChange } from './helm/release';

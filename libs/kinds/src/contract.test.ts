@@ -6,6 +6,7 @@
 // A new kind gets a fixture below (a compile error until it has one).
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,7 +16,7 @@ import { Driver, loadConfig } from '@agent/option';
 import { DIMENSIONS, isAlive, isNone, limits, NO_LIMITS, type CgroupVersion, type Limit, type Resources, type Runtime, type WorkloadSpec } from '@agent/drivers';
 import { FailedPreconditionError } from '@agent/grpc-kit';
 import { v1 } from '@agent/proto';
-import { blockDevices, startFakeKube, type FakeKube } from '@agent/testkit';
+import { blockDevices, kubeTools, startFakeKube, type FakeKube } from '@agent/testkit';
 import { createHostDrivers, KINDS, type WorkloadField } from './index';
 
 const MiB = 1024 * 1024;
@@ -26,12 +27,18 @@ const FIXTURES: Readonly<Record<WorkloadField, (id: string) => unknown>> = {
   process: () => ({ command: ['sleep', '600'], env: ['FOO=bar'], cwd: '', user: '' }),
   cgroup: (id) => ({ path: `contract/${id}` }),
   k8s: (id) => ({ kubeconfig: kube.kubeconfig, context: '', namespace: 'default', manifest: deployment(id), waitReady: true }),
+  // A chart made by `helm create`: a ServiceAccount, a Service and a Deployment.
+  helm: (id) => ({ kubeconfig: kube.kubeconfig, context: '', namespace: 'default', chart, release: id, values: '', waitReady: true }),
 };
 
 /** The FAKE apiserver the k8s driver's contract runs on. */
 let kube: FakeKube;
+const tools = kubeTools();
+let chart: string;
 before(async () => {
   kube = await startFakeKube({ phaseMs: 20 });
+  execFileSync(tools.helm, ['create', 'web'], { cwd: dataDir, stdio: 'ignore' });
+  chart = path.join(dataDir, 'web');
 });
 
 function deployment(name: string): string {
@@ -44,7 +51,7 @@ function deployment(name: string): string {
 }
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-contract-'));
-const config = loadConfig({ AGENT_DATA_DIR: dataDir, AGENT_CGROUP_PARENT: `agent-contract-${randomBytes(4).toString('hex')}`, AGENT_HOST_ID: 'contract', AGENT_STOP_GRACE_MS: '1000', AGENT_LOG_LEVEL: 'error' });
+const config = loadConfig({ AGENT_HELM_BIN: tools.helm, AGENT_DATA_DIR: dataDir, AGENT_CGROUP_PARENT: `agent-contract-${randomBytes(4).toString('hex')}`, AGENT_HOST_ID: 'contract', AGENT_STOP_GRACE_MS: '1000', AGENT_LOG_LEVEL: 'error' });
 const host = createHostDrivers(config);
 
 after(async () => {
@@ -143,7 +150,7 @@ for (const row of KINDS) {
     }
   };
 
-  describe(`${driver.name} driver contract (${v1.Kind[row.kind]})${row.driver === Driver.K8s ? ' on the FAKE apiserver' : ''}`, () => {
+  describe(`${driver.name} driver contract (${v1.Kind[row.kind]})${row.driver === Driver.K8s || row.driver === Driver.Helm ? ' on the FAKE apiserver' : ''}`, () => {
     const id = `c${randomBytes(4).toString('hex')}`;
     let rt: Runtime;
 

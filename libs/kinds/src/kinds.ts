@@ -10,6 +10,12 @@ import {
   ProcessDriver,
   K8S_CAPABILITIES,
   K8sDriver,
+  HELM_CAPABILITIES,
+  HelmDriver,
+  admitHelm,
+  changeHelm,
+  redactHelm,
+  validateHelm,
   admitK8s,
   changeK8s,
   redactK8s,
@@ -77,6 +83,11 @@ export interface KindRow<F extends WorkloadField = WorkloadField> {
   redact?(workload: WorkloadOf<F>): WorkloadOf<F>;
   /** Kinds whose spec an Update may change besides limits and labels. */
   readonly change?: KindChange<F>;
+}
+
+/** A kind's change, typed by its own UpdateRequest case (the row holds any case). */
+function changeOf<F extends WorkloadField, C extends ChangeField>(field: C, apply: (w: WorkloadOf<F>, change: NonNullable<v1.UpdateRequest[C]>, at: string) => WorkloadOf<F>): KindChange<F> {
+  return { field, apply: apply as KindChange<F>['apply'] };
 }
 
 /** Rows are typed by their own case; the table holds them side by side. */
@@ -147,7 +158,29 @@ export const KINDS: readonly KindRow[] = [
     validate: validateK8s,
     admit: admitK8s,
     redact: redactK8s,
-    change: { field: 'k8s', apply: (w, c, field) => changeK8s(w, c, field) },
+    change: changeOf<'k8s', 'k8s'>('k8s', changeK8s),
+  }),
+  row({
+    kind: v1.Kind.KIND_HELM,
+    field: 'helm',
+    driver: DriverNames.Helm,
+    capabilities: HELM_CAPABILITIES,
+    // A release found gone (its inventory) was deleted in the cluster.
+    goneWhileDown: v1.State.STATE_DELETED,
+    runtimeAttribute: 'helm.release',
+    build: (config, shared) =>
+      new HelmDriver(shared.cgroup.fs, {
+        hostId: config.hostId,
+        kubeconfig: config.kubeconfig,
+        nodeName: config.nodeName,
+        readyTimeoutMs: config.k8sReadyTimeoutMs,
+        goneTimeoutMs: config.k8sReadyTimeoutMs,
+        render: { bin: config.helmBin, chartAllow: config.helmChartAllow, timeoutMs: 30_000 },
+      }),
+    validate: validateHelm,
+    admit: admitHelm,
+    redact: redactHelm,
+    change: changeOf<'helm', 'helm'>('helm', changeHelm),
   }),
 ];
 

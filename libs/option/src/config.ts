@@ -119,6 +119,10 @@ export interface AgentConfig {
   readonly kubeconfigAllow: readonly string[];
   /** AGENT_K8S_READY_TIMEOUT_MS: how long a k8s create with wait_ready waits for ready (then answers PENDING), and a delete for the workload to be gone. Default: 60000. */
   readonly k8sReadyTimeoutMs: number;
+  /** AGENT_HELM_BIN: the helm binary that renders charts (a path, or a name looked up in PATH). Default: helm. */
+  readonly helmBin: string;
+  /** AGENT_HELM_CHART_ALLOW: comma-separated absolute chart files or directories a spec may name; empty: any. */
+  readonly helmChartAllow: readonly string[];
   /** AGENT_NODE_NAME: this host's Kubernetes node name; k8s pods bound to it get figures from their cgroups. Default: the hostname. */
   readonly nodeName: string;
   /** AGENT_DISCOVER_MANAGE: true lets Update and Delete act on discovered containers. Default: false (read-only). */
@@ -246,6 +250,8 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     kubeconfig: path.resolve(str(env, 'AGENT_KUBECONFIG', str(env, 'KUBECONFIG', path.join(os.homedir(), '.kube', 'config')))),
     kubeconfigAllow: pathList(env, 'AGENT_KUBECONFIG_ALLOW'),
     k8sReadyTimeoutMs: int(env, 'AGENT_K8S_READY_TIMEOUT_MS', 60_000, 100, 3_600_000),
+    helmBin: str(env, 'AGENT_HELM_BIN', 'helm'),
+    helmChartAllow: pathList(env, 'AGENT_HELM_CHART_ALLOW'),
     nodeName: str(env, 'AGENT_NODE_NAME', os.hostname()).toLowerCase(),
     discoverManage: bool(env, 'AGENT_DISCOVER_MANAGE', false),
     nftTable: nftTable(env),

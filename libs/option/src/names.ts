@@ -19,6 +19,8 @@ export const Driver = {
   Rpc: 'rpc',
   /** Kubernetes workloads, through the cluster's API server. */
   K8s: 'k8s',
+  /** Helm charts, rendered by the helm binary and applied through the cluster's API server. */
+  Helm: 'helm',
   /** nftables: network segmentation of containers. */
   Network: 'network',
 } as const;

@@ -24,6 +24,23 @@ export interface Place {
   readonly name: string;
 }
 
+/** Any resource the API serves (a chart renders Services, ConfigMaps...); namespace '' for one of the cluster. */
+export interface Ref {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/** A workload's place as a resource reference. */
+export const refOf = (p: Place | Ref): Ref => ('apiVersion' in p ? p : { apiVersion: WORKLOAD_TYPES[p.kind].apiVersion, ...p });
+
+/** The spec fields the cluster's answers are about: the kind's ("spec.k8s") and where its resources come from ("spec.k8s.manifest"). */
+export interface Fields {
+  readonly spec: string;
+  readonly source: string;
+}
+
 export class Cluster {
   readonly api: k8s.KubernetesObjectApi;
   /** The namespace a workload goes to when neither spec nor manifest names one. */
@@ -36,6 +53,7 @@ export class Cluster {
     private readonly kc: k8s.KubeConfig,
     private readonly selector: string,
     private readonly listener: ClusterListener,
+    private readonly fields: Fields,
     private readonly restartMs = 1_000,
   ) {
     this.api = k8s.KubernetesObjectApi.makeApiClient(kc);
@@ -43,19 +61,19 @@ export class Cluster {
   }
 
   /** The cluster of a kubeconfig file and context ('' = its current one). */
-  static load(file: string, context: string, selector: string, listener: ClusterListener): Cluster {
+  static load(file: string, context: string, selector: string, listener: ClusterListener, fields: Fields): Cluster {
     const kc = new k8s.KubeConfig();
     try {
       kc.loadFromFile(file);
     } catch (err) {
-      throw new FailedPreconditionError(`spec.k8s.kubeconfig: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+      throw new FailedPreconditionError(`${fields.spec}.kubeconfig: cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
     if (context !== '') {
-      if (!kc.getContextObject(context)) throw new FailedPreconditionError(`spec.k8s.context: ${file} has no context ${JSON.stringify(context)}`);
+      if (!kc.getContextObject(context)) throw new FailedPreconditionError(`${fields.spec}.context: ${file} has no context ${JSON.stringify(context)}`);
       kc.setCurrentContext(context);
     }
-    if (!kc.getCurrentCluster()) throw new FailedPreconditionError(`spec.k8s.kubeconfig: ${file} has no cluster for context ${JSON.stringify(kc.getCurrentContext())}`);
-    return new Cluster(`${file}#${kc.getCurrentContext()}`, kc, selector, listener);
+    if (!kc.getCurrentCluster()) throw new FailedPreconditionError(`${fields.spec}.kubeconfig: ${file} has no cluster for context ${JSON.stringify(kc.getCurrentContext())}`);
+    return new Cluster(`${file}#${kc.getCurrentContext()}`, kc, selector, listener, fields);
   }
 
   /** The context's name, for runtime ids. */
@@ -90,7 +108,7 @@ export class Cluster {
       failed = reject;
     });
     informer.on('error', (err: unknown) => {
-      failed(kubeError(`watch ${type.plural}`, err));
+      failed(this.error(`watch ${type.plural}`, err));
       if (this.closed) return;
       // Only the informer still in use: one whose first list failed was dropped (the next object makes a new one).
       setTimeout(() => {
@@ -121,22 +139,28 @@ export class Cluster {
 
   /** Server-side apply as the agent's field manager. */
   async apply(obj: KubeObject): Promise<KubeObject> {
+    const what = `${obj.kind} ${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
     try {
-      return withKind((await this.api.patch(obj as k8s.KubernetesObject, undefined, undefined, FIELD_MANAGER, false, k8s.PatchStrategy.ServerSideApply)) as k8s.KubernetesObject, obj.kind as WorkloadType);
+      return typed((await this.api.patch(obj as k8s.KubernetesObject, undefined, undefined, FIELD_MANAGER, false, k8s.PatchStrategy.ServerSideApply)) as k8s.KubernetesObject, obj);
     } catch (err) {
-      // An apply creates the object when missing: a 404 is its namespace's.
-      if (statusOf(err) === 404) throw new FailedPreconditionError(`spec.k8s.namespace: the cluster has no namespace ${obj.metadata.namespace}`);
-      throw kubeError(`apply ${obj.kind} ${obj.metadata.namespace}/${obj.metadata.name}`, err);
+      // An apply creates the object when missing: a 404 is its namespace's, or its type's (the client's discovery).
+      if (statusOf(err) === 404) {
+        const ns = obj.metadata.namespace;
+        if (ns && !(await this.read({ apiVersion: 'v1', kind: 'Namespace', namespace: '', name: ns }))) throw new FailedPreconditionError(`${this.fields.spec}.namespace: the cluster has no namespace ${ns}`);
+        throw new FailedPreconditionError(`${this.fields.source}: the cluster does not serve ${what}: ${(err as Error).message}`);
+      }
+      throw this.error(`apply ${what}`, err);
     }
   }
 
   /** The object now, from the API server; undefined when there is none. */
-  async read(place: Place): Promise<KubeObject | undefined> {
+  async read(at: Place | Ref): Promise<KubeObject | undefined> {
+    const ref = refOf(at);
     try {
-      return withKind((await this.api.read({ apiVersion: WORKLOAD_TYPES[place.kind].apiVersion, kind: place.kind, metadata: { name: place.name, namespace: place.namespace } })) as k8s.KubernetesObject, place.kind);
+      return typed((await this.api.read(specOf(ref))) as k8s.KubernetesObject, ref);
     } catch (err) {
-      if (statusOf(err) === 404) return undefined;
-      throw kubeError(`read ${place.kind} ${place.namespace}/${place.name}`, err);
+      if (statusOf(err) === 404 || unserved(err)) return undefined;
+      throw this.error(`read ${ref.kind} ${ref.namespace}/${ref.name}`, err);
     }
   }
 
@@ -146,17 +170,22 @@ export class Cluster {
       const l = await this.api.list(WORKLOAD_TYPES[kind].apiVersion, kind, namespace, undefined, undefined, undefined, undefined, selector);
       return l.items.map((o) => withKind(o, kind));
     } catch (err) {
-      throw kubeError(`list ${WORKLOAD_TYPES[kind].plural}`, err);
+      throw this.error(`list ${WORKLOAD_TYPES[kind].plural}`, err);
     }
   }
 
   /** Deletes with foreground propagation (its pods go first); one already gone is fine. */
-  async delete(place: Place): Promise<void> {
+  async delete(at: Place | Ref): Promise<void> {
+    const ref = refOf(at);
     try {
-      await this.api.delete({ apiVersion: WORKLOAD_TYPES[place.kind].apiVersion, kind: place.kind, metadata: { name: place.name, namespace: place.namespace } }, undefined, undefined, undefined, undefined, 'Foreground');
+      await this.api.delete(specOf(ref), undefined, undefined, undefined, undefined, 'Foreground');
     } catch (err) {
-      if (statusOf(err) !== 404) throw kubeError(`delete ${place.kind} ${place.namespace}/${place.name}`, err);
+      if (statusOf(err) !== 404 && !unserved(err)) throw this.error(`delete ${ref.kind} ${ref.namespace}/${ref.name}`, err);
     }
+  }
+
+  private error(what: string, err: unknown): AgentError {
+    return kubeError(what, err, this.fields.source);
   }
 
   async close(): Promise<void> {
@@ -169,6 +198,18 @@ export class Cluster {
 function withKind(o: k8s.KubernetesObject, kind: WorkloadType): KubeObject {
   return { ...o, apiVersion: WORKLOAD_TYPES[kind].apiVersion, kind } as KubeObject;
 }
+
+/** The API's answer with the type it was asked for (a list's items, and some answers, carry none). */
+function typed(o: k8s.KubernetesObject, as: { apiVersion: string; kind: string }): KubeObject {
+  return { ...o, apiVersion: as.apiVersion, kind: as.kind } as KubeObject;
+}
+
+function specOf(ref: Ref): k8s.KubernetesObject & { metadata: { name: string } } {
+  return { apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}) } };
+}
+
+/** The client found no such type in the API's discovery: none of it can exist there. */
+const unserved = (err: unknown): boolean => /Unrecognized API version and kind/.test((err as Error)?.message ?? '');
 
 export function statusOf(err: unknown): number | undefined {
   const e = err as { code?: unknown; statusCode?: unknown };
@@ -200,7 +241,7 @@ function statusBody(err: unknown): KubeStatus {
  * (409) FAILED_PRECONDITION, credentials the cluster refuses
  * FAILED_PRECONDITION, no answer UNAVAILABLE.
  */
-export function kubeError(what: string, err: unknown): AgentError {
+export function kubeError(what: string, err: unknown, source: string): AgentError {
   if (err instanceof AgentError) return err;
   const code = statusOf(err);
   const status = statusBody(err);
@@ -208,7 +249,7 @@ export function kubeError(what: string, err: unknown): AgentError {
   switch (code) {
     case 422: {
       const cause = status.details?.causes?.[0];
-      return new InvalidArgumentError(`spec.k8s.manifest${cause?.field ? `.${cause.field}` : ''}`, `the cluster refused it: ${message}`, { cause: err });
+      return new InvalidArgumentError(`${source}${cause?.field ? `.${cause.field}` : ''}`, `the cluster refused ${what}: ${message}`, { cause: err });
     }
     case 404:
       return new NotFoundError(`${what}: ${message}`);
@@ -218,6 +259,8 @@ export function kubeError(what: string, err: unknown): AgentError {
     case 403:
       return new FailedPreconditionError(`${what}: the cluster refused the agent's credentials: ${message}`);
     case undefined:
+      // The client looks the type up in the API's discovery first.
+      if (unserved(err)) return new FailedPreconditionError(`${source}: the cluster does not serve ${what}: ${message}`);
       return new UnavailableError(`${what}: the cluster did not answer: ${message}`, { cause: err });
     default:
       return code >= 500 ? new UnavailableError(`${what}: ${message}`, { cause: err }) : new DriverError(DriverNames.K8s, `${what}: ${message}`, { cause: err });

@@ -1,10 +1,11 @@
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@agent/grpc-kit';
 import { Driver as DriverNames, KubeLabel, type DriverName } from '@agent/option';
 import type { CgroupFs } from '../cgroup-fs';
-import { allLimits, BaseDriver, NO_FIGURES, type Capabilities, type Sampler } from '../driver';
-import type { ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from '../types';
-import { Cluster, statusOf, type Place } from './cluster';
-import { appliedLimits, desired, hostSelector, labelValue } from './manifest';
+import { allLimits, NO_FIGURES, type Capabilities, type Sampler } from '../driver';
+import type { ResourceChange, Runtime, WorkloadSpec } from '../types';
+import { refOf, type Cluster, type Place } from './cluster';
+import { caughtUp, KubeBase, kubeRuntime, type KubeBaseOptions } from './kube-base';
+import { appliedLimits, desired, labelValue } from './manifest';
 import { PodSampler } from './pod-figures';
 import { standingOf, type Standing } from './status';
 import { parseManifest, type K8sWorkload, type KubeObject, type WorkloadType } from './workload';
@@ -24,48 +25,27 @@ export const K8S_CAPABILITIES: Capabilities = {
   events: true,
 };
 
-export interface K8sDriverOptions {
-  readonly hostId: string;
-  /** The kubeconfig a spec without one uses. */
-  readonly kubeconfig: string;
+export interface K8sDriverOptions extends KubeBaseOptions {
   /** This host's node name: its pods' cgroups are read for figures. */
   readonly nodeName: string;
   /** How long a create with wait_ready waits before answering PENDING. */
   readonly readyTimeoutMs: number;
-  /** How long a delete waits for the workload (and, foreground, its pods) to be gone. */
-  readonly goneTimeoutMs: number;
 }
 
 const SEP = '/';
 
 /** Kubernetes workloads through their cluster's API server (@kubernetes/client-node). */
-export class K8sDriver extends BaseDriver<K8sWorkload> {
+export class K8sDriver extends KubeBase<K8sWorkload> {
   readonly name: DriverName = DriverNames.K8s;
   readonly capabilities: Capabilities = K8S_CAPABILITIES;
-  private readonly clusters = new Map<string, Cluster>();
   /** runtime id -> the cluster it is in (known from its create or adopt). */
   private readonly placed = new Map<string, Cluster>();
-  private readonly listeners = new Set<RuntimeListener>();
-  /** object id -> the standing last told, so that listeners hear changes only. */
-  private readonly told = new Map<string, string>();
-  private readonly waiters = new Set<() => void>();
-  /**
-   * Objects whose create or update is under way: what the cluster says of
-   * them meanwhile is the call's to answer, and would reach the agent after
-   * that answer, stale.
-   */
-  private readonly busy = new Set<string>();
 
   constructor(
     private readonly cgroups: CgroupFs,
     private readonly opts: K8sDriverOptions,
   ) {
-    super();
-  }
-
-  /** Each object names its cluster: the driver itself is always up; a cluster that does not answer fails its objects' calls. */
-  health(): Promise<void> {
-    return Promise.resolve();
+    super(opts, { spec: 'spec.k8s', source: 'spec.k8s.manifest' });
   }
 
   override async create(spec: WorkloadSpec<K8sWorkload>): Promise<Runtime> {
@@ -95,31 +75,10 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     await cluster.watch(place.namespace, place.kind);
     const obj = desired(spec, this.opts.hostId, place.namespace);
     return this.answering(spec.objectId, async () => {
-      let applied: KubeObject;
-      try {
-        applied = await cluster.apply(obj);
-      } catch (err) {
-        if (!immutable(err)) throw err;
-        await cluster.delete(place);
-        await this.waitGone(cluster, place);
-        applied = await cluster.apply(obj);
-      }
+      const applied = await this.applyReplacing(cluster, obj);
       const now = this.remember(cluster, place, applied);
       return spec.workload.waitReady ? this.waitReady(cluster, place, applied) : now;
     });
-  }
-
-  /** A call that answers where the object stands: listeners hear of it from then on, and only of changes from that answer. */
-  private async answering(objectId: string, call: () => Promise<Runtime>): Promise<Runtime> {
-    objectId = labelValue(objectId);
-    this.busy.add(objectId);
-    try {
-      const rt = await call();
-      this.told.set(objectId, standingKey({ phase: rt.phase ?? 'pending', reason: rt.reason ?? '', exitCode: rt.exitCode }));
-      return rt;
-    } finally {
-      this.busy.delete(objectId);
-    }
   }
 
   override async remove(rt: Runtime): Promise<void> {
@@ -127,7 +86,7 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     if (!cluster) return; // not known here: purge finds it by its labels
     const place = placeOfRuntime(rt.runtimeId);
     await cluster.delete(place);
-    await this.waitGone(cluster, place);
+    await this.waitGone(cluster, [refOf(place)]);
     this.placed.delete(rt.runtimeId);
   }
 
@@ -138,9 +97,9 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     for (const o of await cluster.list(place.namespace, place.kind, `${KubeLabel.ObjectId}=${labelValue(spec.objectId)}`)) {
       const p = { ...place, name: o.metadata.name };
       await cluster.delete(p);
-      await this.waitGone(cluster, p);
+      await this.waitGone(cluster, [refOf(p)]);
     }
-    this.told.delete(spec.objectId);
+    this.forget(spec.objectId);
   }
 
   override async inspect(rt: Runtime): Promise<Runtime> {
@@ -173,26 +132,9 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     }, this.opts.nodeName);
   }
 
-  override watch(listener: RuntimeListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
   override async close(): Promise<void> {
-    await Promise.all([...this.clusters.values()].map((c) => c.close()));
-    this.clusters.clear();
+    await super.close();
     this.placed.clear();
-  }
-
-  private clusterOf(w: K8sWorkload): Cluster {
-    const file = w.kubeconfig || this.opts.kubeconfig;
-    const id = `${file}#${w.context}`;
-    let cluster = this.clusters.get(id);
-    if (!cluster) {
-      const made = Cluster.load(file, w.context, hostSelector(this.opts.hostId), (o, gone) => this.heard(made, o, gone));
-      this.clusters.set(id, (cluster = made));
-    }
-    return cluster;
   }
 
   private placeOf(w: K8sWorkload, cluster: Cluster): Place {
@@ -212,24 +154,13 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
   }
 
   private runtimeOf(cluster: Cluster, place: Place, o: KubeObject): Runtime {
-    const s = this.standing(cluster, place, o);
-    return {
-      runtimeId: runtimeIdOf(cluster, place),
-      pid: 0,
-      cgroup: { version: this.cgroups.version, paths: {} },
-      applied: appliedLimits(o),
-      running: s.phase === 'running',
-      phase: s.phase,
-      reason: s.reason || undefined,
-      exitCode: s.exitCode,
-    };
+    return kubeRuntime(runtimeIdOf(cluster, place), this.standing(cluster, place, o), this.cgroups.version, appliedLimits(o));
   }
 
   /** A watched workload or pod changed: its object's listeners hear where it stands now, if that changed. */
-  private heard(cluster: Cluster, o: KubeObject, gone: boolean): void {
-    for (const w of this.waiters) w();
+  protected heard(cluster: Cluster, o: KubeObject, gone: boolean): void {
     const objectId = o.metadata.labels?.[KubeLabel.ObjectId];
-    if (!objectId || this.busy.has(objectId)) return;
+    if (!objectId || this.isBusy(objectId)) return;
     // A Pod workload is its own owner: its delete must be heard too (its cache entry is gone by then).
     const ownPod = o.kind === 'Pod' && this.placed.has(runtimeIdOf(cluster, { namespace: o.metadata.namespace ?? '', kind: 'Pod', name: o.metadata.name }));
     const owner = o.kind === 'Pod' && !ownPod ? this.ownerOf(cluster, o, objectId) : { o, gone };
@@ -237,11 +168,7 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
     const place: Place = { namespace: owner.o.metadata.namespace ?? '', kind: owner.o.kind as WorkloadType, name: owner.o.metadata.name };
     const runtimeId = runtimeIdOf(cluster, place);
     if (!this.placed.has(runtimeId)) return; // not (or no longer) an object of this agent's
-    const s: Standing = owner.gone ? { phase: 'stopped', reason: 'deleted from the cluster' } : this.standing(cluster, place, owner.o);
-    const key = standingKey(s);
-    if (this.told.get(objectId) === key) return;
-    this.told.set(objectId, key);
-    for (const l of this.listeners) l({ objectId, runtimeId, running: s.phase === 'running', reason: s.reason, pid: 0, exitCode: s.exitCode, phase: s.phase });
+    this.tell(objectId, runtimeId, owner.gone ? { phase: 'stopped', reason: 'deleted from the cluster' } : this.standing(cluster, place, owner.o));
   }
 
   /** The watched workload a pod belongs to (by the object label), unless the pod is its own workload. */
@@ -263,46 +190,11 @@ export class K8sDriver extends BaseDriver<K8sWorkload> {
    * uid) at its generation.
    */
   private async waitReady(cluster: Cluster, place: Place, applied: KubeObject): Promise<Runtime> {
-    const generation = (o: KubeObject): number => (o.metadata as { generation?: number }).generation ?? 0;
-    const now = (): Runtime => {
-      const o = cluster.cached(place);
-      const caughtUp = o && o.metadata.uid === applied.metadata.uid && generation(o) >= generation(applied);
-      return this.runtimeOf(cluster, place, caughtUp ? o : applied);
-    };
+    const now = (): Runtime => this.runtimeOf(cluster, place, caughtUp(cluster.cached(place), applied));
     await this.until(() => now().phase !== 'pending', this.opts.readyTimeoutMs);
     return now();
   }
-
-  /** Until the API server has no such object (foreground: its pods went first). */
-  private async waitGone(cluster: Cluster, place: Place): Promise<void> {
-    const deadline = Date.now() + this.opts.goneTimeoutMs;
-    while (Date.now() < deadline) {
-      if (!(await cluster.read(place))) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new FailedPreconditionError(`${place.kind} ${place.namespace}/${place.name} is still in the cluster ${this.opts.goneTimeoutMs} ms after its delete (a finalizer may hold it)`);
-  }
-
-  /** Resolves when ready() holds (checked whenever the cluster tells something) or after ms. */
-  private until(ready: () => boolean, ms: number): Promise<void> {
-    if (ready()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const check = (): void => {
-        if (!ready()) return;
-        done();
-      };
-      const done = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.waiters.add(check);
-    });
-  }
 }
-
-const standingKey = (s: Standing): string => `${s.phase}/${s.reason}/${s.exitCode ?? ''}`;
 
 /** A workload's runtime id: "context/namespace/Kind/name". */
 function runtimeIdOf(cluster: Cluster, place: Place): string {
@@ -316,9 +208,4 @@ function placeOfRuntime(runtimeId: string): Place {
   const kind = (parts.pop() ?? 'Pod') as WorkloadType;
   const namespace = parts.pop() ?? '';
   return { namespace, kind, name };
-}
-
-/** The cluster refused to change a field it keeps fixed (a Job's template, most of a Pod). */
-function immutable(err: unknown): boolean {
-  return statusOf((err as Error).cause ?? err) === 422 && /immutable|Forbidden: pod updates may not change/.test((err as Error).message ?? '');
 }

@@ -8,7 +8,7 @@ import { fail, maxLen, REDACTED } from '../spec-checks';
 // checks (422) come back from the apply naming the manifest's field.
 
 /** KIND_K8S's part of a spec (agent.v1.K8sSpec). */
-export interface K8sWorkload {
+export interface K8sWorkload extends KubePlace {
   /** A kubeconfig file; '' = the agent's (AGENT_KUBECONFIG). */
   readonly kubeconfig: string;
   /** A context of it; '' = its current context. */
@@ -102,13 +102,28 @@ export function containersOf(obj: KubeObject): Array<Record<string, unknown>> {
   return Array.isArray(list) ? list.filter(isObject) : [];
 }
 
-/** Syntax checks of a k8s spec at field ("spec.k8s"). */
-export function validateK8s(w: K8sWorkload, field: string): void {
+/** Which cluster and namespace: what a k8s and a helm spec share. */
+export interface KubePlace {
+  readonly kubeconfig: string;
+  readonly context: string;
+  readonly namespace: string;
+}
+
+/** Syntax checks of where a spec goes, at field ("spec.k8s"). */
+export function validatePlace(w: KubePlace, field: string): void {
   if (w.kubeconfig !== '' && !w.kubeconfig.startsWith('/')) fail(`${field}.kubeconfig`, 'an absolute path');
   maxLen(`${field}.kubeconfig`, w.kubeconfig, 4096);
   maxLen(`${field}.context`, w.context, 253);
   if (/[\0-\x1f]/.test(w.context)) fail(`${field}.context`, 'must not contain control characters');
-  if (w.namespace !== '' && (w.namespace.length > 63 || !LABEL.test(w.namespace))) fail(`${field}.namespace`, 'lower case letters, digits and "-" (RFC 1123 label), at most 63');
+  if (w.namespace !== '' && !isDnsLabel(w.namespace)) fail(`${field}.namespace`, 'lower case letters, digits and "-" (RFC 1123 label), at most 63');
+}
+
+/** A DNS label (RFC 1123) of at most max characters. */
+export const isDnsLabel = (s: string, max = 63): boolean => s.length <= max && LABEL.test(s);
+
+/** Syntax checks of a k8s spec at field ("spec.k8s"). */
+export function validateK8s(w: K8sWorkload, field: string): void {
+  validatePlace(w, field);
   const obj = parseManifest(w.manifest, `${field}.manifest`);
   const ns = obj.metadata.namespace;
   if (ns !== undefined && w.namespace !== '' && ns !== w.namespace) fail(`${field}.namespace`, `the manifest says namespace ${ns}`);
@@ -122,10 +137,15 @@ export interface KubePolicy {
 
 /** Host checks: a kubeconfig other than the agent's own must be allowed (the agent would act with its credentials). */
 export function admitK8s<W extends K8sWorkload>(w: W, policy: KubePolicy): W {
-  if (w.kubeconfig !== '' && !insideAllowList([policy.kubeconfig, ...policy.kubeconfigAllow], w.kubeconfig)) {
-    throw new PermissionDeniedError(`spec.k8s.kubeconfig: ${w.kubeconfig} is not the agent's kubeconfig nor in AGENT_KUBECONFIG_ALLOW`);
-  }
+  admitKubeconfig(w, policy, 'spec.k8s');
   return w;
+}
+
+/** A kubeconfig other than the agent's own must be in AGENT_KUBECONFIG_ALLOW (field: "spec.k8s"). */
+export function admitKubeconfig(w: KubePlace, policy: KubePolicy, field: string): void {
+  if (w.kubeconfig !== '' && !insideAllowList([policy.kubeconfig, ...policy.kubeconfigAllow], w.kubeconfig)) {
+    throw new PermissionDeniedError(`${field}.kubeconfig: ${w.kubeconfig} is not the agent's kubeconfig nor in AGENT_KUBECONFIG_ALLOW`);
+  }
 }
 
 /** A k8s workload as a reader sees it: its containers' variables' names, not their values. */
