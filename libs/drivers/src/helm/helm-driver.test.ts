@@ -128,6 +128,29 @@ describe('helm driver (real helm, FAKE apiserver)', () => {
     assert.deepEqual(made(kube, id), [], 'what a failed create listed and applied is purged');
   });
 
+  it("helm gets none of the agent's environment but its own settings, where to find things, and the values on stdin", async () => {
+    const wrapper = path.join(dir, 'helm-wrapper');
+    const seen = path.join(dir, 'helm-env');
+    fs.writeFileSync(wrapper, `#!/bin/sh\nenv > '${seen}'\nexec '${tools.helm}' "$@"\n`, { mode: 0o755 });
+    process.env.AGENT_TEST_SECRET = 'hunter2';
+    process.env.HELM_DEBUG = 'false';
+    try {
+      const id = `h${rand()}`;
+      const d = new HelmDriver(new CgroupFs(`agent-helm-test-${rand()}`), options({ bin: wrapper }));
+      const rt = await d.create(specOf(id, { values: 'replicaCount: 2\n', waitReady: false }));
+      const env = fs.readFileSync(seen, 'utf8');
+      assert.doesNotMatch(env, /AGENT_TEST_SECRET|hunter2/);
+      assert.match(env, /^HELM_DEBUG=false$/m);
+      assert.match(env, /^PATH=/m);
+      assert.equal((kube.objects('Deployment').find((o) => o.metadata.name === `${id}-web`)?.spec as { replicas: number }).replicas, 2, 'the values came through');
+      await d.remove(rt);
+      await d.close();
+    } finally {
+      delete process.env.AGENT_TEST_SECRET;
+      delete process.env.HELM_DEBUG;
+    }
+  });
+
   it('a restarted agent takes the release back from its inventory; one deleted while it was down is NOT_FOUND', async () => {
     const id = `h${rand()}`;
     const rt = await driver.create(specOf(id));

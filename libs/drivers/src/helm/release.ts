@@ -67,10 +67,11 @@ function checkValues(values: string, field: string): void {
 /** Host checks: the kubeconfig may be used, and the chart is there and may be read. */
 export function admitHelm<W extends HelmWorkload>(w: W, policy: HelmPolicy): W {
   admitKubeconfig(w, policy, 'spec.helm');
-  if (!fs.existsSync(w.chart)) throw new FailedPreconditionError(`spec.helm.chart: ${w.chart} does not exist on the agent's host`);
+  // The allow list first: outside it, whether a path exists is not the caller's to learn.
   if (policy.helmChartAllow.length > 0 && !insideAllowList(policy.helmChartAllow, w.chart)) {
     throw new PermissionDeniedError(`spec.helm.chart: ${w.chart} is outside AGENT_HELM_CHART_ALLOW`);
   }
+  if (!fs.existsSync(w.chart)) throw new FailedPreconditionError(`spec.helm.chart: ${w.chart} does not exist on the agent's host`);
   return w;
 }
 

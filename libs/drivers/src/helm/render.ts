@@ -7,7 +7,9 @@ import type { HelmWorkload } from './release';
 
 // A chart rendered as Argo CD does it: `helm template`, then the agent
 // applies what it printed. Tests and hooks are left out (nothing runs them).
-// The values go in on stdin: no file holds them.
+// The values go in on stdin: no file holds them. helm runs as the agent
+// (root) and follows symlinks inside a chart: AGENT_HELM_CHART_ALLOW is
+// where charts the operator trusts live.
 
 export interface RenderOptions {
   /** The helm binary: a path, or a name looked up in PATH. */
@@ -47,7 +49,9 @@ export async function render(w: HelmWorkload, namespace: string, opts: RenderOpt
 /** Runs helm; what it says on failure is the caller's mistake (a chart or values it cannot render). */
 function run(opts: RenderOptions, args: string[], stdin: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(opts.bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // Helm needs no secret of the agent's: its own settings (HELM_*), where to find things, nothing else.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('HELM_') || ['PATH', 'HOME', 'TMPDIR'].includes(k)));
+    const child = spawn(opts.bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
