@@ -45,6 +45,7 @@ export { FlowLog } from './network/nflog';
 export type { NflogPacket, FlowLogOptions } from './network/nflog';
 export { K8sDriver, K8S_CAPABILITIES } from './k8s/k8s-driver';
 export type { K8sDriverOptions } from './k8s/k8s-driver';
+export type { KubeBaseOptions } from './k8s/kube-base';
 export { validateK8s, admitK8s, redactK8s, changeK8s, parseManifest, WORKLOAD_TYPES } from './k8s/workload';
 export type { K8sWorkload, K8sChange, KubeObject } from './k8s/workload';
 export { podCgroupCandidates, sumFigures } from './k8s/pod-figures';

@@ -28,6 +28,7 @@ import {
   type Capabilities,
   type CgroupDriver,
   type Driver,
+  type KubeBaseOptions,
 } from '@agent/drivers';
 import { v1 } from '@agent/proto';
 
@@ -90,6 +91,11 @@ function changeOf<F extends WorkloadField, C extends ChangeField>(field: C, appl
   return { field, apply: apply as KindChange<F>['apply'] };
 }
 
+/** What the drivers of Kubernetes objects (k8s, helm) take from the config. */
+function kubeOptions(config: AgentConfig): KubeBaseOptions {
+  return { hostId: config.hostId, kubeconfig: config.kubeconfig, nodeName: config.nodeName, readyTimeoutMs: config.k8sReadyTimeoutMs, goneTimeoutMs: config.k8sReadyTimeoutMs };
+}
+
 /** Rows are typed by their own case; the table holds them side by side. */
 function row<F extends WorkloadField>(r: KindRow<F>): KindRow {
   return r as unknown as KindRow;
@@ -147,14 +153,7 @@ export const KINDS: readonly KindRow[] = [
     // A workload found gone was deleted in the cluster.
     goneWhileDown: v1.State.STATE_DELETED,
     runtimeAttribute: 'k8s.workload',
-    build: (config, shared) =>
-      new K8sDriver(shared.cgroup.fs, {
-        hostId: config.hostId,
-        kubeconfig: config.kubeconfig,
-        nodeName: config.nodeName,
-        readyTimeoutMs: config.k8sReadyTimeoutMs,
-        goneTimeoutMs: config.k8sReadyTimeoutMs,
-      }),
+    build: (config, shared) => new K8sDriver(shared.cgroup.fs, kubeOptions(config)),
     validate: validateK8s,
     admit: admitK8s,
     redact: redactK8s,
@@ -169,14 +168,7 @@ export const KINDS: readonly KindRow[] = [
     goneWhileDown: v1.State.STATE_DELETED,
     runtimeAttribute: 'helm.release',
     build: (config, shared) =>
-      new HelmDriver(shared.cgroup.fs, {
-        hostId: config.hostId,
-        kubeconfig: config.kubeconfig,
-        nodeName: config.nodeName,
-        readyTimeoutMs: config.k8sReadyTimeoutMs,
-        goneTimeoutMs: config.k8sReadyTimeoutMs,
-        render: { bin: config.helmBin, chartAllow: config.helmChartAllow, timeoutMs: 30_000 },
-      }),
+      new HelmDriver(shared.cgroup.fs, { ...kubeOptions(config), render: { bin: config.helmBin, chartAllow: config.helmChartAllow, timeoutMs: 30_000 } }),
     validate: validateHelm,
     admit: admitHelm,
     redact: redactHelm,

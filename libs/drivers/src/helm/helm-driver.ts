@@ -29,8 +29,6 @@ export const HELM_CAPABILITIES: Capabilities = {
 };
 
 export interface HelmDriverOptions extends KubeBaseOptions {
-  readonly nodeName: string;
-  readonly readyTimeoutMs: number;
   readonly render: RenderOptions;
 }
 
@@ -258,10 +256,13 @@ export class HelmDriver extends KubeBase<HelmWorkload> {
    */
   private standing(r: Release): Standing {
     const parts: Array<{ ref: Ref; s: Standing }> = [];
+    // The release's pods, listed once per namespace (every workload of it in one reads the same list).
+    const pods = new Map<string, KubeObject[]>();
+    const podsIn = (ns: string): KubeObject[] => pods.get(ns) ?? pods.set(ns, r.cluster.podsWith(ns, KubeLabel.ObjectId, r.label)).get(ns)!;
     for (const ref of r.refs.filter(isWorkload)) {
       const seen = r.workloads.get(keyOf(ref));
       const o = seen && caughtUp(r.cluster.cached(placeOf(ref)), seen);
-      const s: Standing = o ? standingOf(o, r.cluster.podsWith(ref.namespace, KubeLabel.ObjectId, r.label)) : { phase: 'failed', reason: 'deleted from the cluster' };
+      const s: Standing = o ? standingOf(o, podsIn(ref.namespace)) : { phase: 'failed', reason: 'deleted from the cluster' };
       parts.push({ ref, s });
     }
     const first = (phase: Standing['phase']) => parts.find((p) => p.s.phase === phase);

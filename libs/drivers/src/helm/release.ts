@@ -68,11 +68,14 @@ function checkValues(values: string, field: string): void {
 export function admitHelm<W extends HelmWorkload>(w: W, policy: HelmPolicy): W {
   admitKubeconfig(w, policy, 'spec.helm');
   // The allow list first: outside it, whether a path exists is not the caller's to learn.
-  if (policy.helmChartAllow.length > 0 && !insideAllowList(policy.helmChartAllow, w.chart)) {
-    throw new PermissionDeniedError(`spec.helm.chart: ${w.chart} is outside AGENT_HELM_CHART_ALLOW`);
-  }
+  checkChartAllowed(policy.helmChartAllow, w.chart);
   if (!fs.existsSync(w.chart)) throw new FailedPreconditionError(`spec.helm.chart: ${w.chart} does not exist on the agent's host`);
   return w;
+}
+
+/** A chart must lie inside AGENT_HELM_CHART_ALLOW when it is set (checked at create, and by every render: an update may name another chart). */
+export function checkChartAllowed(allow: readonly string[], chart: string): void {
+  if (allow.length > 0 && !insideAllowList(allow, chart)) throw new PermissionDeniedError(`spec.helm.chart: ${chart} is outside AGENT_HELM_CHART_ALLOW`);
 }
 
 /** Values often hold passwords: a reader sees that there are some, not what they say. */

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { loadAll } from 'js-yaml';
-import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, UnavailableError } from '@agent/grpc-kit';
-import { insideAllowList } from '../exec-policy';
+import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '@agent/grpc-kit';
 import type { KubeObject } from '../k8s/workload';
-import type { HelmWorkload } from './release';
+import { checkChartAllowed, type HelmWorkload } from './release';
 
 // A chart rendered as Argo CD does it: `helm template`, then the agent
 // applies what it printed. Tests and hooks are left out (nothing runs them).
@@ -23,7 +22,7 @@ export const RENDER_LIMITS = { outputBytes: 8 * 1024 * 1024, resources: 500 } as
 
 /** The resources the chart renders for the release in namespace, in the order helm printed them. */
 export async function render(w: HelmWorkload, namespace: string, opts: RenderOptions): Promise<KubeObject[]> {
-  if (opts.chartAllow.length > 0 && !insideAllowList(opts.chartAllow, w.chart)) throw new PermissionDeniedError(`spec.helm.chart: ${w.chart} is outside AGENT_HELM_CHART_ALLOW`);
+  checkChartAllowed(opts.chartAllow, w.chart);
   const out = await run(opts, ['template', w.release, w.chart, '--namespace', namespace, '--skip-tests', '--no-hooks', '--values', '-'], w.values);
   let docs: unknown[];
   try {

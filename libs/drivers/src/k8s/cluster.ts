@@ -196,7 +196,7 @@ export class Cluster {
 }
 
 function withKind(o: k8s.KubernetesObject, kind: WorkloadType): KubeObject {
-  return { ...o, apiVersion: WORKLOAD_TYPES[kind].apiVersion, kind } as KubeObject;
+  return typed(o, { apiVersion: WORKLOAD_TYPES[kind].apiVersion, kind });
 }
 
 /** The API's answer with the type it was asked for (a list's items, and some answers, carry none). */

@@ -25,12 +25,7 @@ export const K8S_CAPABILITIES: Capabilities = {
   events: true,
 };
 
-export interface K8sDriverOptions extends KubeBaseOptions {
-  /** This host's node name: its pods' cgroups are read for figures. */
-  readonly nodeName: string;
-  /** How long a create with wait_ready waits before answering PENDING. */
-  readonly readyTimeoutMs: number;
-}
+export type K8sDriverOptions = KubeBaseOptions;
 
 const SEP = '/';
 

@@ -17,6 +17,10 @@ export interface KubeBaseOptions {
   readonly kubeconfig: string;
   /** How long a delete waits for what it deleted (and, foreground, its pods) to be gone. */
   readonly goneTimeoutMs: number;
+  /** This host's node name: its pods' cgroups are read for figures. */
+  readonly nodeName: string;
+  /** How long a create or update with wait_ready waits before answering PENDING. */
+  readonly readyTimeoutMs: number;
 }
 
 /** Where an object's kubeconfig and context are in its spec. */
