@@ -19,6 +19,7 @@ import { openStore, type KvStore } from '@agent/store';
 import { ClusterSync, type CoreView } from './cluster';
 import { EventLog } from './events';
 import { Flows } from './flows';
+import { HostLimits } from './host-limits';
 import { LearnedRules } from './learning';
 import { ObjectTable } from './objects';
 import { PeerRepair } from './peer-repair';
@@ -52,6 +53,7 @@ export class AgentCore implements CoreView {
   private readonly learned: LearnedRules;
   private readonly records: Records;
   private readonly traffic: Traffic;
+  private readonly hostLimits: HostLimits;
   /** Creates in flight by request_id: a repeat that arrives before the first is recorded waits for it. */
   private readonly creating = new Map<string, Promise<v1.EventAck>>();
   private accepting = true;
@@ -78,6 +80,7 @@ export class AgentCore implements CoreView {
     this.follower = new RuntimeFollower(this.objects, this.flows, peers.manager, log);
     this.repair = new PeerRepair(this.objects, this.flows, peers, opts, log);
     this.policy = new PolicyBook(records, (name, fn) => this.system(name, fn), log);
+    this.hostLimits = new HostLimits(peers.manager, log);
   }
 
   // ---- what the cluster sync reads and asks for
@@ -108,9 +111,9 @@ export class AgentCore implements CoreView {
 
   // ---- start and stop
 
-  /** The heartbeat (a host collect task plus a host report task). */
-  start(): Promise<void> {
-    return this.repair.startHeartbeat();
+  /** The heartbeat (a host collect task plus a host report task); what limits the host lacks is asked too. */
+  async start(): Promise<void> {
+    await Promise.all([this.repair.startHeartbeat(), this.hostLimits.load()]);
   }
 
   /** After a restart: the recorded objects taken back, the interrupted events resumed; returns the records that could not be read. */
@@ -213,7 +216,10 @@ export class AgentCore implements CoreView {
   async publish(req: internalv1.PublishRequest): Promise<v1.EventAck> {
     if (!this.accepting) throw new UnavailableError('agent is shutting down');
     if (req.create) return this.publishCreate(req.create);
+    if (req.update) await this.hostLimits.ready(req.update.resources);
     const p = this.flows.plan(req);
+    // A limit the host cannot set is refused now, as any other the object cannot take.
+    if (req.update) this.hostLimits.check(p.rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, 'resources', req.update.resources);
     const ack = await this.scheduler.enqueue(p.rec, p.type, '', req, p.run, p.undo);
     return p.wait ? this.scheduler.awaitAck(ack.eventId) : ack;
   }
@@ -244,6 +250,8 @@ export class AgentCore implements CoreView {
 
   /** The object's record (PENDING), then the event, both in the store before the ack; nothing runs unless both are. */
   private async create(spec: v1.ObjectSpec, requestId: string): Promise<v1.EventAck> {
+    await this.hostLimits.ready(spec.resources);
+    this.hostLimits.check(spec.kind, 'spec.resources', spec.resources);
     const rec = await this.objects.claim(spec);
     try {
       return await this.scheduler.enqueue(rec, EventType.EVENT_TYPE_CREATE, requestId, undefined, () => this.flows.runCreate(rec));

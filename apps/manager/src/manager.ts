@@ -206,6 +206,16 @@ export class ManagerService {
     return { removed };
   }
 
+  /** What each kind's driver cannot set on this host (read again on each call: it is small). */
+  hostLimits(): internalv1.HostLimitsInfo {
+    const kinds: internalv1.KindLimits[] = [];
+    for (const d of this.drivers.objects.values()) {
+      const row = kindOfDriver(d.name);
+      if (row) kinds.push({ kind: row.kind, lacking: { ...d.unsupportedLimits() } });
+    }
+    return { kinds };
+  }
+
   async readRuleHits(): Promise<internalv1.RuleHits> {
     return { hits: Object.fromEntries(await this.drivers.network.ruleHits()) };
   }
@@ -221,6 +231,7 @@ export class ManagerService {
       programNetwork: unary(this.log, (r) => this.programNetwork(r)),
       readRuleHits: unary(this.log, () => this.readRuleHits()),
       sweep: unary(this.log, (r) => this.sweep(r)),
+      hostLimits: unary(this.log, async () => this.hostLimits()),
     };
   }
 }

@@ -40,6 +40,11 @@ export class CgroupDriver extends BaseDriver<CgroupWorkload> {
     return this.fs.available() ? Promise.resolve() : Promise.reject(new UnavailableError('no cgroup hierarchy is mounted'));
   }
 
+  /** Every workload that lives in a cgroup of this host can have what its kernel has. */
+  override unsupportedLimits(): Readonly<Record<string, string>> {
+    return this.fs.lacking();
+  }
+
   override async create(spec: WorkloadSpec<CgroupWorkload>): Promise<Runtime> {
     const rel = spec.workload.path;
     const ref = this.fs.refFor(rel);

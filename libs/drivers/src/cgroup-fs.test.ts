@@ -173,6 +173,29 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
     fs.rmSync(bare, { recursive: true, force: true });
   });
 
+  it('says which dimensions the host lacks before any group exists: a controller not mounted (v1) or not offered (v2), a file the root lacks', () => {
+    const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-lacking-'));
+    const v1Only = new CgroupFs('agent', `30 23 0:26 / ${bare}/memory rw - cgroup cgroup rw,memory\n31 23 0:27 / ${bare}/cpu rw - cgroup cgroup rw,cpu\n`);
+    assert.deepEqual(Object.keys(v1Only.lacking()).sort(), ['cpuset_cpus', 'cpuset_mems', 'io_read_bps', 'io_write_bps', 'pids_limit']);
+    assert.equal(v1Only.lacking().io_read_bps, 'this host has no cgroup v1 blkio controller');
+
+    const v2 = path.join(bare, 'unified');
+    fs.mkdirSync(path.join(v2, 'agent'), { recursive: true });
+    fs.writeFileSync(path.join(v2, 'cgroup.controllers'), 'cpu memory pids\n');
+    const noIo = new CgroupFs('agent', `30 23 0:26 / ${v2} rw - cgroup2 cgroup2 rw\n`);
+    assert.equal(noIo.version, 'v2');
+    for (const f of ['cpu.max', 'cpu.weight', 'memory.max', 'memory.high', 'pids.max']) fs.writeFileSync(path.join(v2, 'agent', f), '');
+    assert.deepEqual(noIo.lacking(), {
+      cpuset_cpus: 'this host has no cgroup v2 cpuset controller',
+      cpuset_mems: 'this host has no cgroup v2 cpuset controller',
+      memory_swap_bytes: "this host's kernel has no memory.swap.max (cgroup v2)",
+      io_read_bps: 'this host has no cgroup v2 io controller',
+      io_write_bps: 'this host has no cgroup v2 io controller',
+    });
+    assert.deepEqual(new CgroupFs('agent', '').lacking().cpu_weight, 'this host has no cgroup hierarchy mounted');
+    fs.rmSync(bare, { recursive: true, force: true });
+  });
+
   it('reads figures from cpu.stat, memory.current, pids.current and io.stat', () => {
     const dir = cg.refFor('g1').paths.unified!;
     fs.writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 1234\nuser_usec 1000\nsystem_usec 234\nnr_periods 40\nnr_throttled 5\nthrottled_usec 700\n');

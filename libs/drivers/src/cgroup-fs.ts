@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DriverError, InvalidArgumentError } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
-import { readLimits, requireSupported, writeLimits } from './dimensions';
+import { DIMENSIONS, lackingIn, readLimits, requireSupported, writeLimits } from './dimensions';
 import type { CgroupRef, CgroupVersion, ResourceChange, Resources } from './types';
 
 /** The controllers the agent uses on cgroup v1. */
@@ -191,6 +191,17 @@ export class CgroupFs {
   applyLimits(ref: CgroupRef, change: ResourceChange, prefix = 'resources'): void {
     requireSupported(ref, change, prefix);
     writeLimits(ref, change);
+  }
+
+  /**
+   * The dimensions this host's kernel cannot give a group below the agent's
+   * root: API field -> why (no such controller, or no such file where the
+   * root exists). With no hierarchy mounted, every one.
+   */
+  lacking(): Record<string, string> {
+    if (!this.available()) return Object.fromEntries(DIMENSIONS.map((d) => [d.field, 'this host has no cgroup hierarchy mounted']));
+    const ref = this.refFor('');
+    return lackingIn(ref, this.v2 && ref.version === 'v2' ? safeRead(path.join(this.v2.mountPoint, 'cgroup.controllers')).split(/\s+/) : undefined);
   }
 
   /** The limits as the cgroup files hold them now. */

@@ -377,21 +377,41 @@ const dirOf = (ref: CgroupRef, d: Dimension): string | undefined => ref.paths[re
 const sideOf = (ref: CgroupRef, d: Dimension): Side<Resources[Limit]> => (ref.version === 'v2' ? d.v2 : d.v1);
 
 /**
+ * Why the kernel cannot take dimension d in ref's groups, or undefined: no
+ * such controller (v2: not among v2Controllers, what the hierarchy offers,
+ * when given), or a group of ref that exists has no such file.
+ */
+function kernelLacks(ref: CgroupRef, d: Dimension, v2Controllers?: readonly string[]): string | undefined {
+  const dir = dirOf(ref, d);
+  const side = sideOf(ref, d);
+  if (!dir || (ref.version === 'v2' && v2Controllers && !v2Controllers.includes(side.controller))) return `this host has no cgroup ${ref.version} ${side.controller} controller`;
+  if (fs.existsSync(dir) && !fs.existsSync(path.join(dir, side.file))) return `this host's kernel has no ${side.file} (cgroup ${ref.version})`;
+  return undefined;
+}
+
+/** Every dimension the kernel cannot take in ref's groups: API field -> why (kernelLacks). */
+export function lackingIn(ref: CgroupRef, v2Controllers?: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const d of DIMENSIONS) {
+    const why = kernelLacks(ref, d, v2Controllers);
+    if (why) out[d.field] = why;
+  }
+  return out;
+}
+
+/**
  * The dimensions the change names that the object's cgroup cannot take (the
- * kernel has no such controller or file): FAILED_PRECONDITION naming the
- * first, before anything is written. prefix is where the limits sit in the
- * request ("spec.resources" at create, "resources" at update).
+ * kernel has no such controller or file, the host no such device):
+ * FAILED_PRECONDITION naming the first, before anything is written. prefix
+ * is where the limits sit in the request ("spec.resources" at create,
+ * "resources" at update).
  */
 export function requireSupported(ref: CgroupRef, change: ResourceChange, prefix: string): void {
   for (const d of DIMENSIONS) {
     const value = change[d.key];
     if (value === undefined) continue;
-    const dir = dirOf(ref, d);
-    const side = sideOf(ref, d);
-    if (!dir) throw new FailedPreconditionError(`${prefix}.${d.field}: this host has no cgroup ${ref.version} ${side.controller} controller`);
-    if (fs.existsSync(dir) && !fs.existsSync(path.join(dir, side.file))) throw new FailedPreconditionError(`${prefix}.${d.field}: this host's kernel has no ${side.file} (cgroup ${ref.version})`);
-    const lacks = d.hostLacks?.(value);
-    if (lacks) throw new FailedPreconditionError(`${prefix}.${d.field}: ${lacks}`);
+    const why = kernelLacks(ref, d) ?? d.hostLacks?.(value);
+    if (why) throw new FailedPreconditionError(`${prefix}.${d.field}: ${why}`);
   }
 }
 

@@ -66,6 +66,11 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     this.docker = new Docker({ socketPath: opts.socketPath });
   }
 
+  /** Its workloads live in cgroups of this host. */
+  override unsupportedLimits(): Readonly<Record<string, string>> {
+    return this.cgroups.unsupportedLimits();
+  }
+
   async health(): Promise<void> {
     try {
       await api('ping', undefined, () => this.docker.ping());

@@ -69,6 +69,13 @@ export interface Driver<W = unknown> {
    * drivers that apply a whole spec (k8s); the others need only the change.
    */
   update(runtime: Runtime, change: ResourceChange, spec?: WorkloadSpec<W>): Promise<Runtime>;
+  /**
+   * The limits of capabilities.limits that this host cannot give the
+   * driver's objects (a kernel without the controller or file): API field
+   * (agent.v1.Resources) -> why. Asked once, at accept, so that such a
+   * request is refused before it is recorded.
+   */
+  unsupportedLimits(): Readonly<Record<string, string>>;
   /** Idempotent: removing what is already gone succeeds. */
   remove(runtime: Runtime): Promise<void>;
   /**
@@ -148,6 +155,10 @@ export abstract class BaseDriver<W = unknown> implements Driver<W> {
   }
   update(_runtime: Runtime, _change: ResourceChange, _spec?: WorkloadSpec<W>): Promise<Runtime> {
     return this.unsupported('update');
+  }
+  /** What capabilities.limits offers, the host has. */
+  unsupportedLimits(): Readonly<Record<string, string>> {
+    return {};
   }
   remove(_runtime: Runtime): Promise<void> {
     return this.unsupported('remove');

@@ -139,6 +139,12 @@ export class ProcessDriver extends BaseDriver<ProcessWorkload> {
     return this.cgroups.health();
   }
 
+  /** Its workloads live in cgroups of this host. */
+  override unsupportedLimits(): Readonly<Record<string, string>> {
+    return this.cgroups.unsupportedLimits();
+  }
+
+
   override async create(spec: WorkloadSpec<ProcessWorkload>): Promise<Runtime> {
     const proc = spec.workload;
     const user = this.user(proc.user);

@@ -51,6 +51,17 @@ export function checkUpdate(row: KindRow, resources: v1.Resources | undefined, r
 }
 
 /**
+ * A limit asked for (set or removed) that this host cannot give the object's
+ * kind (lacking: API field -> why, as its driver says): FAILED_PRECONDITION
+ * naming field.<dimension>. The request is well formed; the host is not one
+ * that can do it.
+ */
+export function checkHostLimits(lacking: Readonly<Record<string, string>>, field: string, r: v1.Resources | undefined): void {
+  const d = r ? DIMENSIONS.find((x) => !isNone(x, r[x.key]) && lacking[x.field] !== undefined) : undefined;
+  if (d) throw new FailedPreconditionError(`${field}.${d.field}: ${lacking[d.field]}`);
+}
+
+/**
  * The limits of a request, each checked by its dimension's row: none (0, "",
  * {}) means no limit at create and keeps the field at update, -1 ("-1")
  * removes it at update and is an error at create, and anything else must be

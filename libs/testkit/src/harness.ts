@@ -49,15 +49,20 @@ export interface Agent {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts apps/daemon (what npm start runs) and waits for "agent ready". */
-export async function startAgent(env: Record<string, string> = {}, again?: Pick<Agent, 'address' | 'dataDir' | 'cgroupParent' | 'hostId'>): Promise<Agent> {
+/**
+ * Starts apps/daemon (what npm start runs) and waits for "agent ready".
+ * wrap: a command that execs the rest (unshare ... --), to run the agent in
+ * a namespace of its own; signals reach the agent itself.
+ */
+export async function startAgent(env: Record<string, string> = {}, again?: Pick<Agent, 'address' | 'dataDir' | 'cgroupParent' | 'hostId'>, wrap: readonly string[] = []): Promise<Agent> {
   // `again`: the same agent once more (same address, data, cgroup root and host id), as after a restart.
   const port = again ? Number(again.address.split(':')[1]) : await freePort();
   const dataDir = again?.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'agent-e2e-'));
   const cgroupParent = again?.cgroupParent ?? `agent-e2e-${randomBytes(4).toString('hex')}`;
   const hostId = again?.hostId ?? `e2e-${randomBytes(3).toString('hex')}`;
   const listen = env.AGENT_LISTEN ?? `127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [path.join(ROOT, 'apps/daemon/dist/main.js')], {
+  const [command = process.execPath, ...args] = [...wrap, process.execPath, path.join(ROOT, 'apps/daemon/dist/main.js')];
+  const child = spawn(command, args, {
     env: {
       ...process.env,
       AGENT_LISTEN: listen,
