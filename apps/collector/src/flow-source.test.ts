@@ -2,7 +2,6 @@
 // 127.0.0.x (nothing listens) with the dataplane's prefixes; they come back aggregated.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -13,6 +12,7 @@ import { status, type ClientReadableStream, type ServiceError } from '@grpc/grpc
 import { GrpcService, loadConfig, Module } from '@agent/option';
 import { connect, FailedPreconditionError, INTERNAL_ONLY, internalListener, Logger, startGrpcServer, type Peer, type RunningServer } from '@agent/grpc-kit';
 import { internalv1, policyv1 } from '@agent/proto';
+import { outputLogTable, ulogdPids } from '@agent/testkit';
 import { CollectorService, driverSamplers, startCollector } from './collector';
 import { FlowSource } from './flow-source';
 
@@ -49,15 +49,7 @@ async function sendUdp(dst: string, port: number | readonly number[], n = 1): Pr
   sock.close();
 }
 
-function ulogdPids(conf: string): number[] {
-  const r = spawnSync('pgrep', ['-f', conf], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean).map(Number);
-}
 const CONF = path.join(dir, 'ulogd.conf');
-
-function dropTable(): void {
-  spawnSync('nft', ['delete', 'table', 'inet', TABLE], { stdio: 'ignore' });
-}
 
 /** The flows of a batch, by destination address. */
 function byDst(b: internalv1.FlowBatch): Map<string, internalv1.LoggedFlow> {
@@ -68,29 +60,24 @@ const errors: string[] = [];
 const source = new FlowSource({ group: GROUP, dir, windowMs: WINDOW_MS, maxKeys: MAX_KEYS, onError: (m) => errors.push(m) });
 const batches: internalv1.FlowBatch[] = [];
 let unsubscribe: (() => void) | undefined;
+let table: { drop(): void } | undefined;
 
 before(async () => {
-  dropTable();
-  execFileSync('nft', ['-f', '-'], {
-    input: `table inet ${TABLE} {
-      chain output {
-        type filter hook output priority 0; policy accept;
-        ip daddr ${DENIED} udp dport 9 log prefix "D:0:fwd" group ${GROUP}
-        ip daddr ${ALLOWED} udp dport 10 log prefix "A:7:out" group ${GROUP}
-        ip daddr ${FOREIGN} udp dport 9 log prefix "agent-test" group ${GROUP}
-        ip daddr ${VIOLATION} tcp dport 11 log prefix "V:12:in" group ${GROUP}
-        ip daddr ${MANY} meta l4proto udp log prefix "A:3:fwd" group ${GROUP}
-        ip daddr ${GRPC} udp dport 12 log prefix "L:10001:fwd" group ${GROUP + 2}
-      }
-    }`,
-  });
+  table = outputLogTable(TABLE, [
+    `ip daddr ${DENIED} udp dport 9 log prefix "D:0:fwd" group ${GROUP}`,
+    `ip daddr ${ALLOWED} udp dport 10 log prefix "A:7:out" group ${GROUP}`,
+    `ip daddr ${FOREIGN} udp dport 9 log prefix "agent-test" group ${GROUP}`,
+    `ip daddr ${VIOLATION} tcp dport 11 log prefix "V:12:in" group ${GROUP}`,
+    `ip daddr ${MANY} meta l4proto udp log prefix "A:3:fwd" group ${GROUP}`,
+    `ip daddr ${GRPC} udp dport 12 log prefix "L:10001:fwd" group ${GROUP + 2}`,
+  ]);
   unsubscribe = await source.subscribe((b) => batches.push(b));
 });
 
 after(async () => {
   unsubscribe?.();
   await source.close();
-  dropTable();
+  table?.drop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 

@@ -24,6 +24,6 @@ export { apiClient, rawCall } from './client';
 export { fillDisk, mountTmpfs, type Tmpfs } from './disk';
 export { blockDevices } from './devices';
 export type { Api, Outcome } from './client';
-export { tcpConnects } from './net';
+export { outputLogTable, tcpConnects, ulogdPids } from './net';
 export { startFakeKube, kubeTools } from './kube';
 export type { FakeKube, FakeKubeOptions, KubeTools, KubeObject } from './kube';

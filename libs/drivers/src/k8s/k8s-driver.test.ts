@@ -38,6 +38,15 @@ function deployment(name: string, image = 'nginx:1.27', replicas = 1): Json {
   };
 }
 
+function statefulSet(name: string, replicas = 2): Json {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: { name, labels: { app: name } },
+    spec: { replicas, serviceName: name, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [container('postgres:16')] } } },
+  };
+}
+
 function job(name: string, image: string): Json {
   return { apiVersion: 'batch/v1', kind: 'Job', metadata: { name }, spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [container(image, { command: ['sh', '-c', 'true'] })] } } } };
 }
@@ -306,6 +315,37 @@ describe('k8s driver on the FAKE apiserver', () => {
     }
   });
 
+  it('FAKE apiserver: a StatefulSet runs its ordinal pods, scales by Update, takes a memory change in place, and is removed with its pods', async () => {
+    const name = `db-${rand()}`;
+    const spec = specOf(`sts-${rand()}`, statefulSet(name), { waitReady: true, memoryBytes: 64 * MiB });
+    const rt = await create(spec);
+    assert.equal(rt.phase, 'running', `${rt.phase} ${rt.reason}`);
+    assert.equal(rt.runtimeId, `fake/default/StatefulSet/${name}`);
+    assert.equal(rt.applied.memoryBytes, 64 * MiB);
+    const podNames = (): string[] => labelled(kube, 'Pod', spec.objectId).filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name).sort();
+    assert.deepEqual(podNames(), [`${name}-0`, `${name}-1`], 'ordinal pods, each marked with the object');
+
+    const three = changed(spec, { replicas: 3 });
+    const scaled = await driver.update(rt, {}, three);
+    assert.equal(scaled.phase, 'running', `${scaled.phase} ${scaled.reason}`);
+    assert.equal(scaled.runtimeId, rt.runtimeId);
+    await waitFor('a third ordinal pod', () => (podNames().length === 3 ? true : undefined));
+    assert.deepEqual(podNames(), [`${name}-0`, `${name}-1`, `${name}-2`]);
+
+    const uid = uidOf(kube.objects('StatefulSet').find((o) => o.metadata.name === name));
+    const resized = await driver.update(scaled, { memoryBytes: 128 * MiB }, { ...three, resources: { ...three.resources, memoryBytes: 128 * MiB } });
+    assert.equal(resized.applied.memoryBytes, 128 * MiB);
+    const sts = kube.objects('StatefulSet').find((o) => o.metadata.name === name);
+    assert.equal(uidOf(sts), uid, 'the same StatefulSet: its template is not immutable');
+    const tpl = (sts!.spec as { replicas: number; template: { spec: { containers: Array<{ resources: { limits: { memory: string } } }> } } });
+    assert.equal(tpl.template.spec.containers[0]!.resources.limits.memory, String(128 * MiB));
+    assert.equal(tpl.replicas, 3, 'the scale stays');
+
+    await driver.remove(resized);
+    assert.equal(kube.objects('StatefulSet').filter((o) => o.metadata.name === name).length, 0);
+    assert.deepEqual(labelled(kube, 'Pod', spec.objectId), [], 'its pods went with it');
+  });
+
   it('FAKE apiserver: remove waits until the Deployment and its pods are gone, and again succeeds; purge finds what carries the label without a runtime', async () => {
     const name = `removed-${rand()}`;
     const spec = specOf(`rm-${rand()}`, deployment(name, 'nginx:1.27', 2), { waitReady: true });
@@ -342,23 +382,26 @@ describe('k8s driver on the FAKE apiserver', () => {
     const dirs: string[] = [];
     const children: ChildProcess[] = [];
 
-    /** The pod's cgroup, as kubelet's cgroupfs driver lays out a BestEffort pod, with a process in it. */
-    async function podCgroup(uid: string, memoryLimit: number): Promise<void> {
+    /** A pod's cgroup at rel below each controller, as kubelet lays it out, with a process in it. */
+    async function podCgroupAt(rel: string, memoryLimit: number): Promise<void> {
+      const parts = rel.split('/');
       for (const c of CONTROLLERS) {
-        for (const rel of ['kubepods', 'kubepods/besteffort', `kubepods/besteffort/pod${uid}`]) {
-          const dir = path.join(ROOT, c, rel);
+        for (let i = 1; i <= parts.length; i++) {
+          const dir = path.join(ROOT, c, ...parts.slice(0, i));
           if (!fs.existsSync(dir)) {
             fs.mkdirSync(dir);
             dirs.push(dir);
           }
         }
       }
-      fs.writeFileSync(path.join(ROOT, 'memory', `kubepods/besteffort/pod${uid}`, 'memory.limit_in_bytes'), String(memoryLimit));
+      fs.writeFileSync(path.join(ROOT, 'memory', rel, 'memory.limit_in_bytes'), String(memoryLimit));
       const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
       children.push(sleeper);
       await new Promise((resolve, reject) => sleeper.once('spawn', resolve).once('error', reject));
-      for (const c of CONTROLLERS) fs.writeFileSync(path.join(ROOT, c, `kubepods/besteffort/pod${uid}`, 'cgroup.procs'), String(sleeper.pid));
+      for (const c of CONTROLLERS) fs.writeFileSync(path.join(ROOT, c, rel, 'cgroup.procs'), String(sleeper.pid));
     }
+    /** kubelet's cgroupfs driver, a BestEffort pod. */
+    const podCgroup = (uid: string, memoryLimit: number): Promise<void> => podCgroupAt(`kubepods/besteffort/pod${uid}`, memoryLimit);
 
     after(async () => {
       for (const child of children) {
@@ -425,6 +468,69 @@ describe('k8s driver on the FAKE apiserver', () => {
         await elsewhere.close();
       }
     });
+
+    it('FAKE apiserver: pods in the systemd layout (Burstable) and the cgroupfs one (Guaranteed) are both found, and summed', async (t) => {
+      if (!v1) {
+        t.skip('this host has cgroup v2: the v1 pod layout cannot be made here');
+        return;
+      }
+      const spec = specOf(`figs-${rand()}`, deployment(`figs-${rand()}`, 'nginx:1.27', 2), { waitReady: true });
+      const rt = await create(spec);
+      const [a, b] = labelled(kube, 'Pod', spec.objectId).map(uidOf);
+      assert.ok(a && b, 'two pods');
+      await podCgroupAt(`kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${a.replace(/-/g, '_')}.slice`, 48 * MiB);
+      const sampler = driver.sampler(rt);
+      try {
+        assert.equal(sampler.read().memoryLimitBytes, 48 * MiB, 'the systemd-layout pod alone');
+        await podCgroupAt(`kubepods/pod${b}`, 16 * MiB);
+        const figures = sampler.read();
+        assert.equal(figures.memoryLimitBytes, 64 * MiB, 'both pods');
+        assert.ok((figures.pids ?? 0) >= 2, `pids ${figures.pids}`);
+      } finally {
+        sampler.close();
+      }
+    });
+  });
+
+  // No v2 controllers can be had on this (v1) host: the pod's slice is laid out
+  // as plain files the way the kernel shows them, with known values.
+  it('FAKE apiserver: on cgroup v2 (simulated unified tree) a pod\'s figures are read from its systemd slice', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cg2-pods-'));
+    fs.writeFileSync(path.join(root, 'cgroup.controllers'), 'cpuset cpu io memory pids\n');
+    const v2 = new CgroupFs('agent', `30 23 0:26 / ${root} rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n`);
+    assert.equal(v2.version, 'v2');
+    const onV2 = new K8sDriver(v2, options());
+    try {
+      const spec = specOf(`figs-v2-${rand()}`, deployment(`figs-v2-${rand()}`), { waitReady: true });
+      const rt = await onV2.create(spec);
+      made.push(rt);
+      const uid = uidOf(labelled(kube, 'Pod', spec.objectId)[0])!;
+      const none = onV2.sampler(rt);
+      assert.deepEqual(none.read(), {}, 'no slice yet: no figures');
+      none.close();
+      const dir = path.join(root, 'kubepods.slice', 'kubepods-besteffort.slice', `kubepods-besteffort-pod${uid.replace(/-/g, '_')}.slice`);
+      fs.mkdirSync(dir, { recursive: true });
+      const files: Record<string, string> = {
+        'cpu.stat': 'usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 3\nthrottled_usec 40\n',
+        'memory.current': `${5 * MiB}\n`,
+        'memory.max': `${32 * MiB}\n`,
+        'pids.current': '2\n',
+        'io.stat': '8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n',
+        'memory.events': 'low 0\nhigh 7\nmax 0\noom 0\noom_kill 0\n',
+        'cgroup.procs': `${process.pid}\n`,
+      };
+      for (const [f, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, f), text);
+      const sampler = onV2.sampler(rt);
+      try {
+        // Its process is this test's, in the host's network namespace: network figures would be the host's, so they are unset.
+        assert.deepEqual(sampler.read(), { cpuUsageNs: 1_500_000, memoryUsageBytes: 5 * MiB, memoryLimitBytes: 32 * MiB, pids: 2, blkioReadBytes: 100, blkioWriteBytes: 200, cpuThrottledPeriods: 3, cpuThrottledNs: 40_000, memoryHighEvents: 7 });
+      } finally {
+        sampler.close();
+      }
+    } finally {
+      await onV2.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

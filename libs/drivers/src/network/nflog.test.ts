@@ -2,12 +2,13 @@
 // nft table on the loopback, to an address nothing listens on.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { outputLogTable, ulogdPids } from '@agent/testkit';
 import { FlowLog, type NflogPacket } from './nflog';
 
 const GROUP = 4711;
@@ -17,13 +18,10 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-nflog-'));
 const dir = path.join(tmp, 'flow');
 const conf = path.join(dir, 'ulogd.conf');
 
-function dropTable(): void {
-  spawnSync('nft', ['delete', 'table', 'inet', TABLE], { stdio: 'ignore' });
-}
-
 const packets: NflogPacket[] = [];
 const errors: string[] = [];
 let flow: FlowLog;
+let table: { drop(): void } | undefined;
 
 /** Resolves with the packets matching pred once there are n of them; rejects after ms. */
 async function waitFor(pred: (p: NflogPacket) => boolean, n: number, ms: number): Promise<NflogPacket[]> {
@@ -36,28 +34,14 @@ async function waitFor(pred: (p: NflogPacket) => boolean, n: number, ms: number)
   }
 }
 
-function ulogdPids(): number[] {
-  const r = spawnSync('pgrep', ['-f', conf], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean).map(Number);
-}
-
 before(async () => {
-  dropTable();
-  execFileSync('nft', ['-f', '-'], {
-    input: `table inet ${TABLE} {
-      chain output {
-        type filter hook output priority 0; policy accept;
-        ip daddr ${DST} tcp dport 9 log prefix "T:1" group ${GROUP}
-        ip daddr ${DST} udp dport 9 log prefix "U:2" group ${GROUP}
-      }
-    }`,
-  });
+  table = outputLogTable(TABLE, [`ip daddr ${DST} tcp dport 9 log prefix "T:1" group ${GROUP}`, `ip daddr ${DST} udp dport 9 log prefix "U:2" group ${GROUP}`]);
   flow = await FlowLog.start({ group: GROUP, dir, onPacket: (p) => packets.push(p), onError: (m) => errors.push(m) });
 });
 
 after(async () => {
   await flow?.close();
-  dropTable();
+  table?.drop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -113,11 +97,11 @@ describe('FlowLog', () => {
   });
 
   it('restarts a ulogd that died, tells onError, and goes on delivering', async () => {
-    const [pid] = ulogdPids();
+    const [pid] = ulogdPids(conf);
     assert.ok(pid);
     process.kill(pid, 'SIGKILL');
     const deadline = Date.now() + 3_000;
-    while (!(ulogdPids().some((p) => p !== pid) && errors.length > 0)) {
+    while (!(ulogdPids(conf).some((p) => p !== pid) && errors.length > 0)) {
       assert.ok(Date.now() < deadline, 'ulogd was not restarted');
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -139,9 +123,9 @@ describe('FlowLog', () => {
     assert.equal(mode(path.join(dir, 'ulogd.sock')), 0o600);
     assert.equal(mode(path.join(dir, 'ulogd.log')), 0o600);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['ulogd.conf', 'ulogd.log', 'ulogd.pid', 'ulogd.sock']);
-    assert.ok(ulogdPids().length > 0);
+    assert.ok(ulogdPids(conf).length > 0);
     await flow.close();
-    assert.deepEqual(ulogdPids(), []);
+    assert.deepEqual(ulogdPids(conf), []);
     assert.equal(fs.existsSync(path.join(dir, 'ulogd.sock')), false);
   });
 
@@ -154,7 +138,7 @@ describe('FlowLog', () => {
       agent.stdout.on('data', (d: Buffer) => d.toString().includes('up') && resolve());
       agent.once('exit', (code) => reject(new Error(`exited with ${code} before ulogd was up`)));
     });
-    const pids = (): number[] => spawnSync('pgrep', ['-f', killedConf], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+    const pids = (): number[] => ulogdPids(killedConf);
     assert.equal(pids().length, 1, 'its ulogd runs');
     agent.kill('SIGKILL');
     const deadline = Date.now() + 3_000;
