@@ -73,6 +73,13 @@ describe('tracing (OTLP receiver standing in for Jaeger)', () => {
     const roots = spans.filter((s) => !s.parentSpanId || !ids.has(s.parentSpanId));
     assert.equal(roots.length, 1, JSON.stringify(roots.map((r) => r.name)));
     assert.equal(roots[0]!.name, 'agent.v1.AgentService/Create');
+    // The log lines of the call carry its trace: the apiserver's audit line and the manager's, a hop later.
+    const audit = agent.logs.find((l) => l.msg === 'mutating call' && l.method === 'Create' && l.name === 'traced');
+    assert.equal(audit?.trace_id, traceId, JSON.stringify(audit));
+    assert.match(String(audit?.span_id), /^[0-9a-f]{16}$/);
+    const made = agent.logs.find((l) => l.msg === 'object created' && l.objectId === res.objectId);
+    assert.equal(made?.trace_id, traceId, JSON.stringify(made));
+    assert.ok(spans.some((s) => s.spanId === made?.span_id), 'its span is one of the trace');
 
     // Update: a cgroup write or docker update in its own trace.
     const upd = await callWithMetadata<v1.EventAck>((md, cb) =>

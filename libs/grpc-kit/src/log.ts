@@ -1,3 +1,4 @@
+import { context, isSpanContextValid, trace } from '@opentelemetry/api';
 import type { LogLevel } from '@agent/option';
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -7,7 +8,17 @@ export type Fields = Record<string, unknown>;
 /** Set at run time (config.agents.<host>): overrides every logger's own level in this process. */
 let processLevel: LogLevel | undefined;
 
-/** JSON Lines on stderr: one object per line, easy to grep and to ship. */
+/** The trace and span a line was written in (OpenTelemetry's log field names), when there is one. */
+function traceFields(): Fields | undefined {
+  const sc = trace.getSpanContext(context.active());
+  return sc && isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : undefined;
+}
+
+/**
+ * JSON Lines on stderr: one object per line, easy to grep and to ship. A
+ * line written inside a traced call carries trace_id and span_id: the trace
+ * to open in Jaeger for it.
+ */
 export class Logger {
   /** Changes the level of every logger in the process, live. */
   static setProcessLevel(level: LogLevel | undefined): void {
@@ -43,7 +54,7 @@ export class Logger {
 
   private write(level: LogLevel, msg: string, fields?: Fields): void {
     if (ORDER[level] < ORDER[processLevel ?? this.level]) return;
-    const line = { ts: new Date().toISOString(), level, module: this.module, msg, ...this.base, ...fields };
+    const line = { ts: new Date().toISOString(), level, module: this.module, msg, ...traceFields(), ...this.base, ...fields };
     process.stderr.write(JSON.stringify(line, errorReplacer) + '\n');
   }
 }
