@@ -4,9 +4,8 @@ import type { CgroupFs } from '../cgroup-fs';
 import { limits } from '../dimensions';
 import { allLimits, NO_FIGURES, type Capabilities, type Sampler } from '../driver';
 import type { Cluster, Place, Ref } from '../k8s/cluster';
-import { caughtUp, KubeBase, kubeRuntime, refOfObject, type KubeBaseOptions } from '../k8s/kube-base';
+import { caughtUp, KubeBase, refOfObject, type KubeBaseOptions } from '../k8s/kube-base';
 import { labelValue, marks } from '../k8s/manifest';
-import { PodSampler } from '../k8s/pod-figures';
 import { standingOf, type Standing } from '../k8s/status';
 import { WORKLOAD_TYPES, type KubeObject, type WorkloadType } from '../k8s/workload';
 import type { ResourceChange, Runtime, WorkloadSpec } from '../types';
@@ -75,10 +74,10 @@ export class HelmDriver extends KubeBase<HelmWorkload> {
   private readonly releases = new Map<string, Release>();
 
   constructor(
-    private readonly cgroups: CgroupFs,
+    cgroups: CgroupFs,
     private readonly opts: HelmDriverOptions,
   ) {
-    super(opts, { spec: 'spec.helm', source: 'spec.helm.chart' });
+    super(cgroups, opts, { spec: 'spec.helm', source: 'spec.helm.chart' });
   }
 
   override async create(spec: WorkloadSpec<HelmWorkload>): Promise<Runtime> {
@@ -136,7 +135,7 @@ export class HelmDriver extends KubeBase<HelmWorkload> {
     const r = this.releases.get(rt.runtimeId);
     if (!r) return NO_FIGURES;
     const namespaces = [...new Set(r.refs.filter(isWorkload).map((x) => x.namespace))];
-    return new PodSampler(this.cgroups, () => namespaces.flatMap((ns) => r.cluster.podsWith(ns, KubeLabel.ObjectId, r.label)), this.opts.nodeName);
+    return this.podSampler(() => namespaces.flatMap((ns) => r.cluster.podsWith(ns, KubeLabel.ObjectId, r.label)));
   }
 
   override async close(): Promise<void> {
@@ -245,7 +244,7 @@ export class HelmDriver extends KubeBase<HelmWorkload> {
   }
 
   private runtimeOf(r: Release): Runtime {
-    return kubeRuntime(this.runtimeIdOf(r), this.standing(r), this.cgroups.version, limits({}));
+    return this.runtime(this.runtimeIdOf(r), this.standing(r), limits({}));
   }
 
   /**

@@ -4,9 +4,8 @@ import type { CgroupFs } from '../cgroup-fs';
 import { allLimits, NO_FIGURES, type Capabilities, type Sampler } from '../driver';
 import type { ResourceChange, Runtime, WorkloadSpec } from '../types';
 import { refOf, type Cluster, type Place } from './cluster';
-import { caughtUp, KubeBase, kubeRuntime, type KubeBaseOptions } from './kube-base';
+import { caughtUp, KubeBase, type KubeBaseOptions } from './kube-base';
 import { appliedLimits, desired, labelValue } from './manifest';
-import { PodSampler } from './pod-figures';
 import { standingOf, type Standing } from './status';
 import { parseManifest, type K8sWorkload, type KubeObject, type WorkloadType } from './workload';
 
@@ -36,11 +35,8 @@ export class K8sDriver extends KubeBase<K8sWorkload> {
   /** runtime id -> the cluster it is in (known from its create or adopt). */
   private readonly placed = new Map<string, Cluster>();
 
-  constructor(
-    private readonly cgroups: CgroupFs,
-    private readonly opts: K8sDriverOptions,
-  ) {
-    super(opts, { spec: 'spec.k8s', source: 'spec.k8s.manifest' });
+  constructor(cgroups: CgroupFs, opts: K8sDriverOptions) {
+    super(cgroups, opts, { spec: 'spec.k8s', source: 'spec.k8s.manifest' });
   }
 
   override async create(spec: WorkloadSpec<K8sWorkload>): Promise<Runtime> {
@@ -52,7 +48,7 @@ export class K8sDriver extends KubeBase<K8sWorkload> {
     }
     await cluster.watch(place.namespace, place.kind);
     return this.answering(spec.objectId, async () => {
-      const applied = await cluster.apply(desired(spec, this.opts.hostId, place.namespace));
+      const applied = await cluster.apply(desired(spec, this.base.hostId, place.namespace));
       const rt = this.remember(cluster, place, applied);
       return spec.workload.waitReady ? this.waitReady(cluster, place, applied) : rt;
     });
@@ -68,7 +64,7 @@ export class K8sDriver extends KubeBase<K8sWorkload> {
     const cluster = this.clusterOf(spec.workload);
     const place = this.placeOf(spec.workload, cluster);
     await cluster.watch(place.namespace, place.kind);
-    const obj = desired(spec, this.opts.hostId, place.namespace);
+    const obj = desired(spec, this.base.hostId, place.namespace);
     return this.answering(spec.objectId, async () => {
       const applied = await this.applyReplacing(cluster, obj);
       const now = this.remember(cluster, place, applied);
@@ -121,10 +117,10 @@ export class K8sDriver extends KubeBase<K8sWorkload> {
     if (!cluster) return NO_FIGURES;
     const place = placeOfRuntime(rt.runtimeId);
     const objectId = () => cluster.cached(place)?.metadata.labels?.[KubeLabel.ObjectId];
-    return new PodSampler(this.cgroups, () => {
+    return this.podSampler(() => {
       const id = objectId();
       return id ? cluster.podsWith(place.namespace, KubeLabel.ObjectId, id) : [];
-    }, this.opts.nodeName);
+    });
   }
 
   override async close(): Promise<void> {
@@ -149,7 +145,7 @@ export class K8sDriver extends KubeBase<K8sWorkload> {
   }
 
   private runtimeOf(cluster: Cluster, place: Place, o: KubeObject): Runtime {
-    return kubeRuntime(runtimeIdOf(cluster, place), this.standing(cluster, place, o), this.cgroups.version, appliedLimits(o));
+    return this.runtime(runtimeIdOf(cluster, place), this.standing(cluster, place, o), appliedLimits(o));
   }
 
   /** A watched workload or pod changed: its object's listeners hear where it stands now, if that changed. */
@@ -186,7 +182,7 @@ export class K8sDriver extends KubeBase<K8sWorkload> {
    */
   private async waitReady(cluster: Cluster, place: Place, applied: KubeObject): Promise<Runtime> {
     const now = (): Runtime => this.runtimeOf(cluster, place, caughtUp(cluster.cached(place), applied));
-    await this.until(() => now().phase !== 'pending', this.opts.readyTimeoutMs);
+    await this.until(() => now().phase !== 'pending', this.base.readyTimeoutMs);
     return now();
   }
 }

@@ -1,8 +1,11 @@
 import { FailedPreconditionError } from '@agent/grpc-kit';
 import { BaseDriver } from '../driver';
-import type { CgroupVersion, Phase, Runtime, RuntimeListener } from '../types';
+import type { CgroupFs } from '../cgroup-fs';
+import type { Sampler } from '../driver';
+import type { Phase, Runtime, RuntimeListener } from '../types';
 import { Cluster, statusOf, type Fields, type Ref } from './cluster';
 import { hostSelector, labelValue } from './manifest';
+import { PodSampler } from './pod-figures';
 import type { Standing } from './status';
 import type { KubeObject } from './workload';
 
@@ -43,10 +46,23 @@ export abstract class KubeBase<W extends KubeTarget> extends BaseDriver<W> {
   private readonly busy = new Set<string>();
 
   constructor(
+    /** This host's cgroups: where the pods bound to this node are read. */
+    private readonly cgroups: CgroupFs,
     protected readonly base: KubeBaseOptions,
     private readonly fields: Fields,
   ) {
     super();
+  }
+
+  /** The figures of the pods pods() lists that run on this node. */
+  protected podSampler(pods: () => readonly KubeObject[]): Sampler {
+    return new PodSampler(this.cgroups, pods, this.base.nodeName);
+  }
+
+  /** A runtime as the cluster stands it: no pid or cgroup of its own on this host. */
+  protected runtime(runtimeId: string, s: Standing, applied: Runtime['applied']): Runtime {
+    const phase: Phase = s.phase;
+    return { runtimeId, pid: 0, cgroup: { version: this.cgroups.version, paths: {} }, applied, running: phase === 'running', phase, reason: s.reason || undefined, exitCode: s.exitCode };
   }
 
   /** Each object names its cluster: the driver itself is always up; a cluster that does not answer fails its objects' calls. */
@@ -165,10 +181,6 @@ export abstract class KubeBase<W extends KubeTarget> extends BaseDriver<W> {
 const standingKey = (s: Standing): string => `${s.phase}/${s.reason}/${s.exitCode ?? ''}`;
 
 /** The runtime of a Kubernetes object standing as s: no pid, no cgroup of the agent's. */
-export function kubeRuntime(runtimeId: string, s: Standing, cgroupVersion: CgroupVersion, applied: Runtime['applied']): Runtime {
-  const phase: Phase = s.phase;
-  return { runtimeId, pid: 0, cgroup: { version: cgroupVersion, paths: {} }, applied, running: phase === 'running', phase, reason: s.reason || undefined, exitCode: s.exitCode };
-}
 
 /**
  * The informer's copy of what was applied, once it has caught up: the same
