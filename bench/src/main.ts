@@ -148,7 +148,7 @@ async function sweepCase(objs: v1.Object[], n: number): Promise<void> {
   const collector = new CollectorService((_kind, rt) => cgroups.sampler(rt), reporter, { hostId: 'bench', baseIntervalMs: 3_600_000 }, new Logger(Module.Collector, 'error'));
   for (const o of subset) {
     const runtime = internalv1.RuntimeInfo.fromPartial({ runtimeId: o.runtimeId, pid: o.pid, cgroup: cgroups.fs.refForPid(o.pid), running: true });
-    collector.createTask({ objectId: o.objectId, kind: v1.Kind.KIND_CONTAINER, runtime, host: false });
+    collector.createTask({ objectId: o.objectId, kind: v1.Kind.KIND_CONTAINER, runtime, host: false, name: o.spec?.name ?? '', image: o.spec?.container?.image ?? '', origin: o.origin });
   }
   // Warm the JIT and the kernel's file paths: the agent samples continuously, so steady state is what counts.
   for (let i = 0; i < 200; i++) collector.sweep();

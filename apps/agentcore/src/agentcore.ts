@@ -17,6 +17,7 @@ import {
 import { internalv1, policyv1, v1 } from '@agent/proto';
 import { openStore, type KvStore } from '@agent/store';
 import { ClusterSync, type CoreView } from './cluster';
+import { publishCoreMetrics } from './core-metrics';
 import { EventLog } from './events';
 import { Flows } from './flows';
 import { HostLimits } from './host-limits';
@@ -107,6 +108,11 @@ export class AgentCore implements CoreView {
 
   checkPeers(): Promise<void> {
     return this.repair.checkPeers();
+  }
+
+  /** GET /metrics shows the event queue and the objects; the function returned stops it. */
+  publishMetrics(): () => void {
+    return publishCoreMetrics(this.objects, this.scheduler);
   }
 
   // ---- start and stop
@@ -351,6 +357,7 @@ export async function startAgentCore(
   await core.startNetwork();
   core.follow();
   const cluster = new ClusterSync(store, core, peers.collector, server.health, { hostId: config.hostId, version: AGENT_VERSION, heartbeatMs: config.heartbeatMs, policyPullMs: config.policyPullMs, statsUploadMs: config.statsUploadMs, healthMs: config.healthMs, cleanupMs: config.cleanupMs }, log);
+  core.publishMetrics();
   server.health.setAll(true);
   // Each record that could not be read stays NOT_SERVING under its own name (grpc.health.v1 List shows them).
   for (const d of damaged) server.health.set(`${HealthComponent.DamagedRecord}${d.key}`, false);

@@ -197,7 +197,16 @@ export class Flows {
     const { collector } = this.peers;
     const objectId = rec.object.objectId;
     if (replace && rec.hasCollectTask) await collector.call('deleteTask', { objectId }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
-    const target = { objectId, kind: rec.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, runtime: rec.runtime, host: false };
+    const spec = rec.object.spec;
+    const target: internalv1.CollectTarget = {
+      objectId,
+      kind: spec?.kind ?? v1.Kind.KIND_UNSPECIFIED,
+      runtime: rec.runtime,
+      host: false,
+      name: spec?.name ?? '',
+      image: spec?.container?.image ?? '',
+      origin: rec.object.origin,
+    };
     // Claimed before the call, so that cleanup never takes a task being made for a dead one.
     rec.hasCollectTask = true;
     await collector.call('createTask', target, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {

@@ -1,6 +1,6 @@
 // agentcore as its own process (AGENT_AGENTCORE_LISTEN; the manager, collector and reporter addresses).
 import { loadConfig, Module, requireAddr, requireListen } from '@agent/option';
-import { connect, exitOnSignal, internalListener, internalToken, prepareDataDir, runMain } from '@agent/grpc-kit';
+import { connect, exitOnSignal, internalListener, internalToken, prepareDataDir, runMain, serveMetrics } from '@agent/grpc-kit';
 import { internalv1 } from '@agent/proto';
 import { startAgentCore } from './agentcore';
 
@@ -17,7 +17,9 @@ runMain(Module.AgentCore, async (log, telemetry) => {
     },
     internalListener(config, requireListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN'), 'AGENT_AGENTCORE_LISTEN', token),
   );
+  const metricsEndpoint = await serveMetrics(config, log);
   exitOnSignal(log, [
+    ['stop serving metrics', () => metricsEndpoint?.close()],
     ['finish queued events', () => core.drain(5_000)],
     ['stop cluster sync', () => cluster.stop()],
     ['close the store', () => store.close()],

@@ -18,7 +18,7 @@ export class PeerRepair {
   /** Heartbeat: a host collect task plus a host report task. */
   async startHeartbeat(): Promise<void> {
     const { collector, reporter } = this.peers;
-    await collector.call('createTask', { objectId: HOST_OBJECT_ID, kind: v1.Kind.KIND_UNSPECIFIED, host: true }, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {
+    await collector.call('createTask', { objectId: HOST_OBJECT_ID, kind: v1.Kind.KIND_UNSPECIFIED, host: true, name: '', image: '', origin: v1.Origin.ORIGIN_UNSPECIFIED }, { timeoutMs: PEER_TIMEOUT_MS }).catch((err: unknown) => {
       if (!(err instanceof AlreadyExistsError)) throw err;
     });
     await collector.call('setPush', { objectId: HOST_OBJECT_ID, intervalMs: this.opts.heartbeatMs }, { timeoutMs: PEER_TIMEOUT_MS });

@@ -1,6 +1,7 @@
 import { errorMessage, ResourceExhaustedError, UnavailableError, type Logger } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
 import { Keys, StoreWriteError, type KvStore } from '@agent/store';
+import { metrics } from '@agent/telemetry';
 
 /** An object as it is recorded: what a restart, even after SIGKILL, starts from. */
 export interface ObjectRecordData {
@@ -125,6 +126,7 @@ export class Records {
         err instanceof StoreWriteError && err.exhausted
           ? new ResourceExhaustedError(`cannot ${what}: ${err.message}`, { cause: err })
           : new UnavailableError(`cannot ${what}: ${errorMessage(err)}`, { cause: err });
+      metrics.storeErrors.inc({ cause: refused instanceof ResourceExhaustedError ? 'no_room' : 'unavailable' });
       this.log.error('store write refused', { what, reason: errorMessage(err) });
       this.onRefused(refused);
       throw refused;

@@ -40,6 +40,11 @@ export class Scheduler {
     return run;
   }
 
+  /** Events and system tasks waiting to run. */
+  depth(): number {
+    return this.waiting.size;
+  }
+
   oldestWaitMs(): number {
     let oldest = Infinity;
     for (const t of this.waiting.values()) oldest = Math.min(oldest, t);

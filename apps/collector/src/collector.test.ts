@@ -27,6 +27,9 @@ const target = (objectId: string, rt: Runtime): internalv1.CollectTarget => ({
   kind: v1.Kind.KIND_PROCESS,
   runtime: toRuntimeInfo(rt),
   host: false,
+  name: objectId,
+  image: '',
+  origin: v1.Origin.ORIGIN_CREATED,
 });
 
 function file(rt: Runtime, ctrl: string, v1name: string, v2name: string): string {

@@ -18,10 +18,10 @@ import {
   type Peer,
   type RunningServer,
 } from '@agent/grpc-kit';
-import { withModule } from '@agent/telemetry';
-import { hostFigures, NO_FIGURES, type Figures, type Runtime, type Sampler } from '@agent/drivers';
+import { ContainerExposition, labelText, metrics, withModule } from '@agent/telemetry';
+import { hostFigures, NO_FIGURES, type CgroupRef, type Figures, type Runtime, type Sampler } from '@agent/drivers';
 import { driverFor, fromRuntimeInfo, type HostDrivers } from '@agent/kinds';
-import { internalv1, type v1 } from '@agent/proto';
+import { internalv1, v1 } from '@agent/proto';
 
 /** Opens the sampler of an object of kind: its driver's (the kinds registry says which). */
 export type SamplerSource = (kind: v1.Kind, runtime: Runtime) => Sampler;
@@ -47,6 +47,8 @@ interface Task {
   pushedBy?: SpanContext;
   /** The object's figures, from its driver (files kept open); none for the host. */
   readonly reader?: Sampler;
+  /** Its series' labels in the exposition format (cAdvisor's names); none for the host. */
+  readonly labels?: string;
 }
 
 /**
@@ -61,11 +63,19 @@ export class CollectorService {
   private closed = false;
   /** Ends each running WatchFlows call. */
   private readonly flowWatchers = new Set<() => void>();
+  private unpublish: (() => void) | undefined;
+  /** The objects' last samples in cAdvisor's names, for GET /metrics. */
+  readonly exposition = new ContainerExposition(() => this.objectFigures());
 
   constructor(
     private readonly samplers: SamplerSource,
     private readonly reporter: Peer<internalv1.ReporterClient>,
-    private readonly opts: { readonly hostId: string; baseIntervalMs: number },
+    private readonly opts: {
+      readonly hostId: string;
+      baseIntervalMs: number;
+      /** An object's cgroup path as its id label shows it ("/agent/web"). */
+      readonly cgroupName?: (ref: CgroupRef) => string;
+    },
     private readonly log: Logger,
     /** The dataplane's flow log; without it WatchFlows is FAILED_PRECONDITION. */
     private readonly flows?: FlowSource,
@@ -76,7 +86,15 @@ export class CollectorService {
     if (this.tasks.has(target.objectId)) throw new AlreadyExistsError(`collect task for ${target.objectId} exists`);
     // An object with no recorded workload has no figures (never the host's).
     const reader = target.host ? undefined : target.runtime ? this.samplers(target.kind, fromRuntimeInfo(target.runtime)) : NO_FIGURES;
-    const task: Task = { objectId: target.objectId, target, intervalMs: this.opts.baseIntervalMs, forwarding: false, nextDue: aligned(Date.now(), this.opts.baseIntervalMs), reader };
+    const task: Task = {
+      objectId: target.objectId,
+      target,
+      intervalMs: this.opts.baseIntervalMs,
+      forwarding: false,
+      nextDue: aligned(Date.now(), this.opts.baseIntervalMs),
+      reader,
+      labels: target.host ? undefined : this.labelsOf(target),
+    };
     this.tasks.set(task.objectId, task);
     this.sample(task); // first sample at once: the baseline for CPU%
     this.schedule();
@@ -87,6 +105,7 @@ export class CollectorService {
     const task = this.get(objectId);
     task.reader?.close();
     this.tasks.delete(objectId);
+    this.exposition.invalidate();
     this.schedule();
   }
 
@@ -128,8 +147,14 @@ export class CollectorService {
   }
 
   /** Stops sampling, ends the WatchFlows calls (after the open window) and stops the flow log. */
+  /** This process's GET /metrics shows the objects' series (until close). */
+  publishMetrics(): void {
+    this.unpublish ??= metrics.addExposition(() => this.exposition.exposition());
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.unpublish?.();
     if (this.timer) clearTimeout(this.timer);
     for (const t of this.tasks.values()) t.reader?.close();
     const flows = this.flows?.close();
@@ -160,6 +185,23 @@ export class CollectorService {
     } finally {
       unsubscribe();
     }
+  }
+
+  /** id (the cgroup path), name, image, object_id, kind, origin. */
+  private labelsOf(target: internalv1.CollectTarget): string {
+    const cgroup = target.runtime ? fromRuntimeInfo(target.runtime).cgroup : undefined;
+    return labelText({
+      id: cgroup && this.opts.cgroupName ? this.opts.cgroupName(cgroup) : '',
+      name: target.name,
+      image: target.image,
+      object_id: target.objectId,
+      kind: (v1.Kind[target.kind] ?? '').replace(/^KIND_/, '').toLowerCase(),
+      origin: (v1.Origin[target.origin] ?? '').replace(/^ORIGIN_(UNSPECIFIED)?/, '').toLowerCase(),
+    });
+  }
+
+  private *objectFigures(): Iterable<{ labels: string; figures: v1.Report | undefined }> {
+    for (const t of this.tasks.values()) if (t.labels !== undefined) yield { labels: t.labels, figures: t.last };
   }
 
   private get(objectId: string): Task {
@@ -195,8 +237,12 @@ export class CollectorService {
       cpuThrottledPeriods: f.cpuThrottledPeriods,
       cpuThrottledNs: f.cpuThrottledNs,
       memoryHighEvents: f.memoryHighEvents,
+      memoryWorkingSetBytes: f.memoryWorkingSetBytes,
+      cpuQuotaUs: f.cpuQuotaUs,
+      cpuPeriodUs: f.cpuPeriodUs,
     };
     task.last = report;
+    if (task.labels !== undefined) this.exposition.invalidate();
     return report;
   }
 
@@ -276,7 +322,7 @@ function view(t: Task): internalv1.CollectTask {
 
 export async function startCollector(
   config: AgentConfig,
-  drivers: Pick<HostDrivers, 'objects'>,
+  drivers: Pick<HostDrivers, 'objects' | 'cgroup'>,
   reporter: Peer<internalv1.ReporterClient>,
   listener: Listener,
 ): Promise<{ server: RunningServer; service: CollectorService }> {
@@ -287,7 +333,14 @@ export async function startCollector(
     windowMs: config.flowWindowMs,
     onError: (message) => log.warn('flow log', { reason: message }),
   });
-  const service = new CollectorService(driverSamplers(drivers), reporter, { hostId: config.hostId, baseIntervalMs: config.collectBaseMs }, log, flows);
+  const service = new CollectorService(
+    driverSamplers(drivers),
+    reporter,
+    { hostId: config.hostId, baseIntervalMs: config.collectBaseMs, cgroupName: (ref) => drivers.cgroup.fs.nameOf(ref) },
+    log,
+    flows,
+  );
+  service.publishMetrics();
   const server = await startGrpcServer({
     listeners: [listener],
     log,

@@ -12,6 +12,7 @@ import { status, type ClientReadableStream, type ServiceError } from '@grpc/grpc
 import { GrpcService, loadConfig, Module } from '@agent/option';
 import { connect, FailedPreconditionError, INTERNAL_ONLY, internalListener, Logger, startGrpcServer, type Peer, type RunningServer } from '@agent/grpc-kit';
 import { internalv1, policyv1 } from '@agent/proto';
+import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { outputLogTable, ulogdPids } from '@agent/testkit';
 import { CollectorService, driverSamplers, startCollector } from './collector';
 import { FlowSource } from './flow-source';
@@ -265,7 +266,7 @@ describe('Collector WatchFlows', () => {
   });
 
   it('streams batches from startCollector; a cancelled watch stops ulogd, closing ends the watches', async () => {
-    const started = await startCollector(config, { objects: new Map() }, reporter, internalListener(config, '127.0.0.1:0', 'AGENT_COLLECTOR_LISTEN', token));
+    const started = await startCollector(config, { objects: new Map(), cgroup: new CgroupDriver(new CgroupFs(config.cgroupParent)) }, reporter, internalListener(config, '127.0.0.1:0', 'AGENT_COLLECTOR_LISTEN', token));
     servers.push(started.server);
     services.push(started.service);
     const peer = connect(internalv1.CollectorClient, started.server.address, { token });

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, Module } from '@agent/option';
-import { exitOnSignal, internalListener, internalToken, prepareDataDir, privateDir, runMain, type Listener } from '@agent/grpc-kit';
+import { exitOnSignal, internalListener, internalToken, prepareDataDir, privateDir, runMain, serveMetrics, type Listener } from '@agent/grpc-kit';
 import { connectUpstream } from '@agent/drivers';
 import { createHostDrivers } from '@agent/kinds';
 import { internalv1 } from '@agent/proto';
@@ -49,6 +49,7 @@ runMain(Module.Daemon, async (log, telemetry) => {
     reporter: reporter.server.localPeer(internalv1.ReporterClient, token),
   }, internalListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN', Module.AgentCore));
   const api = await startApiServer(config, core.server.localPeer(internalv1.AgentCoreClient, token));
+  const metricsEndpoint = await serveMetrics(config, log);
   log.info('agent ready', {
     apiserver: api.addresses,
     tokens: config.apiListen !== '' ? config.tokenDir : null,
@@ -57,9 +58,11 @@ runMain(Module.Daemon, async (log, telemetry) => {
     reportFile: config.reportFile,
     upstream: config.upstream || null,
     cgroup: drivers.cgroup.fs.version,
+    metrics: metricsEndpoint?.url ?? null,
   });
 
   exitOnSignal(log, [
+    ['stop serving metrics', () => metricsEndpoint?.close()],
     ['stop accepting calls', () => api.shutdown(2_000)],
     ['finish queued events', () => core.core.drain(5_000)],
     ['stop cluster sync', () => core.cluster.stop()],

@@ -1,5 +1,6 @@
 import { context, trace, type Context, type Link } from '@opentelemetry/api';
 import { errorMessage, tracer, type Logger } from '@agent/grpc-kit';
+import { metrics } from '@agent/telemetry';
 import type { Driver } from '@agent/drivers';
 import { policyv1, sinkv1, v1 } from '@agent/proto';
 import { Kind, type GapPayload, type Spool, type SpoolRecord, type SpoolStats } from '@agent/spool';
@@ -23,6 +24,10 @@ export class BusOut {
   private refused = 0;
   /** Per boot, the highest seq the upstream said it has everything up to. */
   private readonly acked = new Map<string, number>();
+  /** Records spooled and acknowledged since start (GET /metrics). */
+  private spooled = 0;
+  private sent = 0;
+  private readonly unpublish: () => void;
 
   constructor(
     private readonly spool: Spool,
@@ -33,6 +38,15 @@ export class BusOut {
     const st = spool.stats();
     if (st.backlog > 0 || st.corrupt > 0 || st.cut > 0) log.info('bus out spool opened', { ...st });
     if (st.corrupt > 0 || st.cut > 0) log.warn('bus out spool had damaged records; they were skipped', { corrupt: st.corrupt, cutBytes: st.cut });
+    const off = [
+      metrics.reports.provide(() => [
+        [{ outcome: 'spooled' }, this.spooled],
+        [{ outcome: 'sent' }, this.sent],
+        [{ outcome: 'dropped' }, this.refused + this.spool.stats().dropped],
+      ]),
+      metrics.reportBacklog.provide(() => [[{}, this.spool.stats().backlog]]),
+    ];
+    this.unpublish = () => off.forEach((f) => f());
     this.kick();
   }
 
@@ -61,6 +75,7 @@ export class BusOut {
 
   close(): void {
     this.closing = true;
+    this.unpublish();
     const { backlog } = this.spool.stats();
     if (backlog > 0) this.log.info('bus out backlog kept in the spool for the next start', { backlog });
     this.spool.close();
@@ -71,6 +86,7 @@ export class BusOut {
     let records: SpoolRecord[];
     try {
       records = this.spool.append(items);
+      this.spooled += records.length;
     } catch (err) {
       this.refused += items.length;
       this.log.warn('bus out spool refused records; they will not reach the upstream', { count: items.length, refused: this.refused, reason: errorMessage(err) });
@@ -113,6 +129,7 @@ export class BusOut {
         const acks = res.acks ?? highest(records);
         for (const [boot, seq] of acks) this.acked.set(boot, Math.max(this.acked.get(boot) ?? 0, seq));
         passed = this.spool.ack(acks);
+        this.sent += passed;
         this.forget(acks.get(this.spool.boot) ?? 0);
         if (passed === 0) this.log.warn('upstream acknowledged none of a batch; will send again', { first: `${records[0]!.boot}/${records[0]!.seq}` });
       } catch (err) {

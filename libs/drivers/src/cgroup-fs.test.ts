@@ -204,6 +204,8 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
     fs.writeFileSync(path.join(dir, 'memory.max'), 'max\n');
     fs.writeFileSync(path.join(dir, 'pids.current'), '3\n');
     fs.writeFileSync(path.join(dir, 'io.stat'), '8:0 rbytes=100 wbytes=200 rios=1 wios=2\n8:16 rbytes=1 wbytes=2 rios=1 wios=1\n');
+    fs.writeFileSync(path.join(dir, 'memory.stat'), 'anon 2048\nfile 2048\nactive_file 1024\ninactive_file 1000\n');
+    fs.writeFileSync(path.join(dir, 'cpu.max'), '50000 100000\n');
     const reader = new FigureReader(cg.refFor('g1'), undefined);
     assert.deepEqual(reader.read(), {
       cpuUsageNs: 1_234_000,
@@ -217,7 +219,16 @@ describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', 
       cpuThrottledPeriods: 5,
       cpuThrottledNs: 700_000,
       memoryHighEvents: 3,
+      memoryWorkingSetBytes: 3096,
+      cpuQuotaUs: 50_000,
+      cpuPeriodUs: 100_000,
     });
+    // No CPU limit: no quota (the period stays, as cAdvisor reads it); a cache larger than usage: no working set below 0.
+    fs.writeFileSync(path.join(dir, 'cpu.max'), 'max 100000\n');
+    fs.writeFileSync(path.join(dir, 'memory.stat'), 'inactive_file 8192\n');
+    const again = reader.read();
+    assert.equal(again.cpuQuotaUs, undefined);
+    assert.equal(again.memoryWorkingSetBytes, 0);
     reader.close();
   });
 

@@ -96,6 +96,24 @@ export class CgroupFs {
     return { version: this.version, paths };
   }
 
+  /**
+   * The group's path from its hierarchy's root, as /proc/<pid>/cgroup and
+   * cAdvisor's id label name it ("/agent/web", "/docker/<id>"); v1 names the
+   * memory controller's group. Empty when the ref is under no known mount.
+   */
+  nameOf(ref: CgroupRef): string {
+    const ctrls = ref.version === 'v2' ? [UNIFIED] : ['memory', 'cpuacct', 'cpu', 'pids', 'blkio'];
+    for (const c of ctrls) {
+      const dir = ref.paths[c];
+      const m = c === UNIFIED ? this.v2 : this.v1.get(c);
+      if (dir === undefined || !m) continue;
+      const rel = path.relative(m.mountPoint, dir);
+      if (rel.startsWith('..') || path.isAbsolute(rel)) continue;
+      return path.posix.join(m.root, rel);
+    }
+    return '';
+  }
+
   /** Creates the group (and the agent's root) in every hierarchy. */
   create(relative: string): CgroupRef {
     const ref = this.refFor(relative);

@@ -75,6 +75,17 @@ function statLine(text: string, key: string, scale: number): number | undefined 
   return m?.[1] !== undefined ? Number(m[1]) * scale : undefined;
 }
 
+/**
+ * Usage less the inactive file cache, as cAdvisor computes the working set
+ * (v1 counts the whole subtree's cache: total_inactive_file). Not below zero.
+ */
+function workingSet(usage: number | undefined, stat: string | undefined, v2: boolean): number | undefined {
+  if (usage === undefined || stat === undefined) return undefined;
+  const inactive = statLine(stat, v2 ? 'inactive_file' : 'total_inactive_file', 1);
+  if (inactive === undefined) return undefined;
+  return inactive < usage ? usage - inactive : 0;
+}
+
 /** The figures of one object, from files kept open between samples. */
 export class FigureReader {
   private readonly buf = Buffer.allocUnsafe(16 * 1024);
@@ -94,6 +105,8 @@ export class FigureReader {
       f('pids', d, 'pids.current');
       f('io', d, 'io.stat');
       f('events', d, 'memory.events');
+      f('stat', d, 'memory.stat');
+      f('quota', d, 'cpu.max');
     } else {
       const p = ref.paths;
       f('cpu', p.cpuacct, 'cpuacct.usage');
@@ -102,6 +115,9 @@ export class FigureReader {
       f('pids', p.pids, 'pids.current');
       f('io', p.blkio, 'blkio.throttle.io_service_bytes');
       f('throttle', p.cpu, 'cpu.stat');
+      f('stat', p.memory, 'memory.stat');
+      f('quota', p.cpu, 'cpu.cfs_quota_us');
+      f('period', p.cpu, 'cpu.cfs_period_us');
     }
     if (netDevPath) this.files.net = new OpenFile(netDevPath);
   }
@@ -120,9 +136,10 @@ export class FigureReader {
     const io = ioText === undefined ? undefined : this.v2 ? parseIoStat(ioText) : parseBlkioV1(ioText);
     const netText = r('net');
     const net = netText === undefined ? undefined : parseNetDev(netText);
+    const memoryUsageBytes = num(r('mem'));
     return {
       cpuUsageNs,
-      memoryUsageBytes: num(r('mem')),
+      memoryUsageBytes,
       memoryLimitBytes,
       pids: num(r('pids')),
       netRxBytes: net?.rx,
@@ -132,7 +149,20 @@ export class FigureReader {
       cpuThrottledPeriods: throttle === undefined ? undefined : statLine(throttle, 'nr_throttled', 1),
       cpuThrottledNs: throttle === undefined ? undefined : this.v2 ? statLine(throttle, 'throttled_usec', 1000) : statLine(throttle, 'throttled_time', 1),
       memoryHighEvents: events === undefined ? undefined : statLine(events, 'high', 1),
+      memoryWorkingSetBytes: workingSet(memoryUsageBytes, r('stat'), this.v2),
+      ...this.cpuBandwidth(r('quota'), this.v2 ? undefined : r('period')),
     };
+  }
+
+  /** v2: cpu.max is "<quota|max> <period>"; v1: cfs_quota_us (-1: none) and cfs_period_us. */
+  private cpuBandwidth(quota: string | undefined, period: string | undefined): Pick<Figures, 'cpuQuotaUs' | 'cpuPeriodUs'> {
+    if (quota === undefined) return {};
+    if (this.v2) {
+      const [q = '', p = ''] = quota.trim().split(' ');
+      return { cpuQuotaUs: q === 'max' ? undefined : num(q), cpuPeriodUs: num(p) };
+    }
+    const q = num(quota);
+    return { cpuQuotaUs: q !== undefined && q > 0 ? q : undefined, cpuPeriodUs: num(period) };
   }
 
   close(): void {

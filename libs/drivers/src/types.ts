@@ -101,6 +101,11 @@ export interface Figures {
   readonly cpuThrottledNs?: number;
   /** Times it went over memory.high (v2 only). */
   readonly memoryHighEvents?: number;
+  /** Memory in use less its inactive file cache (what cAdvisor calls the working set). */
+  readonly memoryWorkingSetBytes?: number;
+  /** CPU bandwidth limit: quota µs of CPU time every period µs (quota unset: no limit). */
+  readonly cpuQuotaUs?: number;
+  readonly cpuPeriodUs?: number;
 }
 
 /** A workload stopped or started by itself (not through the driver). */

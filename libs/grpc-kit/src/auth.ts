@@ -60,9 +60,13 @@ export class TokenBook {
 }
 
 export function bearerToken(metadata: Metadata): string | undefined {
-  const v = metadata.get('authorization')[0];
-  if (typeof v !== 'string') return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(v);
+  return parseBearer(metadata.get('authorization')[0]);
+}
+
+/** The token of an `authorization: Bearer <token>` value (gRPC metadata or an HTTP header). */
+export function parseBearer(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(value);
   return m?.[1];
 }
 

@@ -24,6 +24,7 @@ import type { PeerCertificate } from 'node:tls';
 import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
 import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
+import { countCall } from './call-metrics';
 
 export interface ServiceBinding {
   /** Fully qualified name, e.g. agent.v1.AgentService. */
@@ -167,7 +168,9 @@ function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate)
         try {
           check(call);
         } catch (err) {
-          call.emit('error', mapError(log, method.path, err));
+          const st = mapError(log, method.path, err);
+          countCall('server_stream', method.path, st.code);
+          call.emit('error', st);
           return;
         }
         h(call);
@@ -178,7 +181,9 @@ function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate)
         try {
           check(call);
         } catch (err) {
-          cb(mapError(log, method.path, err));
+          const st = mapError(log, method.path, err);
+          countCall('unary', method.path, st.code);
+          cb(st);
           return;
         }
         h(call, cb);
@@ -208,11 +213,13 @@ export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCal
       fn(call.request, call).then(
         (res) => {
           endSpan(span, 0);
+          countCall('unary', call.getPath(), 0);
           callback(null, res);
         },
         (err: unknown) => {
           const st = mapError(log, call.getPath(), err);
           endSpan(span, st.code, st.details);
+          countCall('unary', call.getPath(), st.code);
           callback(st);
         },
       );
@@ -236,11 +243,13 @@ export function serverStream<Req, Res>(log: Logger, fn: (req: Req, call: ServerW
       fn(call.request, call).then(
         () => {
           endSpan(span, 0);
+          countCall('server_stream', call.getPath(), 0);
           call.end();
         },
         (err: unknown) => {
           const st = mapError(log, call.getPath(), err);
           endSpan(span, call.cancelled ? 1 : st.code, st.details);
+          countCall('server_stream', call.getPath(), call.cancelled ? 1 : st.code);
           if (!call.cancelled) call.emit('error', st);
         },
       );

@@ -85,6 +85,11 @@ export interface AgentConfig {
   readonly logLevel: LogLevel;
   /** AGENT_LISTEN: the apiserver's TCP address; "off" (empty here) disables it. Default: 127.0.0.1:50051. */
   readonly apiListen: string;
+  /**
+   * AGENT_METRICS_LISTEN: host:port of GET /metrics (Prometheus text format; a
+   * reader or admin token is required); "off" (empty here) disables it. Default: 127.0.0.1:9464.
+   */
+  readonly metricsListen: string;
   /** AGENT_SOCKET: the apiserver's unix socket (whoever can open it is an admin); "off" (empty here) disables it. Default: <dataDir>/agent.sock */
   readonly socket: string;
   /** AGENT_SOCKET_GROUP: group (name or gid) of the unix socket, mode 0660. Default: the agent's own group (root when it runs as root). */
@@ -236,6 +241,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     dataDir,
     logLevel: oneOf(env, 'AGENT_LOG_LEVEL', 'info', LOG_LEVELS),
     apiListen: str(env, 'AGENT_LISTEN', '') === 'off' ? '' : address(env, 'AGENT_LISTEN', '127.0.0.1:50051'),
+    metricsListen: metricsListen(env),
     socket: optionalPath(env, 'AGENT_SOCKET', path.join(dataDir, 'agent.sock')),
     socketGroup: str(env, 'AGENT_SOCKET_GROUP', ''),
     tokenDir,
@@ -287,6 +293,13 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     healthMs: int(env, 'AGENT_HEALTH_MS', 60_000, 100, 86_400_000),
     cleanupMs: int(env, 'AGENT_CLEANUP_MS', 3_600_000, 100, 604_800_000),
   };
+}
+
+function metricsListen(env: Env): string {
+  const v = str(env, 'AGENT_METRICS_LISTEN', '127.0.0.1:9464');
+  if (v === 'off') return '';
+  if (!/^([\w.-]+|\[[0-9a-fA-F:]+\]):\d{1,5}$/.test(v)) throw new ConfigError('AGENT_METRICS_LISTEN', `expected host:port or off, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 /** A service run on its own needs a fixed address: ":0" is only for the daemon's loopback wiring. */

@@ -73,6 +73,8 @@ export async function startAgent(env: Record<string, string> = {}, again?: Pick<
       AGENT_STOP_GRACE_MS: '1000',
       // Tests see only what they make; the discovery tests turn this on with a label filter.
       AGENT_DISCOVER: 'off',
+      // Tests run side by side: the metrics tests give each agent its own address.
+      AGENT_METRICS_LISTEN: 'off',
       ...env,
     },
     stdio: ['ignore', 'inherit', 'pipe'],
@@ -369,6 +371,7 @@ export async function startSeparateAgent(
     AGENT_COLLECTOR_ADDR: co,
     AGENT_REPORTER_ADDR: r,
     AGENT_DISCOVER: 'off',
+    AGENT_METRICS_LISTEN: 'off',
     ...extraEnv,
   };
   // Started in reverse dependency order on purpose: each waits for its peers.

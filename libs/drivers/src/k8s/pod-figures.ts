@@ -43,9 +43,12 @@ function firstPid(dir: string | undefined): number {
   }
 }
 
-const FIELDS = ['cpuUsageNs', 'memoryUsageBytes', 'memoryLimitBytes', 'pids', 'netRxBytes', 'netTxBytes', 'blkioReadBytes', 'blkioWriteBytes', 'cpuThrottledPeriods', 'cpuThrottledNs', 'memoryHighEvents'] as const;
+const FIELDS = ['cpuUsageNs', 'memoryUsageBytes', 'memoryLimitBytes', 'pids', 'netRxBytes', 'netTxBytes', 'blkioReadBytes', 'blkioWriteBytes', 'cpuThrottledPeriods', 'cpuThrottledNs', 'memoryHighEvents', 'memoryWorkingSetBytes'] as const;
 
-/** Figures added up: a figure no part has stays unset. */
+/**
+ * Figures added up: a figure no part has stays unset. CPU quotas add up when
+ * every part has one over the same period (otherwise the sum has no quota).
+ */
 export function sumFigures(parts: readonly Figures[]): Figures {
   const out: Record<string, number> = {};
   for (const f of parts) {
@@ -53,6 +56,11 @@ export function sumFigures(parts: readonly Figures[]): Figures {
       const v = f[k];
       if (v !== undefined) out[k] = (out[k] ?? 0) + v;
     }
+  }
+  const period = parts[0]?.cpuPeriodUs;
+  if (period !== undefined && parts.every((p) => p.cpuQuotaUs !== undefined && p.cpuPeriodUs === period)) {
+    out.cpuQuotaUs = parts.reduce((sum, p) => sum + (p.cpuQuotaUs ?? 0), 0);
+    out.cpuPeriodUs = period;
   }
   return out as Figures;
 }
