@@ -27,3 +27,4 @@ export type { Api, Outcome } from './client';
 export { outputLogTable, tcpConnects, ulogdPids } from './net';
 export { startFakeKube, kubeTools } from './kube';
 export type { FakeKube, FakeKubeOptions, KubeTools, KubeObject } from './kube';
+export { startPrometheus, type Prometheus, type Sample } from './prometheus';
