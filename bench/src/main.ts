@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --only=agent|store|spool|network]
+// npm run bench [-- --quick] [-- --only=agent|store|spool|network|metrics]
 //
 // Every figure of the agent beside its peer, measured in the same run on the
 // same containers: the Docker stats API and CLI, docker update, docker run,
@@ -14,7 +14,9 @@
 // set elements and quarantine on nftables beside iptables and
 // iptables-restore, the flow log's packet rate through ulogd, and a policy
 // revision fanned out to 1,000 watchers on nats-server, network-bench.ts;
-// root, no Docker, about a minute) and writes bench/results/<names>.json
+// root, no Docker, about a minute; metrics: GET /metrics with 200 objects
+// beside prometheus-node-exporter, and the agent's CPU scraped and not,
+// metrics-bench.ts) and writes bench/results/<names>.json
 // instead, so latest.json keeps the full run. The store alone, without the
 // reinstall of npm run bench:
 //   npx tsc -b bench && node bench/dist/main.js --only=store
@@ -31,6 +33,7 @@ import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
 import { apiClient, BUSYBOX, cpuSeconds, memoryLimitFile, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
+import { metricsCase } from './metrics-bench';
 import { policyApplyCase } from './network-agent-bench';
 import { networkCase } from './network-bench';
 import { spoolCase } from './spool-bench';
@@ -38,7 +41,7 @@ import { storeCase } from './store-bench';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const BENCHES = ['agent', 'store', 'spool', 'network'] as const;
+const BENCHES = ['agent', 'store', 'spool', 'network', 'metrics'] as const;
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const wanted = (b: (typeof BENCHES)[number]): boolean => ONLY === undefined || ONLY.includes(b);
 const P = QUICK
@@ -380,6 +383,7 @@ async function main(): Promise<void> {
   if (wanted('agent')) await agentCases();
   if (wanted('store')) await storeCase({ record, log, pct, nowMs, pool });
   if (wanted('spool')) await spoolCase({ record, log, pct, nowMs, pool });
+  if (wanted('metrics')) await metricsCase({ record, log, pct, nowMs, pool }, { quick: QUICK });
   if (wanted('network')) {
     await networkCase({ record, log, pct, nowMs, pool }, { quick: QUICK });
     await policyApplyCase({ record, log, pct, nowMs, pool }, { quick: QUICK });
