@@ -3,6 +3,7 @@ import { internalv1, v1 } from '@agent/proto';
 import { stateOf } from '@agent/kinds';
 import type { Flows } from './flows';
 import type { ObjectRecord, ObjectTable } from './objects';
+import { PEER_TIMEOUT_MS } from './peers';
 
 const { State } = v1;
 
@@ -45,6 +46,7 @@ export class RuntimeFollower {
   }
 
   private onRuntime(e: internalv1.RuntimeEvent): void {
+    if (e.limitsRefused !== '') return this.limitsReverted(e);
     let rec = this.objects.get(e.objectId);
     if (!rec && e.spec) rec = this.discover(e);
     if (!rec) return;
@@ -70,6 +72,25 @@ export class RuntimeFollower {
       if (e.spec && e.running) await this.flows.giveCollectTask(r, true);
       r.object.exitCode = e.running ? undefined : e.exitCode;
       await this.objects.setState(r, state, why);
+      await this.flows.announce(r);
+    }).catch((err: unknown) => this.log.warn('runtime event failed', { objectId: e.objectId, err }));
+  }
+
+  /**
+   * Docker refused a limit change its cgroup had taken (the Update had
+   * answered), and the cgroup went back: the object shows the limits the
+   * workload holds now (read again, in order with its events: a later update
+   * may have moved them since) and why in last_error.
+   */
+  private limitsReverted(e: internalv1.RuntimeEvent): void {
+    const r = this.objects.get(e.objectId);
+    if (!r) return;
+    r.queue = r.queue.then(async () => {
+      if (r.object.state === State.STATE_DELETED || r.deleteRequested || !r.runtime) return;
+      const kind = r.object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED;
+      const now = await this.manager.call('inspectObject', { objectId: r.object.objectId, kind, runtime: r.runtime }, { timeoutMs: PEER_TIMEOUT_MS }).catch(() => undefined);
+      this.objects.setRuntime(r, now ?? { ...r.runtime, applied: e.applied });
+      await this.objects.setState(r, r.object.state, e.limitsRefused);
       await this.flows.announce(r);
     }).catch((err: unknown) => this.log.warn('runtime event failed', { objectId: e.objectId, err }));
   }

@@ -76,6 +76,7 @@ export class ManagerService {
         }),
         runtime: toRuntimeInfo(e.runtime),
         state: v1.State.STATE_UNSPECIFIED,
+        limitsRefused: '',
       };
       this.discovered.set(e.id, ev);
     } else {
@@ -90,10 +91,25 @@ export class ManagerService {
   }
 
   private onRuntimeEvent(e: RuntimeEvent): void {
+    if (e.limits) {
+      this.log.warn('limit change reverted', { objectId: e.objectId, reason: e.limits.refused });
+      const ev: internalv1.RuntimeEvent = {
+        objectId: e.objectId,
+        running: e.running,
+        reason: e.reason,
+        pid: e.pid,
+        removed: false,
+        state: v1.State.STATE_UNSPECIFIED,
+        limitsRefused: e.limits.refused,
+        applied: { ...e.limits.applied },
+      };
+      for (const w of this.watchers) w.write(ev);
+      return;
+    }
     // The stop a Delete causes is the Delete's (its event may come after the Delete has returned).
     if (!e.running && (this.deleting.get(e.objectId) ?? 0) > Date.now()) this.log.debug('object stopped by its delete', { objectId: e.objectId, reason: e.reason });
     else this.log.info(e.running ? 'object started by itself' : 'object stopped by itself', { objectId: e.objectId, reason: e.reason });
-    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false, exitCode: e.exitCode, state: phaseState(e.phase) };
+    const ev: internalv1.RuntimeEvent = { objectId: e.objectId, running: e.running, reason: e.reason, pid: e.pid, removed: false, exitCode: e.exitCode, state: phaseState(e.phase), limitsRefused: '' };
     for (const w of this.watchers) w.write(ev);
   }
 

@@ -459,6 +459,17 @@ export function dockerHostConfig(r: ResourceChange): Record<string, unknown> {
   return out;
 }
 
+/** The limits set in r (not 0, not empty) as Docker's HostConfig fields hold them. */
+export function dockerRecordOf(r: Resources): Record<string, unknown> {
+  let out: Record<string, unknown> = {};
+  for (const d of DIMENSIONS) {
+    const v = r[d.key];
+    if (v === undefined || v === 0 || v === '' || !d.docker) continue;
+    out = { ...out, ...(d.docker(v) ?? {}) };
+  }
+  return out;
+}
+
 /** The dimensions Docker cannot set exactly: the driver writes them to the container's cgroup itself. */
 export function notForDocker(r: ResourceChange): ResourceChange {
   const out: Record<string, unknown> = {};

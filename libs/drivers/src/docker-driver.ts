@@ -4,9 +4,10 @@ import { AgentError, DriverError, NotFoundError, UnavailableError, traced } from
 import { BaseDriver, WORKLOAD_CAPABILITIES, type Capabilities, type Discovering, type Sampler } from './driver';
 import type { CgroupDriver } from './cgroup-driver';
 import { macFor } from './network/address';
-import { asked, dockerHostConfig, limits, notForDocker, requireSupported, withFollowers } from './dimensions';
+import { asked, dockerHostConfig, dockerRecordOf, limits, notForDocker, requireSupported, withFollowers } from './dimensions';
+import { DockerRecord } from './docker-record';
 import { checkArgv, checkEnv, fail, redactEnv, SPEC_LIMITS } from './spec-checks';
-import type { ContainerFilter, DiscoveryListener, ResourceChange, Runtime, RuntimeListener, WorkloadSpec } from './types';
+import type { CgroupRef, ContainerFilter, DiscoveryListener, ResourceChange, Resources, Runtime, RuntimeListener, WorkloadSpec } from './types';
 
 /** KIND_CONTAINER's part of a spec (agent.v1.ContainerSpec). */
 export interface ContainerWorkload {
@@ -57,6 +58,8 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
   private events: NodeJS.ReadableStream | undefined;
   private eventsSince = Math.floor(Date.now() / 1000);
   private closed = false;
+  /** Docker's record of each container's limits, following its cgroup. */
+  readonly record: DockerRecord;
 
   constructor(
     private readonly cgroups: CgroupDriver,
@@ -64,6 +67,11 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
   ) {
     super();
     this.docker = new Docker({ socketPath: opts.socketPath });
+    this.record = new DockerRecord(
+      cgroups.fs,
+      (id, body) => api('update', id, () => this.docker.getContainer(id).update(body)),
+      (id, err, applied) => void this.refused(id, err, applied),
+    );
   }
 
   /** Its workloads live in cgroups of this host. */
@@ -138,33 +146,50 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
   }
 
   /**
-   * The cgroup first, so the new limit takes effect at once; then Docker's own
-   * record (docker update), so that inspect and a restart agree. If Docker
-   * refuses, the cgroup goes back to what it was: the two never disagree once
-   * the call returns.
+   * The cgroup is the change: written here, and the call answers once the
+   * kernel holds it. Docker's own record (docker update, what inspect shows
+   * and a restart re-applies) follows off the answer path (DockerRecord):
+   * coalesced per container, retried while Docker does not answer, flushed
+   * when the driver closes and caught up when a container is adopted. If
+   * Docker refuses it, the cgroup goes back and the object hears why.
    */
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
-    // The cgroup first (what the kernel lacks is refused there, before anything changes), then Docker's record of it.
+    // What the kernel lacks is refused by applyLimits before anything changes; what Docker
+    // can never take (removing a limit it holds) by dockerHostConfig, before that.
     // Docker wants MemorySwap with Memory: what follows from the change (the swap total moving with memory) goes too.
     const before = this.cgroups.fs.readLimits(rt.cgroup);
     const full = withFollowers(change, before);
     const body = dockerHostConfig(full);
     this.cgroups.fs.applyLimits(rt.cgroup, full);
-    try {
-      if (Object.keys(body).length > 0) await api('update', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).update(body));
-    } catch (err) {
-      const revert: ResourceChange = Object.fromEntries(Object.keys(full).map((k) => [k, before[k as keyof typeof before]]));
-      try {
-        this.cgroups.fs.applyLimits(rt.cgroup, revert);
-      } catch {
-        /* the error below is the one to report */
-      }
-      throw this.fail('update', err);
-    }
+    const revert: ResourceChange = Object.fromEntries(Object.keys(full).map((k) => [k, before[k as keyof typeof before]]));
+    this.record.follow(rt.runtimeId, rt.cgroup, full, revert, body);
     return { ...rt, applied: this.cgroups.fs.readLimits(rt.cgroup) };
   }
 
+  /** Docker refused a change of its record: the cgroup went back; the object is told by its labels. */
+  private async refused(id: string, err: unknown, applied: Resources): Promise<void> {
+    const info = await api('inspect', id, () => this.docker.getContainer(id).inspect()).catch(() => undefined);
+    const labels = info?.Config?.Labels ?? {};
+    const objectId = labels[Label.ObjectId];
+    if (!objectId || labels[Label.HostId] !== this.opts.hostId) return;
+    const refused = `docker refused the limit change: ${dockerMessage(err)}`;
+    for (const l of this.listeners) l({ objectId, runtimeId: id, running: info?.State?.Running === true, reason: refused, pid: info?.State?.Pid ?? 0, limits: { refused, applied } });
+  }
+
+  /**
+   * Docker's record behind the cgroup (the agent was killed before it was
+   * sent): the limits the agent applied, where Docker holds another value, go
+   * to Docker now.
+   */
+  private catchUp(info: Docker.ContainerInspectInfo, cgroup: CgroupRef, applied: Resources): void {
+    const held = info.HostConfig as unknown as Record<string, unknown>;
+    const want = dockerRecordOf(applied);
+    // MemorySwap goes with Memory; how Docker shows it depends on swap accounting, so it alone says nothing.
+    if (Object.entries(want).some(([k, v]) => k !== 'MemorySwap' && held[k] !== v)) this.record.follow(info.Id, cgroup, {}, {}, want);
+  }
+
   override async remove(rt: Runtime): Promise<void> {
+    this.record.forget(rt.runtimeId);
     const container = this.docker.getContainer(rt.runtimeId);
     try {
       await api('stop', rt.runtimeId, () => container.stop({ t: Math.ceil(this.opts.stopGraceMs / 1000) })).catch((err: DockerApiError) => {
@@ -177,7 +202,7 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     }
   }
 
-  override async inspect(rt: Runtime, tries = 40): Promise<Runtime> {
+  override async inspect(rt: Runtime, tries = 40, catchUp = false): Promise<Runtime> {
     let info: Docker.ContainerInspectInfo;
     try {
       info = await api('inspect', rt.runtimeId, () => this.docker.getContainer(rt.runtimeId).inspect());
@@ -189,13 +214,14 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     if (!running) return { runtimeId: info.Id, pid: 0, cgroup: rt.cgroup, applied: rt.applied, running, exitCode: info.State.ExitCode };
     try {
       const cgroup = this.cgroups.fs.refForPid(pid);
+      if (catchUp) this.catchUp(info, cgroup, rt.applied);
       return { runtimeId: info.Id, pid, cgroup, applied: this.cgroups.fs.readLimits(cgroup), running, ...addressOf(info) };
     } catch (err) {
       // It exited between Docker's answer and the read of its cgroup: ask again (Docker takes a
       // moment to notice), for how it ended.
       if (tries <= 1) throw err;
       await new Promise((r) => setTimeout(r, 25));
-      return this.inspect(rt, tries - 1);
+      return this.inspect(rt, tries - 1, catchUp);
     }
   }
 
@@ -214,7 +240,7 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     }
     if (!id) throw new NotFoundError(`container of ${spec.objectId} is gone`);
     try {
-      return await this.inspect({ runtimeId: id, pid: 0, cgroup: rt?.cgroup ?? { version: this.cgroups.fs.version, paths: {} }, applied: rt?.applied ?? spec.resources, running: false });
+      return await this.inspect({ runtimeId: id, pid: 0, cgroup: rt?.cgroup ?? { version: this.cgroups.fs.version, paths: {} }, applied: rt?.applied ?? spec.resources, running: false }, 40, true);
     } catch (err) {
       if (((err as DriverError).cause as DockerApiError | undefined)?.statusCode === 404) throw new NotFoundError(`container ${id.slice(0, 12)} of ${spec.objectId} is gone`);
       throw err;
@@ -373,6 +399,7 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
   }
 
   override async close(): Promise<void> {
+    await this.record.close(2_000);
     this.closed = true;
     const s = this.events as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
     s?.destroy?.();

@@ -119,6 +119,12 @@ export interface RuntimeEvent {
   readonly exitCode?: number;
   /** As Runtime.phase. */
   readonly phase?: Phase;
+  /**
+   * Not a start or a stop: a limit change the runtime's own record refused
+   * after the cgroup took it (Docker), so the cgroup went back. refused says
+   * why, applied is what the cgroup holds now.
+   */
+  readonly limits?: { readonly refused: string; readonly applied: Resources };
 }
 
 export type RuntimeListener = (e: RuntimeEvent) => void;

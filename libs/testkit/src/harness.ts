@@ -280,6 +280,16 @@ export function memoryLimitFile(pid: number): string {
   return path.join('/sys/fs/cgroup', v2?.slice(3) ?? '/', 'memory.max');
 }
 
+/** The CPU quota (µs per period) of a pid's cgroup, -1 for none, found independently of the agent's code. */
+export function cpuQuotaOf(pid: number): number {
+  const lines = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n');
+  const v1 = lines.find((l) => l.split(':')[1]?.split(',').includes('cpu'));
+  if (v1) return Number(fs.readFileSync(path.join('/sys/fs/cgroup/cpu', v1.split(':')[2] ?? '/', 'cpu.cfs_quota_us'), 'utf8').trim());
+  const v2 = lines.find((l) => l.startsWith('0::'));
+  const [quota = 'max'] = fs.readFileSync(path.join('/sys/fs/cgroup', v2?.slice(3) ?? '/', 'cpu.max'), 'utf8').trim().split(' ');
+  return quota === 'max' ? -1 : Number(quota);
+}
+
 /** CPU seconds (user+system) a pid has used, from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -15,6 +15,7 @@ export {
   waitFor,
   sh,
   memoryLimitFile,
+  cpuQuotaOf,
   isAlive,
   cpuSeconds,
   removeCgroupParent,

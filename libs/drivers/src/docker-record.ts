@@ -1,0 +1,142 @@
+// Docker's own record of a container's limits (its HostConfig), brought up to
+// what the driver wrote to the container's cgroup, off the caller's path. The
+// cgroup write is the change; the record is what Docker re-applies when it
+// starts the container again, and what `docker inspect` shows.
+import type { CgroupFs } from './cgroup-fs';
+import type { CgroupRef, ResourceChange, Resources } from './types';
+
+/** Sends a HostConfig change of container id to Docker (docker update). */
+export type RecordWrite = (id: string, body: Readonly<Record<string, unknown>>) => Promise<void>;
+
+/** Docker refused a change (err, its answer): the cgroup went back; applied is what it holds now. */
+export type RecordRefused = (id: string, err: unknown, applied: Resources) => void;
+
+interface Batch {
+  /** HostConfig fields still to send; later changes override earlier ones. */
+  body: Record<string, unknown>;
+  /** The limits the cgroup was given for them. */
+  change: ResourceChange;
+  /** The cgroup's values before the earliest of them. */
+  revert: ResourceChange;
+  cgroup: CgroupRef;
+}
+
+/** Docker's answer that says it will never take the change (as opposed to not answering). */
+function refusal(err: unknown): boolean {
+  const status = (err as { statusCode?: number }).statusCode;
+  return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+function gone(err: unknown): boolean {
+  return (err as { statusCode?: number }).statusCode === 404;
+}
+
+/**
+ * One writer per container: a change that arrives while Docker is being told
+ * of the last one joins the next request (coalesced), so a burst of updates
+ * costs Docker at most two calls. A call Docker does not answer (engine
+ * restarting, socket gone) is retried with backoff until it answers; one it
+ * refuses takes the cgroup back to what it held before, and the owner hears
+ * why.
+ */
+export class DockerRecord {
+  private readonly queued = new Map<string, Batch>();
+  private readonly running = new Map<string, Promise<void>>();
+  private closed = false;
+
+  constructor(
+    private readonly fs: Pick<CgroupFs, 'applyLimits' | 'readLimits'>,
+    private readonly write: RecordWrite,
+    private readonly onRefused: RecordRefused,
+    private readonly onRetry: (id: string, err: unknown, delayMs: number) => void = () => undefined,
+  ) {}
+
+  /** The cgroup of container id now holds change (it held revert before); body is the same change in Docker's terms. */
+  follow(id: string, cgroup: CgroupRef, change: ResourceChange, revert: ResourceChange, body: Readonly<Record<string, unknown>>): void {
+    if (Object.keys(body).length === 0) return;
+    const q = this.queued.get(id);
+    if (q) {
+      Object.assign(q.body, body);
+      q.change = { ...q.change, ...change };
+      q.revert = { ...revert, ...q.revert };
+      q.cgroup = cgroup;
+    } else {
+      this.queued.set(id, { body: { ...body }, change, revert, cgroup });
+    }
+    if (!this.running.has(id)) this.running.set(id, this.drain(id));
+  }
+
+  /** Whether Docker's record of id is behind its cgroup (a change queued or being sent). */
+  behind(id: string): boolean {
+    return this.running.has(id);
+  }
+
+  /** Resolves once Docker's record of id holds every change followed so far (or refused it and the cgroup went back). */
+  async flush(id: string): Promise<void> {
+    for (let p = this.running.get(id); p; p = this.running.get(id)) await p;
+  }
+
+  /** Every container's record flushed, at most timeoutMs (what is left is caught up at the next start). */
+  async close(timeoutMs: number): Promise<void> {
+    const all = Promise.all([...this.running.keys()].map((id) => this.flush(id)));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    this.closed = true;
+  }
+
+  /** The container is gone: nothing more to tell Docker of it. */
+  forget(id: string): void {
+    this.queued.delete(id);
+  }
+
+  private async drain(id: string): Promise<void> {
+    // What arrives in this turn goes in the same request.
+    await new Promise((r) => setImmediate(r));
+    let rewrite = false;
+    let backoffMs = 100;
+    try {
+      for (let b = this.queued.get(id); b; b = this.queued.get(id)) {
+        this.queued.delete(id);
+        try {
+          await this.write(id, b.body);
+          backoffMs = 100;
+          // An earlier change was refused and reverted in the cgroup: this one's values go back in.
+          if (rewrite) this.fs.applyLimits(b.cgroup, b.change);
+        } catch (err) {
+          if (gone(err)) return;
+          if (!refusal(err)) {
+            if (this.closed) return;
+            this.requeue(id, b);
+            this.onRetry(id, err, backoffMs);
+            await new Promise((r) => setTimeout(r, backoffMs));
+            backoffMs = Math.min(backoffMs * 2, 5_000);
+            continue;
+          }
+          let applied: Resources | undefined;
+          try {
+            this.fs.applyLimits(b.cgroup, b.revert);
+            applied = this.fs.readLimits(b.cgroup);
+          } catch {
+            /* the container went away meanwhile */
+          }
+          // A later change queued meanwhile started from values that are now undone.
+          const next = this.queued.get(id);
+          if (next) {
+            for (const k of Object.keys(next.revert) as Array<keyof ResourceChange>) if (k in b.revert) (next.revert as Record<string, unknown>)[k] = b.revert[k];
+            rewrite = true;
+          }
+          if (applied) this.onRefused(id, err, applied);
+        }
+      }
+    } finally {
+      this.running.delete(id);
+    }
+  }
+
+  /** A batch Docker did not answer goes back in front of whatever came after it. */
+  private requeue(id: string, b: Batch): void {
+    const later = this.queued.get(id);
+    this.queued.set(id, later ? { body: { ...b.body, ...later.body }, change: { ...b.change, ...later.change }, revert: { ...later.revert, ...b.revert }, cgroup: later.cgroup } : b);
+  }
+}
