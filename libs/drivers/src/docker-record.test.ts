@@ -74,6 +74,24 @@ describe('DockerRecord (real cgroup, the test answers for Docker)', { skip }, ()
     assert.equal(memory(ref), 69 * MiB);
   });
 
+  it("a change made while Docker writes an older one is back in the cgroup as soon as Docker's write is done", async () => {
+    const w = heldWriter();
+    const rec = new DockerRecord(cg, w.write, () => assert.fail('nothing refused'));
+    const first = w.next();
+    change(rec, 64 * MiB);
+    const c1 = await first;
+    change(rec, 100 * MiB);
+    // Docker's update writes the running container's cgroup with what it was sent, as dockerd does.
+    cg.applyLimits(ref, { memoryBytes: c1.body.Memory as number });
+    const second = w.next();
+    c1.answer();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(memory(ref), 100 * MiB, 'the newer value is back before the next call');
+    (await second).answer();
+    await rec.flush('c1');
+    assert.equal(memory(ref), 100 * MiB);
+  });
+
   it('a refusal takes the cgroup back to before the refused change, and says what it holds', async () => {
     const w = heldWriter();
     const refused: Array<{ err: unknown; applied: Resources }> = [];

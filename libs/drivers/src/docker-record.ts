@@ -21,6 +21,13 @@ interface Batch {
   cgroup: CgroupRef;
 }
 
+/**
+ * A container's record is sent once its limits have been still this long: a
+ * burst of changes is one call, and no change lands while Docker is writing
+ * an older one (Docker's update writes the cgroup too).
+ */
+const QUIET_MS = 25;
+
 /** Docker's answer that says it will never take the change (as opposed to not answering). */
 function refusal(err: unknown): boolean {
   const status = (err as { statusCode?: number }).statusCode;
@@ -32,9 +39,11 @@ function gone(err: unknown): boolean {
 }
 
 /**
- * One writer per container: a change that arrives while Docker is being told
- * of the last one joins the next request (coalesced), so a burst of updates
- * costs Docker at most two calls. A call Docker does not answer (engine
+ * One writer per container, sending once the container's limits have been
+ * still for QUIET_MS: a burst of updates is one call, and a change that
+ * arrives while Docker is being told of an earlier one joins the next call
+ * (and goes back into the cgroup as soon as Docker's write of the older one
+ * is done). A call Docker does not answer (engine
  * restarting, socket gone) is retried with backoff until it answers; one it
  * refuses takes the cgroup back to what it held before, and the owner hears
  * why.
@@ -42,6 +51,8 @@ function gone(err: unknown): boolean {
 export class DockerRecord {
   private readonly queued = new Map<string, Batch>();
   private readonly running = new Map<string, Promise<void>>();
+  /** When each container's cgroup last changed. */
+  private readonly changedAt = new Map<string, number>();
   private closed = false;
 
   constructor(
@@ -63,6 +74,7 @@ export class DockerRecord {
     } else {
       this.queued.set(id, { body: { ...body }, change, revert, cgroup });
     }
+    this.changedAt.set(id, Date.now());
     if (!this.running.has(id)) this.running.set(id, this.drain(id));
   }
 
@@ -88,14 +100,23 @@ export class DockerRecord {
   /** The container is gone: nothing more to tell Docker of it. */
   forget(id: string): void {
     this.queued.delete(id);
+    this.changedAt.delete(id);
+  }
+
+  /** Until the container's limits have not changed for QUIET_MS. */
+  private async quiet(id: string): Promise<void> {
+    for (;;) {
+      const wait = (this.changedAt.get(id) ?? 0) + QUIET_MS - Date.now();
+      if (wait <= 0 || this.closed) return;
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 
   private async drain(id: string): Promise<void> {
-    // What arrives in this turn goes in the same request.
-    await new Promise((r) => setImmediate(r));
     let rewrite = false;
     let backoffMs = 100;
     try {
+      await this.quiet(id);
       for (let b = this.queued.get(id); b; b = this.queued.get(id)) {
         this.queued.delete(id);
         try {
@@ -103,6 +124,10 @@ export class DockerRecord {
           backoffMs = 100;
           // An earlier change was refused and reverted in the cgroup: this one's values go back in.
           if (rewrite) this.fs.applyLimits(b.cgroup, b.change);
+          // Docker's update writes the running container's cgroup with what it was sent: a change
+          // made meanwhile was just overwritten with an older value, and goes back in at once.
+          const next = this.queued.get(id);
+          if (next) this.rewrite(next);
         } catch (err) {
           if (gone(err)) return;
           if (!refusal(err)) {
@@ -131,6 +156,14 @@ export class DockerRecord {
       }
     } finally {
       this.running.delete(id);
+    }
+  }
+
+  private rewrite(b: Batch): void {
+    try {
+      this.fs.applyLimits(b.cgroup, b.change);
+    } catch {
+      /* the container went away meanwhile */
     }
   }
 
