@@ -51,9 +51,10 @@ describe('tracing (OTLP receiver standing in for Jaeger)', () => {
     const { res, traceId } = await callWithMetadata<v1.EventAck>((md, cb) => client.client.create(req, md, cb));
     assert.equal(res.state, v1.State.STATE_RUNNING, res.error);
     assert.match(traceId, /^[0-9a-f]{32}$/);
+    // Each module exports its own batches: wait for the call's own span too (it ends last).
     const spans = await waitFor('spans of five services', () => {
       const got = inTrace(traceId);
-      return SERVICES.every((s) => got.some((x) => x.service === s)) ? got : undefined;
+      return SERVICES.every((s) => got.some((x) => x.service === s)) && got.some((x) => x.name === 'agent.v1.AgentService/Create') ? got : undefined;
     }, 10_000, 100);
     const docker = spans.filter((s) => s.name.startsWith('docker '));
     assert.ok(docker.some((s) => s.name === 'docker create'), JSON.stringify(spans.map((s) => s.name)));
