@@ -148,3 +148,28 @@ describe('tracing with the collector unreachable', () => {
     }
   });
 });
+
+describe('without an OTLP endpoint', () => {
+  it('no trace is made: no trace-id header, even for a caller that sends traceparent; logs carry no trace_id', async () => {
+    const agent = await startAgent();
+    const client = apiClient(agent.address, agent.token);
+    bearer = agent.token;
+    try {
+      const md = new Metadata();
+      md.set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+      const got = await callWithMetadata<v1.EventAck>(
+        (m, cb) => client.client.create(v1.CreateRequest.fromPartial({ spec: { name: 'untraced', kind: v1.Kind.KIND_CGROUP, cgroup: { path: 'untraced' } }, wait: true }), m, cb),
+        md,
+      );
+      assert.equal(got.res.state, v1.State.STATE_RUNNING);
+      assert.equal(got.traceId, '', 'no trace-id header');
+      const audit = agent.logs.find((l) => l.msg === 'mutating call' && l.method === 'Create');
+      assert.ok(audit, 'the audit line is written');
+      assert.equal(audit.trace_id, undefined);
+      await client.call('delete', { objectId: got.res.objectId, wait: true });
+    } finally {
+      client.close();
+      await agent.stop();
+    }
+  });
+});

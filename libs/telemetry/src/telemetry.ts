@@ -53,13 +53,21 @@ let started: Telemetry | undefined;
  * (one for a service run alone, five for the daemon). It owns the context
  * manager and the propagators (W3C traceparent and baggage, plus Jaeger's
  * uber-trace-id); each module gets a tracer provider of its own so that its
- * spans carry its own service.name. Without an OTLP endpoint nothing is
- * recorded or exported, and nothing is slowed down.
+ * spans carry its own service.name. Without an OTLP endpoint the SDK is not
+ * started at all: nothing is recorded, propagated or exported, and no call
+ * pays for context (the trace-id response header is then absent).
  */
 export function startTelemetry(opts: { process: string; modules: readonly string[]; env?: Env }): Telemetry {
   if (started) return started;
   const env = opts.env ?? process.env;
   diag.setLogger({ error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined, verbose: () => undefined }, DiagLogLevel.NONE);
+  const exporter = exporterFromEnv(env);
+  if (!exporter) {
+    // Nothing exports: no SDK, so no context manager (AsyncLocalStorage), no
+    // propagator and no span is made for any call; the API's no-op defaults answer.
+    started = { exporting: false, shutdown: async () => undefined };
+    return started;
+  }
   const sdk = new NodeSDK({
     serviceName: serviceName(opts.process),
     autoDetectResources: false,
@@ -71,20 +79,17 @@ export function startTelemetry(opts: { process: string; modules: readonly string
     spanProcessors: [], // the per-module providers below carry the processors
   });
   sdk.start();
-  const exporter = exporterFromEnv(env);
   const providers = new Map<string, BasicTracerProvider>();
-  if (exporter) {
-    for (const m of [...opts.modules, opts.process]) {
-      providers.set(m, new BasicTracerProvider({
-        resource: resourceFromAttributes({ 'service.name': serviceName(m), 'host.name': env.AGENT_HOST_ID ?? os.hostname() }),
-        spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500 })],
-      }));
-    }
-    const fallback = providers.get(opts.process) as TracerProvider;
-    trace.setGlobalTracerProvider(new RoutingTracerProvider(providers, fallback));
+  for (const m of [...opts.modules, opts.process]) {
+    providers.set(m, new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': serviceName(m), 'host.name': env.AGENT_HOST_ID ?? os.hostname() }),
+      spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500 })],
+    }));
   }
+  const fallback = providers.get(opts.process) as TracerProvider;
+  trace.setGlobalTracerProvider(new RoutingTracerProvider(providers, fallback));
   started = {
-    exporting: exporter !== undefined,
+    exporting: true,
     shutdown: async (timeoutMs = 2_000) => {
       const all = Promise.allSettled([...providers.values()].map((p) => p.shutdown()).concat(sdk.shutdown()));
       await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
