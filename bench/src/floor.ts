@@ -1,15 +1,43 @@
 // The machine's floor for a call: a bare grpc-js server with the agent's own
 // service definition and messages, doing only the work itself (an Update
 // writes a memory limit file, a Get answers a stored object): no
-// authentication, no tracing, no hops between services. The bench calls it
-// with the same client as the agent, in the same run.
+// authentication, no tracing, no hops between services. It runs in a process
+// of its own, as the agent does (a server in the client's process would save
+// the wake-ups between processes), and the bench calls it with the same
+// client as the agent, in the same run.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { v1 } from '@agent/proto';
 
 export interface Floor {
   readonly address: string;
   stop(): Promise<void>;
+}
+
+/** The floor server in a child process (floor-main.js). */
+export async function spawnFloor(opts: { readonly object: v1.Object; readonly memoryLimitFile: string }): Promise<Floor> {
+  const objectFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'agent-floor-')), 'object.json');
+  fs.writeFileSync(objectFile, JSON.stringify(v1.Object.toJSON(opts.object)));
+  const child = spawn(process.execPath, [path.join(__dirname, 'floor-main.js'), objectFile, opts.memoryLimitFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`floor server exited with ${code}`)));
+  });
+  return {
+    address,
+    stop: async () => {
+      if (child.exitCode === null) {
+        const gone = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await gone;
+      }
+      fs.rmSync(path.dirname(objectFile), { recursive: true, force: true });
+    },
+  };
 }
 
 export async function startFloor(opts: { readonly object: v1.Object; readonly memoryLimitFile: string }): Promise<Floor> {

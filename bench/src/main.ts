@@ -2,7 +2,8 @@
 //
 // Every figure of the agent beside its peer, measured in the same run on the
 // same containers: the Docker stats API and CLI, docker update, docker run,
-// docker inspect; the embedded store (LMDB) beside the one-file-per-key
+// docker inspect, and a bare grpc-js server in a process of its own doing the
+// same work as an Update or a Get (floor.ts: the machine's floor for a call); the embedded store (LMDB) beside the one-file-per-key
 // store it replaced (store-bench.ts); and the network dataplane beside
 // iptables rebuilds (network-bench.ts). Writes bench/results/latest.json and
 // prints a table. The machine is shared and noisy: read the ratios, not the
@@ -33,7 +34,7 @@ import { CgroupDriver, CgroupFs } from '@agent/drivers';
 import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
 import { apiClient, BUSYBOX, cpuSeconds, memoryLimitFile, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
-import { startFloor, type Floor } from './floor';
+import { spawnFloor, type Floor } from './floor';
 import { metricsCase } from './metrics-bench';
 import { policyApplyCase } from './network-agent-bench';
 import { networkCase } from './network-bench';
@@ -364,7 +365,7 @@ async function agentCases(): Promise<void> {
     const sepClient = apiClient(separate.address, separate.token);
     const [sepObj] = await createContainers(sepClient, 1, 'bench-sep');
     floorFs = floorCgroup();
-    floor = await startFloor({ object: objs[0]!, memoryLimitFile: floorFs.file });
+    floor = await spawnFloor({ object: objs[0]!, memoryLimitFile: floorFs.file });
     const floorClient = apiClient(floor.address, agent.token);
     await controlCase(client, objs[0]!, { client: floorClient, file: floorFs.file }, { client: sepClient, obj: sepObj! });
     floorClient.close();
