@@ -382,8 +382,11 @@ async function agentCases(): Promise<void> {
     await separate?.stop();
     await floor?.stop();
     floorFs?.remove();
-    const { stdout } = await run('docker', ['ps', '-aq', '--filter', 'label=io.agent.bench=1']);
-    if (stdout.trim()) await run('docker', ['rm', '-f', ...stdout.trim().split('\n')]);
+    // The peers' containers, and the agents' own when a case failed before its cleanup.
+    for (const label of ['io.agent.bench=1', `io.agent.host-id=${agent.hostId}`]) {
+      const { stdout } = await run('docker', ['ps', '-aq', '--filter', `label=${label}`]);
+      if (stdout.trim()) await run('docker', ['rm', '-f', ...stdout.trim().split('\n')]);
+    }
   }
 }
 
