@@ -8,14 +8,14 @@ import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 import { connect } from '@agent/grpc-kit';
 import { policyv1 } from '@agent/proto';
-import { BUSYBOX, api, bufCurl, sh, startAgent, tcpConnects, waitFor, type Agent } from '@agent/testkit';
+import { BUSYBOX, api, bufCurl, freePort, sh, startAgent, tcpConnects, waitFor, type Agent } from '@agent/testkit';
 
 const TABLE = `agent_seg_${process.pid}`;
 // A group of this test's own: the flow log of another agent on this host must not take it.
 const NFLOG_GROUP = String(1000 + (process.pid % 60_000));
 // Containers started outside the agent with this label are discovered.
 const OUTSIDE = `seg.outside=${process.pid}`;
-const ENV = { AGENT_NFT_TABLE: TABLE, AGENT_NFLOG_GROUP: NFLOG_GROUP, AGENT_DISCOVER: OUTSIDE };
+const ENV: Record<string, string> = { AGENT_NFT_TABLE: TABLE, AGENT_NFLOG_GROUP: NFLOG_GROUP, AGENT_DISCOVER: OUTSIDE };
 const PORT = 5432;
 
 type Flow = { srcObjectId?: string; dstObjectId?: string; srcGroup?: string; dstGroup?: string; dstPort?: number; protocol?: string; verdict: string; ruleId?: string; mode?: string; count?: string; hostId?: string };
@@ -82,6 +82,7 @@ describe('network segmentation (real Docker, real nftables)', () => {
   let other: Obj;
 
   before(async () => {
+    ENV.AGENT_METRICS_LISTEN = `127.0.0.1:${await freePort()}`;
     agent = await startAgent(ENV);
     db = await create(agent, 'seg-db', 'db', server());
     web = await create(agent, 'seg-web', 'web', idle);
@@ -103,6 +104,10 @@ describe('network segmentation (real Docker, real nftables)', () => {
     const denied = await flowSeen(agent, web, db, 'VERDICT_DENIED');
     assert.deepEqual([denied.srcGroup, denied.dstGroup, denied.protocol, denied.dstPort, denied.mode, denied.ruleId ?? '0'], ['web', 'db', 'tcp', PORT, 'MODE_PROTECT', '0']);
     assert.equal(denied.hostId, agent.hostId);
+    // GET /metrics counts the flow and the dataplane's programming.
+    const text = await fetch(`http://${ENV.AGENT_METRICS_LISTEN}/metrics`, { headers: { authorization: `Bearer ${agent.readerToken}` } }).then((r) => r.text());
+    assert.ok(Number(/^agent_network_flows_total\{verdict="denied"\} (\d+)$/m.exec(text)?.[1] ?? 0) >= 1, 'the denied flow is counted');
+    assert.ok(Number(/^agent_policy_program_seconds_count\{outcome="ok"\} (\d+)$/m.exec(text)?.[1] ?? 0) >= 1, 'the programming is timed');
     await applyPolicy(agent, [['db', 'db', 'MODE_PROTECT'], ['web', 'web', 'MODE_PROTECT']], [{ id: 1, from: 'web', to: 'db', ports: [`tcp/${PORT + 1}`], action: 'ACTION_ALLOW' }]);
     assert.equal(await reaches(web, db.ip!), false, 'a rule for another port');
     // ApplyPolicy answers once the dataplane enforces it: the very next connection passes.

@@ -2,6 +2,7 @@ import { errorMessage, type Logger } from '@agent/grpc-kit';
 import { macFor } from '@agent/drivers';
 import { findKind, KINDS } from '@agent/kinds';
 import { type internalv1, policyv1, v1 } from '@agent/proto';
+import { metrics } from '@agent/telemetry';
 import { sameRule, type LearnedRules } from './learning';
 import type { ObjectRecord, ObjectTable } from './objects';
 import type { Peers } from './peers';
@@ -180,11 +181,14 @@ export class Segmentation {
     const revoke = [...this.revoke];
     const state: internalv1.NetworkState = { endpoints: members.map((m) => m.endpoint), groups: policy.groups.map((g) => g.name), rules: this.rules(), revoke };
     let failure: string | undefined;
+    const timer = metrics.policyProgram.startTimer();
     try {
       const r = await this.peers.manager.call('programNetwork', state, { timeoutMs: 30_000 });
+      timer({ outcome: 'ok' });
       for (const id of revoke) this.revoke.delete(id);
       this.onDataplane(r.present);
     } catch (err) {
+      timer({ outcome: 'failed' });
       failure = errorMessage(err);
       this.log.warn('network policy not programmed; retrying', { reason: failure, endpoints: state.endpoints.length, rules: state.rules.length });
       clearTimeout(this.retry);

@@ -151,12 +151,15 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
    * and a restart re-applies) follows off the answer path (DockerRecord):
    * coalesced per container, retried while Docker does not answer, flushed
    * when the driver closes and caught up when a container is adopted. If
-   * Docker refuses it, the cgroup goes back and the object hears why.
+   * Docker refuses it, the cgroup goes back and the object hears why. A
+   * change waits only while Docker is writing an earlier one (Docker's write
+   * of the older value would otherwise land after it).
    */
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
     // What the kernel lacks is refused by applyLimits before anything changes; what Docker
     // can never take (removing a limit it holds) by dockerHostConfig, before that.
     // Docker wants MemorySwap with Memory: what follows from the change (the swap total moving with memory) goes too.
+    await this.record.idle(rt.runtimeId);
     const before = this.cgroups.fs.readLimits(rt.cgroup);
     const full = withFollowers(change, before);
     const body = dockerHostConfig(full);

@@ -92,6 +92,29 @@ describe('DockerRecord (real cgroup, the test answers for Docker)', { skip }, ()
     assert.equal(memory(ref), 100 * MiB);
   });
 
+  it('idle() waits while a call is with Docker, and no longer than its timeout', async () => {
+    const w = heldWriter();
+    const rec = new DockerRecord(cg, w.write, () => assert.fail('nothing refused'));
+    await rec.idle('c1'); // nothing under way: at once
+    const first = w.next();
+    change(rec, 64 * MiB);
+    const c1 = await first;
+    let idle = false;
+    const waiting = rec.idle('c1').then(() => (idle = true));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(idle, false, 'Docker is still writing');
+    c1.answer();
+    await waiting;
+    const second = w.next();
+    change(rec, 65 * MiB);
+    const c2 = await second;
+    const t0 = Date.now();
+    await rec.idle('c1', 50);
+    assert.ok(Date.now() - t0 >= 45, 'a Docker that does not answer holds it back until the timeout');
+    c2.answer();
+    await rec.flush('c1');
+  });
+
   it('a refusal takes the cgroup back to before the refused change, and says what it holds', async () => {
     const w = heldWriter();
     const refused: Array<{ err: unknown; applied: Resources }> = [];

@@ -51,6 +51,8 @@ function gone(err: unknown): boolean {
 export class DockerRecord {
   private readonly queued = new Map<string, Batch>();
   private readonly running = new Map<string, Promise<void>>();
+  /** The call with Docker for a container, while there is one. */
+  private readonly sending = new Map<string, Promise<void>>();
   /** When each container's cgroup last changed. */
   private readonly changedAt = new Map<string, number>();
   private closed = false;
@@ -76,6 +78,21 @@ export class DockerRecord {
     }
     this.changedAt.set(id, Date.now());
     if (!this.running.has(id)) this.running.set(id, this.drain(id));
+  }
+
+  /**
+   * Resolves once no call for id is with Docker (at most timeoutMs): the
+   * driver writes a container's cgroup only then, because Docker's update
+   * writes the running container's cgroup too, and one still under way would
+   * put the older value back after the newer one. A Docker that does not
+   * answer holds a change back no longer than timeoutMs.
+   */
+  async idle(id: string, timeoutMs = 2_000): Promise<void> {
+    const call = this.sending.get(id);
+    if (!call) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([call, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Whether Docker's record of id is behind its cgroup (a change queued or being sent). */
@@ -120,12 +137,19 @@ export class DockerRecord {
       for (let b = this.queued.get(id); b; b = this.queued.get(id)) {
         this.queued.delete(id);
         try {
-          await this.write(id, b.body);
+          const call = this.write(id, b.body);
+          this.sending.set(id, call.then(() => undefined, () => undefined));
+          try {
+            await call;
+          } finally {
+            this.sending.delete(id);
+          }
           backoffMs = 100;
           // An earlier change was refused and reverted in the cgroup: this one's values go back in.
           if (rewrite) this.fs.applyLimits(b.cgroup, b.change);
           // Docker's update writes the running container's cgroup with what it was sent: a change
-          // made meanwhile was just overwritten with an older value, and goes back in at once.
+          // followed meanwhile (the driver waits for idle(), so only one that did not) was just
+          // overwritten with an older value, and goes back in at once.
           const next = this.queued.get(id);
           if (next) this.rewrite(next);
         } catch (err) {

@@ -1,6 +1,6 @@
 // The agent's own Prometheus metrics: one registry per process (the daemon's
 // five services share it), served at GET /metrics beside the objects' series.
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 type Labels<L extends string> = Readonly<Record<L, string>>;
 
@@ -60,6 +60,19 @@ export class AgentMetrics {
     name: 'agent_store_errors_total',
     help: 'Writes the store refused (no room, read-only, failing, unreachable); the change they carried was refused to its caller.',
     labelNames: ['cause'] as const,
+    registers: [this.registry],
+  });
+  readonly policyProgram = new Histogram({
+    name: 'agent_policy_program_seconds',
+    help: 'Time to program the network dataplane for a policy, membership or quarantine change, until the kernel enforces it (ok) or refused it (failed).',
+    labelNames: ['outcome'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly flows = new Counter({
+    name: 'agent_network_flows_total',
+    help: 'Connections of segmented containers the dataplane logged, by verdict (allowed, learned, violation, denied).',
+    labelNames: ['verdict'] as const,
     registers: [this.registry],
   });
   readonly queueDepth = new Polled(this.registry, 'gauge', 'agent_event_queue_depth', 'Events and system tasks waiting to run.', []);
