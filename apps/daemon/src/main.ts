@@ -75,6 +75,8 @@ runMain(Module.Daemon, async (log, telemetry) => {
     ['flush reporters', () => reporter.service.close()],
     ['stop reporter', () => reporter.server.shutdown(500)],
     ['stop manager', () => manager.shutdown(500)],
+    // Docker's records still to send (up to 2 s), then the event streams.
+    ['close drivers', () => Promise.all([...drivers.objects.values()].map((d) => d.close())).then(() => undefined)],
     ['close upstream', () => rpc?.close()],
     ['flush traces', () => telemetry.shutdown()],
   ]);

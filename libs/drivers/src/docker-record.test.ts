@@ -167,6 +167,25 @@ describe('DockerRecord (real cgroup, the test answers for Docker)', { skip }, ()
     assert.equal(memory(ref), 74 * MiB);
   });
 
+  it('close() sends what is still queued before it resolves, and gives up on a Docker that does not answer after its timeout', async () => {
+    const w = heldWriter();
+    const rec = new DockerRecord(cg, w.write, () => assert.fail('nothing refused'));
+    const first = w.next();
+    change(rec, 68 * MiB);
+    let closed = false;
+    const closing = rec.close(1_000).then(() => (closed = true));
+    const c1 = await first;
+    assert.equal(closed, false, 'close waits for the call');
+    c1.answer();
+    await closing;
+    assert.deepEqual(w.calls.map((c) => c.body.Memory), [68 * MiB]);
+    const stuck = new DockerRecord(cg, heldWriter().write, () => undefined);
+    change(stuck, 69 * MiB);
+    const t0 = Date.now();
+    await stuck.close(100);
+    assert.ok(Date.now() - t0 < 1_000, 'a stuck Docker holds the exit back only as long as the timeout');
+  });
+
   it('a container gone (404) ends its record quietly; a forgotten one is not sent', async () => {
     const w = heldWriter();
     const rec = new DockerRecord(cg, w.write, () => assert.fail('a gone container is not a refusal'));
