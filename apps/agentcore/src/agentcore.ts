@@ -13,6 +13,7 @@ import {
   type RunningServer,
   type Listener,
   INTERNAL_ONLY,
+  atMost,
 } from '@agent/grpc-kit';
 import { internalv1, policyv1, v1 } from '@agent/proto';
 import { openStore, type KvStore } from '@agent/store';
@@ -213,8 +214,7 @@ export class AgentCore implements CoreView {
     // The dataplane stays as it is: the kernel keeps enforcing while the agent is away.
     this.network.stop();
     this.traffic.setActive(false);
-    const all = Promise.allSettled([...this.objects.all()].map((r) => r.queue));
-    await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs))]);
+    await atMost(Promise.allSettled([...this.objects.all()].map((r) => r.queue)), timeoutMs);
   }
 
   // ---- publish: synchronous checks, then the event goes on the object's queue

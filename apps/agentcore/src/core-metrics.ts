@@ -1,10 +1,8 @@
 // What agentcore holds, as GET /metrics shows it: the event queue and the objects by kind and state.
-import { metrics } from '@agent/telemetry';
+import { enumLabel, metrics } from '@agent/telemetry';
 import { v1 } from '@agent/proto';
 import type { ObjectTable } from './objects';
 import type { Scheduler } from './scheduler';
-
-const lower = (name: string | undefined, prefix: string): string => (name ?? '').replace(prefix, '').toLowerCase();
 
 /** Read when scraped; the function returned stops it. */
 export function publishCoreMetrics(objects: ObjectTable, scheduler: Scheduler): () => void {
@@ -14,8 +12,8 @@ export function publishCoreMetrics(objects: ObjectTable, scheduler: Scheduler): 
     metrics.objects.provide(() => {
       const counts = new Map<string, { labels: { kind: string; state: string }; n: number }>();
       for (const { object } of objects.all()) {
-        const kind = lower(v1.Kind[object.spec?.kind ?? 0], 'KIND_');
-        const state = lower(v1.State[object.state], 'STATE_');
+        const kind = enumLabel(v1.Kind, object.spec?.kind ?? v1.Kind.KIND_UNSPECIFIED, 'KIND_');
+        const state = enumLabel(v1.State, object.state, 'STATE_');
         const key = `${kind}/${state}`;
         const c = counts.get(key);
         if (c) c.n++;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
+import { enumLabel } from '@agent/telemetry';
 import { newId } from './ids';
 import type { DamagedRecord, ObjectRecordData, Records } from './records';
 
@@ -187,7 +188,7 @@ export class ObjectTable {
   summary(): Record<string, number> {
     const out: Record<string, number> = { objects: 0, pushing: 0 };
     for (const { object } of this.objects.values()) {
-      const k = `state_${State[object.state]?.replace('STATE_', '').toLowerCase()}`;
+      const k = `state_${enumLabel(State, object.state, 'STATE_')}`;
       out[k] = (out[k] ?? 0) + 1;
       out.objects = (out.objects ?? 0) + 1;
       if (object.pushing) out.pushing = (out.pushing ?? 0) + 1;

@@ -1,7 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { boundedWriter, errorMessage, type Logger, type Peer } from '@agent/grpc-kit';
 import { type internalv1, policyv1 } from '@agent/proto';
-import { metrics } from '@agent/telemetry';
+import { enumLabel, metrics } from '@agent/telemetry';
 
 /** Flows kept for ListFlows, the most recent ones. */
 export const FLOW_HISTORY = 10_000;
@@ -91,7 +91,7 @@ export class Traffic {
     if (logged.length === 0) return;
     const flows = await this.name(logged);
     for (const f of flows) {
-      metrics.flows.inc({ verdict: verdictName(f.verdict) }, f.count || 1);
+      metrics.flows.inc({ verdict: enumLabel(policyv1.Verdict, f.verdict, 'VERDICT_') }, f.count || 1);
       this.history.push(f);
       for (const w of this.watchers) if (matches(f, w.filter)) w.write(f);
     }
@@ -99,8 +99,6 @@ export class Traffic {
     this.onFlows(flows);
   }
 }
-
-const verdictName = (v: policyv1.Verdict): string => (policyv1.Verdict[v] ?? String(v)).replace(/^VERDICT_/, '').toLowerCase();
 
 function matches(f: policyv1.Flow, filter: FlowFilter): boolean {
   if (filter.objectId !== '' && f.srcObjectId !== filter.objectId && f.dstObjectId !== filter.objectId) return false;

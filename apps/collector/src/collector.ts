@@ -18,7 +18,7 @@ import {
   type Peer,
   type RunningServer,
 } from '@agent/grpc-kit';
-import { ContainerExposition, labelText, metrics, withModule } from '@agent/telemetry';
+import { ContainerExposition, enumLabel, labelText, metrics, withModule } from '@agent/telemetry';
 import { hostFigures, NO_FIGURES, type CgroupRef, type Figures, type Runtime, type Sampler } from '@agent/drivers';
 import { driverFor, fromRuntimeInfo, type HostDrivers } from '@agent/kinds';
 import { internalv1, v1 } from '@agent/proto';
@@ -88,7 +88,8 @@ export class CollectorService {
     if (target.objectId === '') throw new InvalidArgumentError('object_id', 'required');
     if (this.tasks.has(target.objectId)) throw new AlreadyExistsError(`collect task for ${target.objectId} exists`);
     // An object with no recorded workload has no figures (never the host's).
-    const reader = target.host ? undefined : target.runtime ? this.samplers(target.kind, fromRuntimeInfo(target.runtime)) : NO_FIGURES;
+    const runtime = target.runtime ? fromRuntimeInfo(target.runtime) : undefined;
+    const reader = target.host ? undefined : runtime ? this.samplers(target.kind, runtime) : NO_FIGURES;
     const task: Task = {
       objectId: target.objectId,
       target,
@@ -96,7 +97,7 @@ export class CollectorService {
       forwarding: false,
       nextDue: aligned(Date.now(), this.opts.baseIntervalMs),
       reader,
-      labels: target.host ? undefined : this.labelsOf(target),
+      labels: target.host ? undefined : this.labelsOf(target, runtime?.cgroup),
     };
     this.tasks.set(task.objectId, task);
     this.sample(task); // first sample at once: the baseline for CPU%
@@ -149,12 +150,12 @@ export class CollectorService {
     return this.tasks.size;
   }
 
-  /** Stops sampling, ends the WatchFlows calls (after the open window) and stops the flow log. */
   /** This process's GET /metrics shows the objects' series (until close). */
   publishMetrics(): void {
     this.unpublish ??= metrics.addExposition(() => this.exposition.exposition());
   }
 
+  /** Stops sampling, ends the WatchFlows calls (after the open window) and stops the flow log. */
   async close(): Promise<void> {
     this.closed = true;
     this.unpublish?.();
@@ -191,15 +192,14 @@ export class CollectorService {
   }
 
   /** id (the cgroup path), name, image, object_id, kind, origin. */
-  private labelsOf(target: internalv1.CollectTarget): string {
-    const cgroup = target.runtime ? fromRuntimeInfo(target.runtime).cgroup : undefined;
+  private labelsOf(target: internalv1.CollectTarget, cgroup: CgroupRef | undefined): string {
     return labelText({
       id: cgroup && this.opts.cgroupName ? this.opts.cgroupName(cgroup) : '',
       name: target.name,
       image: target.image,
       object_id: target.objectId,
-      kind: (v1.Kind[target.kind] ?? '').replace(/^KIND_/, '').toLowerCase(),
-      origin: (v1.Origin[target.origin] ?? '').replace(/^ORIGIN_(UNSPECIFIED)?/, '').toLowerCase(),
+      kind: enumLabel(v1.Kind, target.kind, 'KIND_'),
+      origin: target.origin === v1.Origin.ORIGIN_UNSPECIFIED ? '' : enumLabel(v1.Origin, target.origin, 'ORIGIN_'),
     });
   }
 

@@ -1,5 +1,5 @@
 import { context, trace, type Context, type Link } from '@opentelemetry/api';
-import { errorMessage, tracer, type Logger } from '@agent/grpc-kit';
+import { atMost, errorMessage, tracer, type Logger } from '@agent/grpc-kit';
 import { metrics } from '@agent/telemetry';
 import type { Driver } from '@agent/drivers';
 import { policyv1, sinkv1, v1 } from '@agent/proto';
@@ -70,7 +70,7 @@ export class BusOut {
   /** Waits for the backlog to go out, at most timeoutMs; what is left stays in the spool. */
   async flush(timeoutMs: number): Promise<void> {
     if (!this.sending) return;
-    await Promise.race([this.sending, new Promise((r) => setTimeout(r, timeoutMs))]);
+    await atMost(this.sending, timeoutMs);
   }
 
   close(): void {

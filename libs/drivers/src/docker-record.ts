@@ -2,6 +2,7 @@
 // what the driver wrote to the container's cgroup, off the caller's path. The
 // cgroup write is the change; the record is what Docker re-applies when it
 // starts the container again, and what `docker inspect` shows.
+import { atMost } from '@agent/grpc-kit';
 import type { CgroupFs } from './cgroup-fs';
 import type { CgroupRef, ResourceChange, Resources } from './types';
 
@@ -43,10 +44,9 @@ function gone(err: unknown): boolean {
  * still for QUIET_MS: a burst of updates is one call, and a change that
  * arrives while Docker is being told of an earlier one joins the next call
  * (and goes back into the cgroup as soon as Docker's write of the older one
- * is done). A call Docker does not answer (engine
- * restarting, socket gone) is retried with backoff until it answers; one it
- * refuses takes the cgroup back to what it held before, and the owner hears
- * why.
+ * is done). A call Docker does not answer (engine restarting, socket gone)
+ * is retried with backoff until it answers; one it refuses takes the cgroup
+ * back to what it held before, and the owner hears why.
  */
 export class DockerRecord {
   private readonly queued = new Map<string, Batch>();
@@ -89,10 +89,7 @@ export class DockerRecord {
    */
   async idle(id: string, timeoutMs = 2_000): Promise<void> {
     const call = this.sending.get(id);
-    if (!call) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([call, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
+    if (call) await atMost(call, timeoutMs);
   }
 
   /** Whether Docker's record of id is behind its cgroup (a change queued or being sent). */
@@ -107,10 +104,7 @@ export class DockerRecord {
 
   /** Every container's record flushed, at most timeoutMs (what is left is caught up at the next start). */
   async close(timeoutMs: number): Promise<void> {
-    const all = Promise.all([...this.running.keys()].map((id) => this.flush(id)));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
+    await atMost(Promise.all([...this.running.keys()].map((id) => this.flush(id))), timeoutMs);
     this.closed = true;
   }
 
@@ -130,7 +124,8 @@ export class DockerRecord {
   }
 
   private async drain(id: string): Promise<void> {
-    let rewrite = false;
+    /** A change was refused and taken out of the cgroup: those queued after it go back in once Docker takes them. */
+    let reverted = false;
     let backoffMs = 100;
     try {
       await this.quiet(id);
@@ -138,15 +133,14 @@ export class DockerRecord {
         this.queued.delete(id);
         try {
           const call = this.write(id, b.body);
-          this.sending.set(id, call.then(() => undefined, () => undefined));
+          this.sending.set(id, call);
           try {
             await call;
           } finally {
             this.sending.delete(id);
           }
           backoffMs = 100;
-          // An earlier change was refused and reverted in the cgroup: this one's values go back in.
-          if (rewrite) this.fs.applyLimits(b.cgroup, b.change);
+          if (reverted) this.rewrite(b);
           // Docker's update writes the running container's cgroup with what it was sent: a change
           // followed meanwhile (the driver waits for idle(), so only one that did not) was just
           // overwritten with an older value, and goes back in at once.
@@ -173,7 +167,7 @@ export class DockerRecord {
           const next = this.queued.get(id);
           if (next) {
             for (const k of Object.keys(next.revert) as Array<keyof ResourceChange>) if (k in b.revert) (next.revert as Record<string, unknown>)[k] = b.revert[k];
-            rewrite = true;
+            reverted = true;
           }
           if (applied) this.onRefused(id, err, applied);
         }

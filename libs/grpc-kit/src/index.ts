@@ -28,7 +28,7 @@ export { ensureToken, openPrivateFile, privateDir, readToken } from './private-f
 export { accountEntries } from './accounts';
 export { checkPlaintext, groupId, internalListener, internalToken, prepareDataDir, publicListeners, publicTokens } from './listeners';
 export type { Listener } from './listeners';
-export { exitOnSignal, retry, runMain } from './lifecycle';
+export { atMost, exitOnSignal, retry, runMain } from './lifecycle';
 export type { ShutdownStep } from './lifecycle';
 export { traced, tracer, extractContext, injectContext, TRACE_ID_HEADER } from './tracing';
 export { serveMetrics } from './metrics-endpoint';

@@ -39,6 +39,14 @@ export function exitOnSignal(log: Logger, steps: readonly ShutdownStep[], timeou
   process.on('SIGINT', handler);
 }
 
+/** Waits for p to settle (either way), at most timeoutMs; the timer is cleared when p wins. */
+export async function atMost(p: Promise<unknown>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = p.then(() => undefined, () => undefined);
+  await Promise.race([settled, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+  clearTimeout(timer);
+}
+
 /** Retries fn with backoff until it succeeds or attempts run out (then throws the last error). */
 export async function retry<T>(log: Logger, what: string, fn: () => Promise<T>, attempts = 30, firstDelayMs = 100): Promise<T> {
   let delay = firstDelayMs;

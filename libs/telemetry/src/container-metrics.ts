@@ -57,6 +57,12 @@ export function escapeLabel(v: string): string {
   return v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }
 
+/** A proto enum value as a label value: its name without the prefix, in lower case (KIND_CONTAINER -> container). */
+export function enumLabel(names: Readonly<Record<number, string>>, value: number, prefix: string): string {
+  const name = names[value] ?? String(value);
+  return (name.startsWith(prefix) ? name.slice(prefix.length) : name).toLowerCase();
+}
+
 /** `a="x",b="y"`, without the empty ones. */
 export function labelText(labels: Readonly<Record<string, string>>): string {
   const parts: string[] = [];
