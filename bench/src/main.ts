@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --only=agent|store|spool|network|metrics]
+// npm run bench [-- --quick] [-- --only=agent|control|store|spool|network|metrics]
 //
 // Every figure of the agent beside its peer, measured in the same run on the
 // same containers: the Docker stats API and CLI, docker update, docker run,
@@ -10,7 +10,8 @@
 // absolute times.
 //
 // --only=<names> runs some of the benches (agent: everything that needs the
-// agent and Docker; store: the store alone, no Docker; spool: Bus Out replay
+// agent and Docker; control: its Update and Get part alone, one container
+// per layout, beside the floor, in about a minute; store: the store alone, no Docker; spool: Bus Out replay
 // from the spool to a gRPC sink, spool-bench.ts; network: policy changes,
 // set elements and quarantine on nftables beside iptables and
 // iptables-restore, the flow log's packet rate through ulogd, and a policy
@@ -43,7 +44,7 @@ import { storeCase } from './store-bench';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
-const BENCHES = ['agent', 'store', 'spool', 'network', 'metrics'] as const;
+const BENCHES = ['agent', 'control', 'store', 'spool', 'network', 'metrics'] as const;
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const wanted = (b: (typeof BENCHES)[number]): boolean => ONLY === undefined || ONLY.includes(b);
 const P = QUICK
@@ -390,12 +391,46 @@ async function agentCases(): Promise<void> {
   }
 }
 
+/** The control path alone (--only=control): Update and Get in both layouts beside the floor, one container each, no others running. */
+async function controlCases(): Promise<void> {
+  const agent = await startAgent({ AGENT_COLLECT_BASE_MS: '60000' });
+  const client = apiClient(agent.address, agent.token);
+  let separate: Awaited<ReturnType<typeof startSeparateAgent>> | undefined;
+  let floor: Floor | undefined;
+  let floorFs: ReturnType<typeof floorCgroup> | undefined;
+  try {
+    const [obj] = await createContainers(client, 1, 'bench');
+    separate = await startSeparateAgent();
+    const sepClient = apiClient(separate.address, separate.token);
+    const [sepObj] = await createContainers(sepClient, 1, 'bench-sep');
+    floorFs = floorCgroup();
+    floor = await spawnFloor({ object: obj!, memoryLimitFile: floorFs.file });
+    const floorClient = apiClient(floor.address, agent.token);
+    await controlCase(client, obj!, { client: floorClient, file: floorFs.file }, { client: sepClient, obj: sepObj! });
+    floorClient.close();
+    await throughputCase(agent.address, agent.token, obj!, 'one process (npm start)', floor.address);
+    await throughputCase(separate.address, separate.token, sepObj!, 'five processes', floor.address);
+    await sepClient.call('delete', { objectId: sepObj!.objectId, wait: true });
+    sepClient.close();
+    await client.call('delete', { objectId: obj!.objectId, wait: true });
+  } finally {
+    client.close();
+    await agent.stop();
+    await separate?.stop();
+    await floor?.stop();
+    floorFs?.remove();
+    const { stdout } = await run('docker', ['ps', '-aq', '--filter', `label=io.agent.host-id=${agent.hostId}`]);
+    if (stdout.trim()) await run('docker', ['rm', '-f', ...stdout.trim().split('\n')]);
+  }
+}
+
 async function main(): Promise<void> {
   const started = new Date();
   const unknown = ONLY?.find((b) => !(BENCHES as readonly string[]).includes(b));
   if (unknown !== undefined) throw new Error(`--only: no bench ${JSON.stringify(unknown)} (there are ${BENCHES.join(', ')})`);
   log(`bench ${QUICK ? '(quick)' : ''}${ONLY ? ` (only ${ONLY.join(', ')})` : ''}: ${os.cpus().length} cores, node ${process.version}`);
   if (wanted('agent')) await agentCases();
+  else if (wanted('control')) await controlCases();
   if (wanted('store')) await storeCase({ record, log, pct, nowMs, pool });
   if (wanted('spool')) await spoolCase({ record, log, pct, nowMs, pool });
   if (wanted('metrics')) await metricsCase({ record, log, pct, nowMs, pool }, { quick: QUICK });

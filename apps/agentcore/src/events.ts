@@ -1,5 +1,6 @@
 import { NotFoundError, errorMessage, type Logger } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
+import type { StoreChange } from '@agent/store';
 import type { EventRecordData, Records } from './records';
 
 const { EventStatus } = v1;
@@ -38,12 +39,16 @@ export class EventLog {
   }
 
   /** Records the outcome; resolves once it is in the store. */
-  async finish(event: v1.Event, status: v1.EventStatus, error: string): Promise<void> {
+  finish(event: v1.Event, status: v1.EventStatus, error: string): Promise<void> {
+    return this.records.save(`record event ${event.eventId}`, [this.settle(event, status, error)]);
+  }
+
+  /** Sets the outcome, and returns the event's record for the caller to write (with its object's, Scheduler). */
+  settle(event: v1.Event, status: v1.EventStatus, error: string): StoreChange {
     event.status = status;
     event.error = error;
     event.finishedAt = new Date();
-    const entry = this.entries.get(event.eventId);
-    await this.records.putEvent(entry ?? { event, seq: ++this.seq, request: undefined });
+    return this.records.eventRecord(this.entries.get(event.eventId) ?? { event, seq: ++this.seq, request: undefined });
   }
 
   get(eventId: string): v1.Event | undefined {

@@ -116,14 +116,14 @@ export class Flows {
         if (rt.state) rec.object.state = rt.state; // a rollout under way is PENDING again
       } catch (err) {
         rec.object.lastError = `update: ${errorMessage(err)}`;
-        await this.objects.commit(rec).catch(() => undefined); // the failure reported is the one above
+        this.objects.commitWithEvent(rec);
         throw err;
       }
       Object.assign(spec, next);
     }
     if (labelsChanged) spec.labels = { ...u.labels };
     rec.object.lastError = rec.runtime?.state ? rec.runtime.reason : '';
-    await this.objects.commit(rec);
+    this.objects.commitWithEvent(rec);
   }
 
   private async runDelete(rec: ObjectRecord): Promise<void> {
@@ -160,7 +160,7 @@ export class Flows {
     await this.peers.reporter.call('startReport', { objectId }, { timeoutMs: PEER_TIMEOUT_MS });
     rec.object.pushing = true;
     rec.object.pushIntervalMs = intervalMs;
-    await this.objects.commit(rec);
+    this.objects.commitWithEvent(rec);
   }
 
   private async runPushOff(rec: ObjectRecord): Promise<void> {
@@ -170,7 +170,7 @@ export class Flows {
     if (rec.hasCollectTask) await this.peers.collector.call('setPush', { objectId, intervalMs: 0 }, { timeoutMs: PEER_TIMEOUT_MS });
     rec.object.pushing = false;
     rec.object.pushIntervalMs = 0;
-    await this.objects.commit(rec);
+    this.objects.commitWithEvent(rec);
   }
 
   async pushOnce(objectId: string): Promise<v1.Report> {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
+import type { StoreChange } from '@agent/store';
 import { enumLabel } from '@agent/telemetry';
 import { newId } from './ids';
 import type { DamagedRecord, ObjectRecordData, Records } from './records';
@@ -13,6 +14,8 @@ export interface ObjectRecord {
   hasCollectTask: boolean;
   /** A Delete is published: later events are refused at once. */
   deleteRequested: boolean;
+  /** Changed by the running event, to be recorded with its outcome (commitWithEvent). */
+  settlesWithEvent?: boolean;
   /** The tail of this object's event queue: events run in order per object. */
   queue: Promise<void>;
 }
@@ -113,7 +116,7 @@ export class ObjectTable {
     this.objects.set(objectId, rec);
     this.names.set(name, objectId);
     try {
-      await this.record(rec);
+      await this.records.putObject(rec.object, rec.runtime);
     } catch (err) {
       this.unmake(rec);
       throw err;
@@ -211,12 +214,29 @@ export class ObjectTable {
     return this.commit(rec);
   }
 
-  /** Records the object's change, then tells watchers: nobody hears of a state the store does not have. */
-  async commit(rec: ObjectRecord): Promise<void> {
+  /**
+   * Records the object's change, then tells watchers: nobody hears of a state
+   * the store does not have, and a restart, even after SIGKILL, starts from
+   * it. A deleted workload's record goes (the object stays visible here until
+   * cleanup). also: other records written in the same write (its event's
+   * outcome).
+   */
+  async commit(rec: ObjectRecord, also: readonly StoreChange[] = []): Promise<void> {
     rec.object.updatedAt = new Date();
-    await this.record(rec);
-    this.changes.emit(rec.object.objectId, v1.Object.fromPartial(rec.object));
+    rec.settlesWithEvent = false;
+    const { objectId } = rec.object;
+    const record = rec.object.state === State.STATE_DELETED ? this.records.objectGone(objectId) : this.records.objectRecord(rec.object, rec.runtime);
+    await this.records.save(`record object ${objectId}`, [record, ...also]);
+    this.changes.emit(objectId, v1.Object.fromPartial(rec.object));
     this.changes.emit(ANY_CHANGE, rec);
+  }
+
+  /**
+   * The running event's last change of the object: recorded (and told) with
+   * the event's outcome, in one write, when the event ends (Scheduler).
+   */
+  commitWithEvent(rec: ObjectRecord): void {
+    rec.settlesWithEvent = true;
   }
 
   /** Calls fn with every object whose change is committed, whichever object it is. */
@@ -224,14 +244,6 @@ export class ObjectTable {
     this.changes.on(ANY_CHANGE, fn);
   }
 
-  /**
-   * Every change of an object goes to the store before anyone is told of it:
-   * what a restart, even after SIGKILL, starts from. A deleted workload's
-   * record goes (the object stays visible here until cleanup).
-   */
-  private record(rec: ObjectRecord): Promise<void> {
-    return rec.object.state === State.STATE_DELETED ? this.records.deleteObject(rec.object.objectId) : this.records.putObject(rec.object, rec.runtime);
-  }
 
   /** Calls fn with each committed change of the object until the returned function is called. */
   onChange(objectId: string, fn: (o: v1.Object) => void): () => void {

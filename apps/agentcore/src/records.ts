@@ -1,6 +1,6 @@
 import { errorMessage, ResourceExhaustedError, UnavailableError, type Logger } from '@agent/grpc-kit';
 import { internalv1, v1 } from '@agent/proto';
-import { Keys, StoreWriteError, type KvStore } from '@agent/store';
+import { Keys, StoreWriteError, type KvStore, type StoreChange } from '@agent/store';
 import { metrics } from '@agent/telemetry';
 
 /** An object as it is recorded: what a restart, even after SIGKILL, starts from. */
@@ -40,21 +40,41 @@ export class Records {
   ) {}
 
   putObject(object: v1.Object, runtime: internalv1.RuntimeInfo | undefined): Promise<void> {
-    const value = JSON.stringify({ object: v1.Object.toJSON(object), runtime: runtime ? internalv1.RuntimeInfo.toJSON(runtime) : null });
-    return this.write(`record object ${object.objectId}`, () => this.store.put(Keys.workload(this.hostId, object.objectId), value));
+    return this.save(`record object ${object.objectId}`, [this.objectRecord(object, runtime)]);
   }
 
   deleteObject(objectId: string): Promise<void> {
-    return this.write(`remove the record of object ${objectId}`, () => this.store.delete(Keys.workload(this.hostId, objectId)));
+    return this.save(`remove the record of object ${objectId}`, [this.objectGone(objectId)]);
   }
 
   putEvent(e: EventRecordData): Promise<void> {
-    const value = JSON.stringify({ event: v1.Event.toJSON(e.event), seq: e.seq, request: e.request ? internalv1.PublishRequest.toJSON(e.request) : null });
-    return this.write(`record event ${e.event.eventId}`, () => this.store.put(Keys.event(this.hostId, e.event.eventId), value));
+    return this.save(`record event ${e.event.eventId}`, [this.eventRecord(e)]);
   }
 
   deleteEvent(eventId: string): Promise<void> {
-    return this.write(`remove event ${eventId}`, () => this.store.delete(Keys.event(this.hostId, eventId)));
+    return this.save(`remove event ${eventId}`, [{ key: Keys.event(this.hostId, eventId), value: undefined }]);
+  }
+
+  /** The object's record, to be written (save) with others. */
+  objectRecord(object: v1.Object, runtime: internalv1.RuntimeInfo | undefined): StoreChange {
+    const value = JSON.stringify({ object: v1.Object.toJSON(object), runtime: runtime ? internalv1.RuntimeInfo.toJSON(runtime) : null });
+    return { key: Keys.workload(this.hostId, object.objectId), value };
+  }
+
+  /** The removal of an object's record, to be written (save) with others. */
+  objectGone(objectId: string): StoreChange {
+    return { key: Keys.workload(this.hostId, objectId), value: undefined };
+  }
+
+  /** The event's record, to be written (save) with others. */
+  eventRecord(e: EventRecordData): StoreChange {
+    const value = JSON.stringify({ event: v1.Event.toJSON(e.event), seq: e.seq, request: e.request ? internalv1.PublishRequest.toJSON(e.request) : null });
+    return { key: Keys.event(this.hostId, e.event.eventId), value };
+  }
+
+  /** Writes the records as one write (the embedded store: one transaction, all or none); what names them in an error. */
+  save(what: string, changes: readonly StoreChange[]): Promise<void> {
+    return this.write(what, () => this.store.apply(changes));
   }
 
   /** The fleet's network policy (config.network), as JSON, if it still is what was read (false: another agent wrote it meanwhile). */

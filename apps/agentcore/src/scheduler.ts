@@ -86,7 +86,19 @@ export class Scheduler {
             this.log.warn('event failed', { eventId, objectId: rec.object.objectId, type: EventType[type], error: errorMessage(err) });
           }
           const outcome = failure === undefined ? EventStatus.EVENT_STATUS_SUCCEEDED : EventStatus.EVENT_STATUS_FAILED;
-          await this.events.finish(event, outcome, failure === undefined ? '' : errorMessage(failure)).catch((err: unknown) => this.log.error('event outcome not recorded', { eventId, reason: errorMessage(err) }));
+          const message = failure === undefined ? '' : errorMessage(failure);
+          try {
+            // The object's last change and the outcome in one write: one sync on the answer's path, and never one without the other.
+            if (rec.settlesWithEvent) await this.objects.commit(rec, [this.events.settle(event, outcome, message)]);
+            else await this.events.finish(event, outcome, message);
+          } catch (err) {
+            // Not recorded: the answer must not say done (a restart resumes the event).
+            if (failure === undefined) {
+              event.status = EventStatus.EVENT_STATUS_FAILED;
+              event.error = errorMessage(err);
+            }
+            this.log.error('event outcome not recorded', { eventId, reason: errorMessage(err) });
+          }
           if (failure !== undefined) throw failure;
         }).catch(() => undefined),
       ),

@@ -61,7 +61,7 @@ export class CgroupDriver extends BaseDriver<CgroupWorkload> {
 
   override async update(rt: Runtime, change: ResourceChange): Promise<Runtime> {
     this.fs.applyLimits(rt.cgroup, change);
-    return { ...rt, applied: this.fs.readLimits(rt.cgroup) };
+    return { ...rt, applied: this.fs.readAfter(rt.cgroup, rt.applied, change) };
   }
 
   override async remove(rt: Runtime): Promise<void> {

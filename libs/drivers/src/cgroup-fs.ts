@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DriverError, InvalidArgumentError } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
-import { DIMENSIONS, lackingIn, readLimits, requireSupported, writeLimits } from './dimensions';
+import { DIMENSIONS, lackingIn, readLimits, readOver, requireSupported, touched, writeLimits } from './dimensions';
 import type { CgroupRef, CgroupVersion, ResourceChange, Resources } from './types';
 
 /** The controllers the agent uses on cgroup v1. */
@@ -225,6 +225,15 @@ export class CgroupFs {
   /** The limits as the cgroup files hold them now. */
   readLimits(ref: CgroupRef): Resources {
     return readLimits(ref);
+  }
+
+  /**
+   * The limits after a change: what the object held (applied), with the
+   * dimensions the change may have moved read again from the files. A limit
+   * changed outside the agent meanwhile shows at the next full read (inspect).
+   */
+  readAfter(ref: CgroupRef, applied: Resources, change: ResourceChange): Resources {
+    return readOver(ref, touched(change), applied);
   }
 
   private mountOf(ctrl: string): Mount {

@@ -74,7 +74,8 @@ const PIB = 2 ** 50;
 
 const read = (dir: string, file: string): string => {
   try {
-    return fs.readFileSync(path.join(dir, file), 'utf8').trim();
+    // dir is a normalized absolute path (CgroupRef): a join's normalize would cost more than the read.
+    return fs.readFileSync(`${dir}/${file}`, 'utf8').trim();
   } catch {
     return '';
   }
@@ -417,7 +418,7 @@ export function requireSupported(ref: CgroupRef, change: ResourceChange, prefix:
 
 /** Writes the limits the change names (undefined keeps, none removes) and what follows from them, in table order. */
 export function writeLimits(ref: CgroupRef, change: ResourceChange): void {
-  const full = withFollowers(change, () => readLimits(ref));
+  const full = withFollowers(change, () => readOver(ref, touched(change), NO_LIMITS));
   for (const d of DIMENSIONS) {
     const value = full[d.key];
     const dir = dirOf(ref, d);
@@ -427,12 +428,23 @@ export function writeLimits(ref: CgroupRef, change: ResourceChange): void {
 
 /** Every dimension as the cgroup files hold it now (none where the object has no such file). */
 export function readLimits(ref: CgroupRef): Resources {
-  const out: Record<string, unknown> = {};
+  return readOver(ref, DIMENSIONS.map((d) => d.key), NO_LIMITS);
+}
+
+/** base, with the dimensions of keys as the cgroup files hold them now (none where the object has no such file). */
+export function readOver(ref: CgroupRef, keys: readonly Limit[], base: Resources): Resources {
+  const out: Record<string, unknown> = { ...base };
   for (const d of DIMENSIONS) {
+    if (!keys.includes(d.key)) continue;
     const dir = dirOf(ref, d);
     out[d.key] = dir ? sideOf(ref, d).read(dir) : d.none;
   }
   return out as unknown as Resources;
+}
+
+/** The dimensions a change may move: the ones it names, and the ones that follow one of those (swap with memory). */
+export function touched(change: ResourceChange): Limit[] {
+  return DIMENSIONS.filter((d) => change[d.key] !== undefined || (d.follow !== undefined && change[d.follow.of] !== undefined)).map((d) => d.key);
 }
 
 /** Only the limits that are set (not none): what a create asks for. */

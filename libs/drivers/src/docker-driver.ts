@@ -160,13 +160,13 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     // can never take (removing a limit it holds) by dockerHostConfig, before that.
     // Docker wants MemorySwap with Memory: what follows from the change (the swap total moving with memory) goes too.
     await this.record.idle(rt.runtimeId);
-    const before = this.cgroups.fs.readLimits(rt.cgroup);
+    const before = this.cgroups.fs.readAfter(rt.cgroup, rt.applied, change);
     const full = withFollowers(change, before);
     const body = dockerHostConfig(full);
     this.cgroups.fs.applyLimits(rt.cgroup, full);
     const revert: ResourceChange = Object.fromEntries(Object.keys(full).map((k) => [k, before[k as keyof typeof before]]));
     this.record.follow(rt.runtimeId, rt.cgroup, full, revert, body);
-    return { ...rt, applied: this.cgroups.fs.readLimits(rt.cgroup) };
+    return { ...rt, applied: this.cgroups.fs.readAfter(rt.cgroup, before, full) };
   }
 
   /** Docker refused a change of its record: the cgroup went back; the object is told by its labels. */

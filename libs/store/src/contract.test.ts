@@ -87,6 +87,28 @@ for (const backend of backends) {
       await store.delete('t3.never');
     });
 
+    it('applies puts and deletes of several keys in one call, in order, each told to watchers', async () => {
+      await store.put('t9.gone', 'old');
+      const seen: StoreChange[] = [];
+      const stop = store.watch('t9.', (c) => seen.push(c));
+      await waitFor('current value', async () => (seen.length >= 1 ? true : undefined), 5_000, 20);
+      await store.apply([
+        { key: 't9.a', value: '1' },
+        { key: 't9.gone', value: undefined },
+        { key: 't9.a', value: '2' },
+        { key: 't9.b', value: 'b' },
+      ]);
+      assert.deepEqual(await store.list('t9.'), [['t9.a', '2'], ['t9.b', 'b']]);
+      await waitFor('changes', async () => (seen.length >= 5 ? true : undefined), 5_000, 20);
+      stop();
+      assert.deepEqual(seen.slice(1), [
+        { key: 't9.a', value: '1' },
+        { key: 't9.gone', value: undefined },
+        { key: 't9.a', value: '2' },
+        { key: 't9.b', value: 'b' },
+      ]);
+    });
+
     it('lists exactly the keys under a prefix, in key order', async () => {
       for (const k of ['t4.h1.b', 't4.h1.a', 't4.h10.a', 't4.h1x', 't4.h2.a']) await store.put(k, k);
       assert.deepEqual(await store.list('t4.h1.'), [['t4.h1.a', 't4.h1.a'], ['t4.h1.b', 't4.h1.b']]);

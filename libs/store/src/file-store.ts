@@ -65,6 +65,11 @@ export class FileStore implements KvStore {
     this.notify(key, undefined);
   }
 
+  /** Each key on its own, in order (this format has no transaction). */
+  async apply(changes: readonly StoreChange[]): Promise<void> {
+    for (const c of changes) await (c.value === undefined ? this.delete(c.key) : this.put(c.key, c.value));
+  }
+
   async list(prefix: string): Promise<Array<[string, string]>> {
     const out: Array<[string, string]> = [];
     for (const f of fs.readdirSync(this.dir).sort()) {

@@ -97,6 +97,15 @@ describe('a disk that fills up or turns read-only (tmpfs)', () => {
     await assert.rejects(store.ping(), (e: unknown) => e instanceof StoreWriteError && e.code === 'ENOSPC');
     assert.equal(await store.get('workloads.h.first'), acknowledged.get('workloads.h.first'), 'reads keep working');
     assert.equal((await store.list('workloads.h.')).length, acknowledged.size);
+    // Several keys in one write: all refused, none half-written.
+    await assert.rejects(
+      store.apply([
+        { key: 'workloads.h.small', value: 's' },
+        { key: 'events.h.big', value: 'x'.repeat(50_000) },
+      ]),
+      (e: unknown) => e instanceof StoreWriteError && e.code === 'ENOSPC',
+    );
+    assert.equal(await store.get('workloads.h.small'), undefined, 'no part of a refused apply is written');
     await store.delete('workloads.h.first');
     acknowledged.delete('workloads.h.first');
 
@@ -110,6 +119,20 @@ describe('a disk that fills up or turns read-only (tmpfs)', () => {
     assert.deepEqual(new Map(await store.list('workloads.h.')), acknowledged, 'every acknowledged record, and only those, after a reopen');
     await store.close();
     assert.deepEqual(unhandled, [], 'no promise left unhandled by the database');
+  });
+
+  it('applies several keys as one transaction: a bad key in it writes none of them', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-store-apply-'));
+    const store = await LmdbStore.open(dir);
+    try {
+      await assert.rejects(store.apply([{ key: 'workloads.h.ok', value: 'v' }, { key: 'bad key/..', value: 'v' }]), /bad store key/);
+      assert.equal(await store.get('workloads.h.ok'), undefined);
+      await store.apply([{ key: 'workloads.h.ok', value: 'v' }, { key: 'events.h.e', value: 'e' }]);
+      assert.deepEqual([await store.get('workloads.h.ok'), await store.get('events.h.e')], ['v', 'e']);
+    } finally {
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses writes with EROFS on a read-only mount, before the database sees them', async () => {

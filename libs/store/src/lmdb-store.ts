@@ -13,11 +13,12 @@ const PING_ROOM = 1024 * 1024;
 
 /**
  * The embedded store: one LMDB database (lmdb-js) in a private directory.
- * Writes go to LMDB's own writer thread, batched into transactions, so the
- * event loop never waits on the disk; a put resolves once its transaction is
- * committed, which survives a kill of the agent at any point (LMDB is
- * copy-on-write: the file holds the last committed transaction or the one
- * before it, never half of one). Reads come from the memory map.
+ * A lone write commits on the event loop's thread, writes that come in a
+ * burst go to LMDB's writer thread batched into transactions (commit); a
+ * put resolves once its transaction is committed and synced, which survives
+ * a kill of the agent at any point (LMDB is copy-on-write: the file holds the
+ * last committed transaction or the one before it, never half of one).
+ * Reads come from the memory map.
  *
  * A write the disk cannot take (full, read-only, failing) rejects with a
  * StoreWriteError naming the cause, before it reaches the database (see
@@ -26,6 +27,13 @@ const PING_ROOM = 1024 * 1024;
 export class LmdbStore implements KvStore {
   private readonly watchers = new LocalWatchers();
   private readonly room: DiskRoom;
+  /** Transactions handed to the writer thread and not yet committed. */
+  private queued = 0;
+  /** Time spent in commits on this thread in the current turn of the event loop. */
+  private turnMs = 0;
+  private turnReset = false;
+  /** Until then (a commit on this thread was slow), every write goes to the writer thread. */
+  private writerOnlyUntil = 0;
 
   private constructor(
     readonly dir: string,
@@ -51,7 +59,7 @@ export class LmdbStore implements KvStore {
 
   async put(key: string, value: string): Promise<void> {
     checkKey(key);
-    await this.write(key.length + Buffer.byteLength(value), 'put', () => this.db.put(key, value));
+    await this.write(key.length + Buffer.byteLength(value), 'put', () => void this.db.put(key, value));
     this.watchers.notify(key, value);
   }
 
@@ -59,13 +67,11 @@ export class LmdbStore implements KvStore {
     checkKey(key);
     let written = false;
     // The read and the write in one write transaction: no other put comes between.
-    await this.write(key.length + Buffer.byteLength(value), 'put', () =>
-      this.db.transaction(() => {
-        if (this.db.get(key) !== expected) return false;
-        void this.db.put(key, value);
-        return (written = true);
-      }),
-    );
+    await this.write(key.length + Buffer.byteLength(value), 'put', () => {
+      if (this.db.get(key) !== expected) return;
+      void this.db.put(key, value);
+      written = true;
+    });
     if (written) this.watchers.notify(key, value);
     return written;
   }
@@ -75,8 +81,21 @@ export class LmdbStore implements KvStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.write(key.length, 'delete', () => this.db.remove(key));
+    await this.write(key.length, 'delete', () => void this.db.remove(key));
     this.watchers.notify(key, undefined);
+  }
+
+  async apply(changes: readonly StoreChange[]): Promise<void> {
+    let bytes = 0;
+    for (const c of changes) {
+      checkKey(c.key);
+      bytes += c.key.length + (c.value === undefined ? 0 : Buffer.byteLength(c.value));
+    }
+    const kind = changes.some((c) => c.value !== undefined) ? 'put' : 'delete';
+    await this.write(bytes, kind, () => {
+      for (const c of changes) void (c.value === undefined ? this.db.remove(c.key) : this.db.put(c.key, c.value));
+    });
+    for (const c of changes) this.watchers.notify(c.key, c.value);
   }
 
   async list(prefix: string): Promise<Array<[string, string]>> {
@@ -95,7 +114,7 @@ export class LmdbStore implements KvStore {
    * store that still fits small records but no longer large ones is not.
    */
   async ping(): Promise<void> {
-    await this.write(PING_ROOM, 'put', () => this.db.put(PROBE_KEY, new Date().toISOString()));
+    await this.write(PING_ROOM, 'put', () => void this.db.put(PROBE_KEY, new Date().toISOString()));
   }
 
   async close(): Promise<void> {
@@ -103,10 +122,47 @@ export class LmdbStore implements KvStore {
     await this.db.close();
   }
 
-  private async write(bytes: number, kind: 'put' | 'delete', fn: () => Promise<boolean>): Promise<void> {
+  /** Runs fn (the puts and removes of one write) in a write transaction, committed (see commit) once the disk has room for bytes. */
+  /**
+   * One write transaction, resolved once committed and synced. A write made
+   * while none is queued commits here, on the event loop's thread: no hand-off
+   * to the writer thread and back, which is most of a lone write's latency
+   * (and its tail) on a busy host. Writes that come while others are queued
+   * go to the writer thread, in order after them, batched into one
+   * transaction; so do writes past the turn's budget (a burst blocks the
+   * event loop for about a millisecond, not for the whole burst) and every
+   * write for a while after a slow sync (a slow disk never stalls the loop
+   * for long).
+   */
+  private commit(fn: () => void): Promise<unknown> {
+    if (this.queued > 0 || this.turnMs >= TURN_BUDGET_MS || Date.now() < this.writerOnlyUntil) {
+      this.queued++;
+      return this.db.transaction(fn).finally(() => this.queued--);
+    }
+    if (!this.turnReset) {
+      this.turnReset = true;
+      setImmediate(() => {
+        this.turnMs = 0;
+        this.turnReset = false;
+      });
+    }
+    const t0 = performance.now();
+    try {
+      this.db.transactionSync(fn);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    } finally {
+      const ms = performance.now() - t0;
+      this.turnMs += ms;
+      if (ms >= SLOW_COMMIT_MS) this.writerOnlyUntil = Date.now() + SLOW_DISK_HOLD_MS;
+    }
+  }
+
+  private async write(bytes: number, kind: 'put' | 'delete', fn: () => void): Promise<void> {
     const release = this.room.claim(bytes, kind);
     try {
-      await fn();
+      await this.commit(fn);
     } catch (err) {
       // Not the disk's room (that was claimed): the database's own failure.
       const commit = (err as { commitError?: Promise<unknown> }).commitError;
@@ -116,6 +172,12 @@ export class LmdbStore implements KvStore {
     }
   }
 }
+
+/** Commits on the event loop's thread within a turn of it: while they take less, a write does not wait for the writer thread. */
+const TURN_BUDGET_MS = 1;
+/** A commit on this thread this slow (the disk's sync) sends writes to the writer thread for SLOW_DISK_HOLD_MS. */
+const SLOW_COMMIT_MS = 4;
+const SLOW_DISK_HOLD_MS = 10_000;
 
 function checkKey(key: string): void {
   if (!KEY_RE.test(key)) throw new Error(`bad store key ${JSON.stringify(key)}`);

@@ -66,6 +66,11 @@ export class NatsStore implements KvStore {
     await this.kv.delete(key);
   }
 
+  /** JetStream's key-value bucket has no transaction over keys: each is written on its own, in order. */
+  async apply(changes: readonly StoreChange[]): Promise<void> {
+    for (const c of changes) await (c.value === undefined ? this.delete(c.key) : this.put(c.key, c.value));
+  }
+
   async list(prefix: string): Promise<Array<[string, string]>> {
     const keys: string[] = [];
     const it = await this.kv.keys(prefix.endsWith('.') ? `${prefix}>` : `${prefix}*`);

@@ -19,6 +19,12 @@ export interface KvStore {
   putIf(key: string, value: string, expected: string | undefined): Promise<boolean>;
   get(key: string): Promise<string | undefined>;
   delete(key: string): Promise<void>;
+  /**
+   * Puts (a value) and deletes (undefined) several keys as one write where the
+   * backend can (the embedded store: one transaction, all or none, one sync);
+   * the cluster store writes each key on its own, in order.
+   */
+  apply(changes: readonly StoreChange[]): Promise<void>;
   /** Every key that starts with prefix, with its value. */
   list(prefix: string): Promise<Array<[string, string]>>;
   /**
