@@ -32,6 +32,8 @@ export class LmdbStore implements KvStore {
   /** Time spent in commits on this thread in the current turn of the event loop. */
   private turnMs = 0;
   private turnReset = false;
+  /** A commit on this thread just happened, in the code still running (a loop of writes not awaited one by one). */
+  private justCommitted = false;
   /** Until then (a commit on this thread was slow), every write goes to the writer thread. */
   private writerOnlyUntil = 0;
 
@@ -129,13 +131,14 @@ export class LmdbStore implements KvStore {
    * to the writer thread and back, which is most of a lone write's latency
    * (and its tail) on a busy host. Writes that come while others are queued
    * go to the writer thread, in order after them, batched into one
-   * transaction; so do writes past the turn's budget (a burst blocks the
-   * event loop for about a millisecond, not for the whole burst) and every
-   * write for a while after a slow sync (a slow disk never stalls the loop
-   * for long).
+   * transaction; so do writes made right after one (a loop that does not
+   * await each: one sync for the batch, not one each), writes past the
+   * turn's budget (awaited writes one after another block the event loop
+   * for about a millisecond, not for all of them) and every write for a
+   * while after a slow sync (a slow disk never stalls the loop for long).
    */
   private commit(fn: () => void): Promise<unknown> {
-    if (this.queued > 0 || this.turnMs >= TURN_BUDGET_MS || Date.now() < this.writerOnlyUntil) {
+    if (this.queued > 0 || this.justCommitted || this.turnMs >= TURN_BUDGET_MS || Date.now() < this.writerOnlyUntil) {
       this.queued++;
       return this.db.transaction(fn).finally(() => this.queued--);
     }
@@ -146,6 +149,8 @@ export class LmdbStore implements KvStore {
         this.turnReset = false;
       });
     }
+    this.justCommitted = true;
+    queueMicrotask(() => (this.justCommitted = false));
     const t0 = performance.now();
     try {
       this.db.transactionSync(fn);
