@@ -115,9 +115,12 @@ describe('tracing (OTLP receiver standing in for Jaeger)', () => {
     const traceId = '0000000000000000a3ce929d0e0e4736';
     const md = new Metadata();
     md.set('uber-trace-id', 'a3ce929d0e0e4736:00f067aa0ba902b8:0:1');
-    const got = await callWithMetadata<v1.ListResponse>((m, cb) => client.client.list(v1.ListRequest.fromPartial({}), m, cb), md);
+    // A change, so that the trace goes on into agentcore (a read is answered from its table in the apiserver's process).
+    const req = v1.CreateRequest.fromPartial({ spec: { name: 'jaeger-traced', kind: v1.Kind.KIND_PROCESS, process: { command: ['sleep', '60'] } }, wait: true });
+    const got = await callWithMetadata<v1.EventAck>((m, cb) => client.client.create(req, m, cb), md);
     assert.equal(got.traceId, traceId);
     await waitFor('agentcore span in the jaeger trace', () => inTrace(traceId).find((s) => s.service === 'agent-agentcore'));
+    await client.call('delete', { objectId: got.res.objectId, wait: true });
   });
 
   it('a failed driver call is an error on its span', async () => {

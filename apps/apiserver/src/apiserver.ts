@@ -44,13 +44,32 @@ type Call = object;
 const isReader = (call: Call): boolean => callerOf(call)?.role !== Role.Admin;
 
 /**
+ * Where Get and List read agentcore's objects: its table itself when both
+ * run in one process (a read is then no hop at all), else a call to it.
+ * Each answer is the caller's own copy.
+ */
+export interface ObjectReads {
+  getObject(objectId: string): v1.Object | Promise<v1.Object>;
+  listObjects(req: v1.ListRequest): v1.ListResponse | Promise<v1.ListResponse>;
+}
+
+/** Reads by calling agentcore (the apiserver in a process of its own). */
+export function readsThrough(core: Peer<internalv1.AgentCoreClient>): ObjectReads {
+  return {
+    getObject: (objectId) => core.call('getObject', { objectId }, { timeoutMs: 10_000 }),
+    listObjects: (req) => core.call('listObjects', req, { timeoutMs: 10_000 }),
+  };
+}
+
+/**
  * Bus In: agent.v1.AgentService. Validates each request, publishes an event
  * to agentcore and answers with the publish result (or, with wait=true, the
- * outcome). Reads go to agentcore, which owns the objects.
+ * outcome). Reads go to agentcore, which owns the objects (reads).
  */
 export class ApiServer {
   constructor(
     private readonly core: Peer<internalv1.AgentCoreClient>,
+    private readonly reads: ObjectReads,
     private readonly opts: { minIntervalMs: number; waitTimeoutMs: number; config: AgentConfig },
     private readonly log: Logger,
   ) {}
@@ -127,12 +146,12 @@ export class ApiServer {
       }),
       get: unary(log, async (r: v1.GetRequest, call) => {
         checkObjectId('object_id', r.objectId);
-        const o = await this.core.call('getObject', r, { timeoutMs: 10_000 });
+        const o = await this.reads.getObject(r.objectId);
         return isReader(call) ? redact(o) : o;
       }),
       list: unary(log, async (r: v1.ListRequest, call) => {
         validateList(r);
-        const res = await this.core.call('listObjects', r, { timeoutMs: 10_000 });
+        const res = await this.reads.listObjects(r);
         return isReader(call) ? { ...res, objects: res.objects.map(redact) } : res;
       }),
       getEvent: unary(log, async (r: v1.GetEventRequest) => {
@@ -167,10 +186,12 @@ function relay<T>(upstream: ClientReadableStream<T>, call: ServerWritableStream<
   });
 }
 
-export async function startApiServer(config: AgentConfig, core: Peer<internalv1.AgentCoreClient>): Promise<RunningServer> {
+/** reads: agentcore's own table when it runs in this process; by default, calls to it. */
+export async function startApiServer(config: AgentConfig, core: Peer<internalv1.AgentCoreClient>, reads: ObjectReads = readsThrough(core)): Promise<RunningServer> {
   const log = new Logger(Module.ApiServer, config.logLevel);
   const api = new ApiServer(
     core,
+    reads,
     { minIntervalMs: config.minIntervalMs, waitTimeoutMs: config.waitTimeoutMs, config },
     log,
   );

@@ -48,7 +48,8 @@ runMain(Module.Daemon, async (log, telemetry) => {
     collector: collector.server.localPeer(internalv1.CollectorClient, token),
     reporter: reporter.server.localPeer(internalv1.ReporterClient, token),
   }, internalListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN', Module.AgentCore));
-  const api = await startApiServer(config, core.server.localPeer(internalv1.AgentCoreClient, token));
+  // Get and List read agentcore's table directly: in this process a read is no hop.
+  const api = await startApiServer(config, core.server.localPeer(internalv1.AgentCoreClient, token), core.core);
   const metricsEndpoint = await serveMetrics(config, log);
   log.info('agent ready', {
     apiserver: api.addresses,

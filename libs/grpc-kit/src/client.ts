@@ -12,6 +12,7 @@ import {
 } from '@grpc/grpc-js';
 import { Metadata as GrpcMetadata } from '@grpc/grpc-js';
 import { SpanKind } from '@opentelemetry/api';
+import { tracing } from '@agent/telemetry';
 import { fromGrpcError } from './status';
 import { endSpan, injectContext, rpcAttributes, tracer } from './tracing';
 
@@ -60,6 +61,11 @@ export class Peer<C extends Client> {
   call<K extends UnaryKeys<C>>(method: K, request: ReqOf<C[K]>, opts: CallOpts = {}): Promise<ResOf<C[K]>> {
     const fn = this.client[method] as unknown as UnaryFn<ReqOf<C[K]>, ResOf<C[K]>> & { path: string };
     const options: Partial<CallOptions> = { deadline: Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) };
+    if (!tracing()) {
+      return new Promise<ResOf<C[K]>>((resolve, reject) => {
+        this.invoke(String(method), fn, request, this.metadata(opts.metadata), options, (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res)));
+      });
+    }
     return tracer.startActiveSpan(fn.path.slice(1), { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(fn.path), 'server.address': this.address } }, (span) =>
       new Promise<ResOf<C[K]>>((resolve, reject) => {
         this.invoke(String(method), fn, request, injectContext(this.metadata(opts.metadata)), options, (err, res) => {

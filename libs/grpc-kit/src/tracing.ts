@@ -1,6 +1,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import {
   context,
+  INVALID_SPAN_CONTEXT,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
@@ -12,9 +13,12 @@ import {
   type TextMapGetter,
   type TextMapSetter,
 } from '@opentelemetry/api';
-import { withModule } from '@agent/telemetry';
+import { tracing, withModule } from '@agent/telemetry';
 
 export const tracer = trace.getTracer('agent');
+
+/** What a call gets for its span when nothing is traced: records nothing, costs nothing. */
+export const NO_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** The header that carries the trace id back to callers, to paste into Jaeger. */
 export const TRACE_ID_HEADER = 'trace-id';
@@ -45,6 +49,7 @@ export function rpcAttributes(path: string): Attributes {
 
 /** The span of a server call, under the caller's trace and the serving module. */
 export function serverSpan<T>(module: string, path: string, md: Metadata, fn: (span: Span) => T): T {
+  if (!tracing()) return fn(NO_SPAN);
   return context.with(extractContext(md), () =>
     withModule(module, () => tracer.startActiveSpan(path.slice(1), { kind: SpanKind.SERVER, attributes: rpcAttributes(path) }, fn)),
   );
@@ -61,6 +66,7 @@ export function endSpan(span: Span, grpcCode: number, message?: string): void {
  * sets its status to error. For driver calls and flow steps.
  */
 export async function traced<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
+  if (!tracing()) return fn(NO_SPAN);
   return tracer.startActiveSpan(name, { attributes }, async (span) => {
     try {
       return await fn(span);

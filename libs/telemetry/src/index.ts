@@ -1,4 +1,4 @@
-export { startTelemetry, serviceName } from './telemetry';
+export { startTelemetry, serviceName, tracing } from './telemetry';
 export type { Telemetry } from './telemetry';
 export { withModule, activeModule, RoutingTracerProvider } from './routing';
 export { metrics, AgentMetrics, Polled, type Rows } from './metrics';

@@ -57,6 +57,11 @@ let started: Telemetry | undefined;
  * started at all: nothing is recorded, propagated or exported, and no call
  * pays for context (the trace-id response header is then absent).
  */
+/** Whether spans are made at all (the SDK was started: an OTLP endpoint is set); without, callers skip the span work. */
+export function tracing(): boolean {
+  return started?.exporting === true;
+}
+
 export function startTelemetry(opts: { process: string; modules: readonly string[]; env?: Env }): Telemetry {
   if (started) return started;
   const env = opts.env ?? process.env;
