@@ -4,7 +4,9 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { api, bufCurl, ROOT, startSeparateAgent, waitFor } from '@agent/testkit';
+import { NotFoundError } from '@agent/grpc-kit';
+import { v1 } from '@agent/proto';
+import { api, apiClient, bufCurl, ROOT, startSeparateAgent, waitFor, type Api } from '@agent/testkit';
 
 describe('five services as separate processes', () => {
   let agent: Awaited<ReturnType<typeof startSeparateAgent>>;
@@ -73,5 +75,63 @@ describe('five services as separate processes', () => {
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     assert.equal(code, 1);
     assert.match(err, /AGENT_COLLECTOR_LISTEN/);
+  });
+});
+
+describe("the apiserver's copy of the objects (five processes)", () => {
+  let agent: Awaited<ReturnType<typeof startSeparateAgent>>;
+  let client: Api;
+  const sleeper = (name: string, wait: boolean): v1.CreateRequest => v1.CreateRequest.fromPartial({ spec: { name, kind: v1.Kind.KIND_PROCESS, process: { command: ['sleep', '600'] } }, wait });
+
+  before(async () => {
+    agent = await startSeparateAgent();
+    client = apiClient(agent.address, agent.token);
+  });
+  after(async () => {
+    client?.close();
+    await agent?.stop();
+  });
+
+  it('shows every change answered to the read after it: create (not waited for), update, delete, 30 times over', async () => {
+    for (let i = 0; i < 30; i++) {
+      const ack = await client.call('create', sleeper(`ryw-${i}`, false));
+      const made = await client.call('get', { objectId: ack.objectId });
+      assert.equal(made.objectId, ack.objectId, 'the accepted create is there at once');
+      await client.call('update', v1.UpdateRequest.fromPartial({ objectId: ack.objectId, labels: { round: String(i) }, wait: true }));
+      const updated = await client.call('get', { objectId: ack.objectId });
+      assert.deepEqual(updated.spec?.labels, { round: String(i) }, `round ${i}`);
+      const listed = await client.call('list', v1.ListRequest.fromPartial({ labels: { round: String(i) } }));
+      assert.deepEqual(listed.objects.map((o) => o.objectId), [ack.objectId]);
+      await client.call('delete', { objectId: ack.objectId, wait: true });
+      assert.equal((await client.call('get', { objectId: ack.objectId })).state, v1.State.STATE_DELETED);
+    }
+  });
+
+  it('answers Get and List while agentcore does not (stopped): a read is one hop', async () => {
+    const ack = await client.call('create', sleeper('one-hop', true));
+    // The first read after a change asks agentcore how far the copy must be; the reads after it need nothing of agentcore.
+    await client.call('get', { objectId: ack.objectId });
+    const agentcore = agent.pids[1]!;
+    process.kill(agentcore, 'SIGSTOP');
+    try {
+      const o = await client.call('get', { objectId: ack.objectId }, { timeoutMs: 2_000 });
+      assert.equal(o.state, v1.State.STATE_RUNNING);
+      const listed = await client.call('list', v1.ListRequest.fromPartial({}), { timeoutMs: 2_000 });
+      assert.ok(listed.objects.some((x) => x.objectId === ack.objectId));
+      await assert.rejects(client.call('get', { objectId: 'obj-none' }, { timeoutMs: 2_000 }), (e: unknown) => e instanceof NotFoundError && /no object obj-none/.test(e.message));
+    } finally {
+      process.kill(agentcore, 'SIGCONT');
+    }
+    await client.call('delete', { objectId: ack.objectId, wait: true });
+  });
+
+  it('after agentcore restarts, reads answer from a fresh copy, and changes after it show', async () => {
+    const ack = await client.call('create', sleeper('across-restart', true));
+    await agent.restart('agentcore');
+    const back = await waitFor('the object, read again', async () => client.call('get', { objectId: ack.objectId }, { timeoutMs: 2_000 }).catch(() => undefined), 20_000, 200);
+    assert.equal(back.state, v1.State.STATE_RUNNING);
+    await client.call('update', v1.UpdateRequest.fromPartial({ objectId: ack.objectId, labels: { after: 'restart' }, wait: true }));
+    assert.deepEqual((await client.call('get', { objectId: ack.objectId })).spec?.labels, { after: 'restart' });
+    await client.call('delete', { objectId: ack.objectId, wait: true });
   });
 });

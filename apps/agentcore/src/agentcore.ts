@@ -310,8 +310,26 @@ export class AgentCore implements CoreView {
     });
   }
 
+  /** Every object, then each change of the table, until cancelled: the apiserver's copy (five processes). */
+  private async watchObjects(call: ServerWritableStream<internalv1.Empty, internalv1.ObjectsChange>): Promise<void> {
+    const stop = this.objects.onTableChange((c) => call.write(c));
+    try {
+      const revision = this.objects.revisionNow();
+      for (const rec of this.objects.all()) call.write({ revision, object: v1.Object.fromPartial(rec.object), goneId: '', synced: false });
+      call.write({ revision, object: undefined, goneId: '', synced: true });
+      await new Promise<void>((resolve) => {
+        call.on('cancelled', resolve);
+        call.on('close', resolve);
+      });
+    } finally {
+      stop();
+    }
+  }
+
   implementation(): internalv1.AgentCoreServer {
     return {
+      watchObjects: serverStream(this.log, (_r, call) => this.watchObjects(call)),
+      objectsRevision: unary(this.log, async () => ({ revision: this.objects.revisionNow() })),
       publish: unary(this.log, (r) => this.publish(r)),
       getObject: unary(this.log, async (r) => this.getObject(r.objectId)),
       listObjects: unary(this.log, async (r) => this.listObjects(r)),

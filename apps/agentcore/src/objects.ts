@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@agent/grpc-kit';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@agent/grpc-kit';
+import { listPage } from '@agent/kinds';
 import { internalv1, v1 } from '@agent/proto';
 import type { StoreChange } from '@agent/store';
 import { enumLabel } from '@agent/telemetry';
@@ -29,12 +30,32 @@ export class ObjectTable {
   private readonly objects = new Map<string, ObjectRecord>();
   private readonly names = new Map<string, string>();
   private readonly changes = new EventEmitter();
+  /** Counts every change of the table; it starts from the clock, so it only grows, also across restarts. */
+  private revision = Date.now() * 1000;
 
   constructor(
     private readonly records: Records,
     private readonly opts: { discoverManage: boolean },
   ) {
     this.changes.setMaxListeners(0);
+  }
+
+  /** The revision of the table now (see told). */
+  revisionNow(): number {
+    return this.revision;
+  }
+
+  /** Calls fn with every change of the table from now on (an object as it now is, or the id of one forgotten), until the returned function is called. */
+  onTableChange(fn: (c: internalv1.ObjectsChange) => void): () => void {
+    this.changes.on(TABLE_CHANGE, fn);
+    return () => this.changes.off(TABLE_CHANGE, fn);
+  }
+
+  /** A change of the table that a copy must follow: the object as it now is, or gone. */
+  private told(object: v1.Object | undefined, goneId = ''): void {
+    this.revision++;
+    if (this.changes.listenerCount(TABLE_CHANGE) === 0) return;
+    this.changes.emit(TABLE_CHANGE, { revision: this.revision, object: object && v1.Object.fromPartial(object), goneId, synced: false } satisfies internalv1.ObjectsChange);
   }
 
   get(objectId: string): ObjectRecord | undefined {
@@ -121,6 +142,7 @@ export class ObjectTable {
       this.unmake(rec);
       throw err;
     }
+    this.told(rec.object);
     return rec;
   }
 
@@ -134,6 +156,7 @@ export class ObjectTable {
   private unmake(rec: ObjectRecord): void {
     this.objects.delete(rec.object.objectId);
     this.names.delete(rec.object.spec?.name ?? '');
+    this.told(undefined, rec.object.objectId);
   }
 
   /** After a restart: a recorded object is known again; a DELETED one has given up its name. */
@@ -142,6 +165,7 @@ export class ObjectTable {
     const rec: ObjectRecord = { object, runtime: saved.runtime, hasCollectTask: false, deleteRequested: false, queue: Promise.resolve() };
     this.objects.set(object.objectId, rec);
     if (object.state !== State.STATE_DELETED) this.names.set(object.spec?.name ?? '', object.objectId);
+    this.told(object);
     return rec;
   }
 
@@ -162,6 +186,7 @@ export class ObjectTable {
     };
     this.objects.set(objectId, rec);
     this.names.set(spec.name, objectId);
+    this.told(rec.object);
     return rec;
   }
 
@@ -182,6 +207,7 @@ export class ObjectTable {
     for (const [id, { object }] of this.objects) {
       if (object.state === State.STATE_DELETED && (object.updatedAt?.getTime() ?? 0) < t) {
         this.objects.delete(id);
+        this.told(undefined, id);
         n++;
       }
     }
@@ -227,6 +253,7 @@ export class ObjectTable {
     const { objectId } = rec.object;
     const record = rec.object.state === State.STATE_DELETED ? this.records.objectGone(objectId) : this.records.objectRecord(rec.object, rec.runtime);
     await this.records.save(`record object ${objectId}`, [record, ...also]);
+    this.told(rec.object);
     this.changes.emit(objectId, v1.Object.fromPartial(rec.object));
     this.changes.emit(ANY_CHANGE, rec);
   }
@@ -253,41 +280,11 @@ export class ObjectTable {
 
   /** One page of the matching objects, in object_id order, bounded in count and in bytes. */
   list(req: v1.ListRequest): v1.ListResponse {
-    const after = req.pageToken === '' ? '' : fromPageToken(req.pageToken);
-    const size = req.pageSize === 0 ? LIST_PAGE_SIZE : Math.min(req.pageSize, LIST_MAX_PAGE_SIZE);
-    const objects: v1.Object[] = [];
-    let bytes = 0;
-    for (const id of [...this.objects.keys()].filter((k) => k > after).sort()) {
-      const { object } = this.objects.get(id)!;
-      if (req.kind !== v1.Kind.KIND_UNSPECIFIED && object.spec?.kind !== req.kind) continue;
-      if (!req.includeDeleted && object.state === State.STATE_DELETED) continue;
-      const labels = object.spec?.labels ?? {};
-      if (!Object.entries(req.labels).every(([k, v]) => labels[k] === v)) continue;
-      const o = v1.Object.fromPartial(object);
-      const n = v1.Object.encode(o).finish().length;
-      // Another match that does not fit: the page ends, and the token says where the next begins.
-      if (objects.length === size || (objects.length > 0 && bytes + n > LIST_PAGE_BYTES)) return { objects, nextPageToken: toPageToken(objects[objects.length - 1]!.objectId) };
-      objects.push(o);
-      bytes += n;
-    }
-    return { objects, nextPageToken: '' };
+    return listPage(Array.from(this.objects.values(), (r) => r.object), req);
   }
 }
 
 /** The change event of every object (object ids are strings; this cannot be one). */
 const ANY_CHANGE = Symbol('any object');
-const LIST_PAGE_SIZE = 500;
-const LIST_MAX_PAGE_SIZE = 1000;
-const LIST_PAGE_BYTES = 2 * 1024 * 1024;
-const PAGE_TOKEN_PREFIX = 'after:';
-
-/** Opaque to callers: where the next page begins. */
-function toPageToken(lastObjectId: string): string {
-  return Buffer.from(PAGE_TOKEN_PREFIX + lastObjectId).toString('base64url');
-}
-
-function fromPageToken(token: string): string {
-  const text = Buffer.from(token, 'base64url').toString('utf8');
-  if (!text.startsWith(PAGE_TOKEN_PREFIX)) throw new InvalidArgumentError('page_token', 'not a token from a previous List');
-  return text.slice(PAGE_TOKEN_PREFIX.length);
-}
+/** Every change of the table, for copies of it. */
+const TABLE_CHANGE = Symbol('table');

@@ -51,6 +51,8 @@ const isReader = (call: Call): boolean => callerOf(call)?.role !== Role.Admin;
 export interface ObjectReads {
   getObject(objectId: string): v1.Object | Promise<v1.Object>;
   listObjects(req: v1.ListRequest): v1.ListResponse | Promise<v1.ListResponse>;
+  /** A change made through this apiserver was answered: reads that begin after must show it (a copy waits for it). */
+  changed?(): void;
 }
 
 /** Reads by calling agentcore (the apiserver in a process of its own). */
@@ -82,7 +84,12 @@ export class ApiServer {
 
   private publish(event: internalv1.PublishRequest, wait: boolean): Promise<v1.EventAck> {
     // A wait may last as long as the flow; a plain publish is quick.
-    return this.core.call('publish', event, { timeoutMs: wait ? this.opts.waitTimeoutMs + 5_000 : 10_000 });
+    return this.changing(this.core.call('publish', event, { timeoutMs: wait ? this.opts.waitTimeoutMs + 5_000 : 10_000 }));
+  }
+
+  /** A call that may change objects: once it is answered (either way), reads see what it did. */
+  private changing<T>(call: Promise<T>): Promise<T> {
+    return call.finally(() => this.reads.changed?.());
   }
 
   /** agent.v1.PolicyService: validated here, applied by agentcore on its system queue. */
@@ -92,13 +99,13 @@ export class ApiServer {
       applyPolicy: unary(log, async (p: policyv1.Policy, call) => {
         this.audit(call, 'ApplyPolicy', { revision: p.revision, groups: p.groups.length, rules: p.rules.length });
         validatePolicy(p);
-        return this.core.call('applyPolicy', p, { timeoutMs: 30_000 });
+        return this.changing(this.core.call('applyPolicy', p, { timeoutMs: 30_000 }));
       }),
       getPolicy: unary(log, async (r: policyv1.GetPolicyRequest) => this.core.call('getPolicy', r, { timeoutMs: 10_000 })),
       setQuarantine: unary(log, async (r: policyv1.SetQuarantineRequest, call) => {
         this.audit(call, 'SetQuarantine', { objectId: r.objectId, quarantined: r.quarantined });
         checkObjectId('object_id', r.objectId);
-        return this.core.call('setQuarantine', r, { timeoutMs: 30_000 });
+        return this.changing(this.core.call('setQuarantine', r, { timeoutMs: 30_000 }));
       }),
       listFlows: unary(log, async (r: policyv1.ListFlowsRequest) => {
         validateListFlows(r);

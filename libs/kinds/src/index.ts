@@ -4,3 +4,4 @@ export { admitWorkload, asksChange, changedSpec, changeFields, checkCreateLimits
 export { createHostDrivers, driverFor } from './host';
 export type { HostDrivers } from './host';
 export { afterUpdate, asksAny, fromRuntimeInfo, stateOf, phaseState, removes, toChange, toResources, toRuntimeInfo, toWorkload, updateDiff } from './convert';
+export { listPage } from './listing';
