@@ -79,7 +79,10 @@ describe('Bus Out through an outage', () => {
     try {
       ids = await pushers(client, OBJECTS);
       await sleepMs(2_000);
-      await sink.stop('SIGKILL');
+      // SIGTERM, not SIGKILL: the sink saves its ledger, then prints the lines; a kill
+      // between the two (seen once in a full run) hides a batch from this test while the
+      // restarted sink counts it as had. The agent sees an outage either way.
+      await sink.stop('SIGTERM');
       const downAt = Date.now();
       await sleepMs(30_000);
       const backlogBytes = spoolBytes(agent);
@@ -120,7 +123,7 @@ describe('Bus Out through an outage', () => {
     try {
       ids = await pushers(client, 20);
       await sleepMs(1_000);
-      await sink.stop('SIGKILL');
+      await sink.stop('SIGTERM'); // as above
       await sleepMs(8_000);
       const spooled = spoolBytes(agent);
       assert.ok(spooled > 100 * 1024, `spooled ${spooled} bytes`);
