@@ -350,18 +350,24 @@ async function throughputCase(address: string, token: string, obj: v1.Object, la
 
 // ---------------------------------------------------------------------------
 
-async function agentCases(): Promise<void> {
+/**
+ * Every case that needs the agent and Docker; controlOnly (--only=control):
+ * the Update and Get part alone, one container per layout, no others running.
+ */
+async function agentCases(controlOnly = false): Promise<void> {
   const agent = await startAgent({ AGENT_COLLECT_BASE_MS: '60000' });
   const client = apiClient(agent.address, agent.token);
   let separate: Awaited<ReturnType<typeof startSeparateAgent>> | undefined;
   let floor: Floor | undefined;
   let floorFs: ReturnType<typeof floorCgroup> | undefined;
   try {
-    const n = Math.max(...P.sweepNs, P.steadyN);
+    const n = controlOnly ? 1 : Math.max(...P.sweepNs, P.steadyN);
     log(`creating ${n} busybox containers through the agent`);
     const objs = await createContainers(client, n, 'bench');
-    for (const s of P.sweepNs) await sweepCase(objs, s);
-    await steadyCase(client, agent.child.pid!, objs);
+    if (!controlOnly) {
+      for (const s of P.sweepNs) await sweepCase(objs, s);
+      await steadyCase(client, agent.child.pid!, objs);
+    }
     separate = await startSeparateAgent();
     const sepClient = apiClient(separate.address, separate.token);
     const [sepObj] = await createContainers(sepClient, 1, 'bench-sep');
@@ -370,7 +376,7 @@ async function agentCases(): Promise<void> {
     const floorClient = apiClient(floor.address, agent.token);
     await controlCase(client, objs[0]!, { client: floorClient, file: floorFs.file }, { client: sepClient, obj: sepObj! });
     floorClient.close();
-    await createCase(client);
+    if (!controlOnly) await createCase(client);
     await throughputCase(agent.address, agent.token, objs[0]!, 'one process (npm start)', floor.address);
     await throughputCase(separate.address, separate.token, sepObj!, 'five processes', floor.address);
     await sepClient.call('delete', { objectId: sepObj!.objectId, wait: true });
@@ -391,46 +397,13 @@ async function agentCases(): Promise<void> {
   }
 }
 
-/** The control path alone (--only=control): Update and Get in both layouts beside the floor, one container each, no others running. */
-async function controlCases(): Promise<void> {
-  const agent = await startAgent({ AGENT_COLLECT_BASE_MS: '60000' });
-  const client = apiClient(agent.address, agent.token);
-  let separate: Awaited<ReturnType<typeof startSeparateAgent>> | undefined;
-  let floor: Floor | undefined;
-  let floorFs: ReturnType<typeof floorCgroup> | undefined;
-  try {
-    const [obj] = await createContainers(client, 1, 'bench');
-    separate = await startSeparateAgent();
-    const sepClient = apiClient(separate.address, separate.token);
-    const [sepObj] = await createContainers(sepClient, 1, 'bench-sep');
-    floorFs = floorCgroup();
-    floor = await spawnFloor({ object: obj!, memoryLimitFile: floorFs.file });
-    const floorClient = apiClient(floor.address, agent.token);
-    await controlCase(client, obj!, { client: floorClient, file: floorFs.file }, { client: sepClient, obj: sepObj! });
-    floorClient.close();
-    await throughputCase(agent.address, agent.token, obj!, 'one process (npm start)', floor.address);
-    await throughputCase(separate.address, separate.token, sepObj!, 'five processes', floor.address);
-    await sepClient.call('delete', { objectId: sepObj!.objectId, wait: true });
-    sepClient.close();
-    await client.call('delete', { objectId: obj!.objectId, wait: true });
-  } finally {
-    client.close();
-    await agent.stop();
-    await separate?.stop();
-    await floor?.stop();
-    floorFs?.remove();
-    const { stdout } = await run('docker', ['ps', '-aq', '--filter', `label=io.agent.host-id=${agent.hostId}`]);
-    if (stdout.trim()) await run('docker', ['rm', '-f', ...stdout.trim().split('\n')]);
-  }
-}
-
 async function main(): Promise<void> {
   const started = new Date();
   const unknown = ONLY?.find((b) => !(BENCHES as readonly string[]).includes(b));
   if (unknown !== undefined) throw new Error(`--only: no bench ${JSON.stringify(unknown)} (there are ${BENCHES.join(', ')})`);
   log(`bench ${QUICK ? '(quick)' : ''}${ONLY ? ` (only ${ONLY.join(', ')})` : ''}: ${os.cpus().length} cores, node ${process.version}`);
   if (wanted('agent')) await agentCases();
-  else if (wanted('control')) await controlCases();
+  else if (wanted('control')) await agentCases(true);
   if (wanted('store')) await storeCase({ record, log, pct, nowMs, pool });
   if (wanted('spool')) await spoolCase({ record, log, pct, nowMs, pool });
   if (wanted('metrics')) await metricsCase({ record, log, pct, nowMs, pool }, { quick: QUICK });

@@ -11,10 +11,10 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { Metadata as GrpcMetadata } from '@grpc/grpc-js';
-import { SpanKind } from '@opentelemetry/api';
+import { SpanKind, type Span } from '@opentelemetry/api';
 import { tracing } from '@agent/telemetry';
 import { fromGrpcError } from './status';
-import { endSpan, injectContext, rpcAttributes, tracer } from './tracing';
+import { endSpan, injectContext, NO_SPAN, rpcAttributes, tracer } from './tracing';
 
 type UnaryFn<Req, Res> = (
   request: Req,
@@ -61,19 +61,18 @@ export class Peer<C extends Client> {
   call<K extends UnaryKeys<C>>(method: K, request: ReqOf<C[K]>, opts: CallOpts = {}): Promise<ResOf<C[K]>> {
     const fn = this.client[method] as unknown as UnaryFn<ReqOf<C[K]>, ResOf<C[K]>> & { path: string };
     const options: Partial<CallOptions> = { deadline: Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) };
-    if (!tracing()) {
-      return new Promise<ResOf<C[K]>>((resolve, reject) => {
-        this.invoke(String(method), fn, request, this.metadata(opts.metadata), options, (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res)));
-      });
-    }
-    return tracer.startActiveSpan(fn.path.slice(1), { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(fn.path), 'server.address': this.address } }, (span) =>
+    const send = (metadata: Metadata, span: Span): Promise<ResOf<C[K]>> =>
       new Promise<ResOf<C[K]>>((resolve, reject) => {
-        this.invoke(String(method), fn, request, injectContext(this.metadata(opts.metadata)), options, (err, res) => {
+        this.invoke(String(method), fn, request, metadata, options, (err, res) => {
           endSpan(span, err ? err.code : 0, err?.details);
           if (err) reject(fromGrpcError(err));
           else resolve(res);
         });
-      }),
+      });
+    // Nothing traced: no span, no context to carry.
+    if (!tracing()) return send(this.metadata(opts.metadata), NO_SPAN);
+    return tracer.startActiveSpan(fn.path.slice(1), { kind: SpanKind.CLIENT, attributes: { ...rpcAttributes(fn.path), 'server.address': this.address } }, (span) =>
+      send(injectContext(this.metadata(opts.metadata)), span),
     );
   }
 
