@@ -271,7 +271,6 @@ export class ObjectTable {
     this.changes.on(ANY_CHANGE, fn);
   }
 
-
   /** Calls fn with each committed change of the object until the returned function is called. */
   onChange(objectId: string, fn: (o: v1.Object) => void): () => void {
     this.changes.on(objectId, fn);
