@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { api, bufCurl, bufTarget, BUSYBOX, isAlive, removeCgroupParent, ROOT, sh, startAgent, waitFor, type Agent } from '@agent/testkit';
@@ -16,7 +17,7 @@ describe('every service serves health and reflection', () => {
   before(async () => (agent = await startAgent()));
   after(async () => agent?.stop());
 
-  it('five servers, each healthy and listable over reflection', async () => {
+  it('five servers, each healthy and listable over reflection, each listing its own services', async () => {
     const servers = agent.logs.filter((l) => l.msg === 'grpc server listening') as unknown as Array<{ module: string; address: string; services: string[] }>;
     // The apiserver twice: TCP and the unix socket.
     assert.deepEqual(servers.map((s) => s.module).sort(), ['agentcore', 'apiserver', 'apiserver', 'collector', 'manager', 'reporter']);
@@ -30,6 +31,9 @@ describe('every service serves health and reflection', () => {
         const { stdout } = await promisify(execFile)(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--reflect-protocol', proto, '--list-methods', ...bufTarget(s.address)]);
         assert.match(stdout, new RegExp(`^${name.replace(/\./g, '\\.')}/`, 'm'), `${s.module} reflection ${proto}`);
       }
+      // The process keeps one reflection index; each server lists only what it serves.
+      const { stdout: listed } = await promisify(execFile)(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', ...bufTarget(s.address)]);
+      assert.deepEqual(listed.trim().split('\n').sort(), [...s.services, 'grpc.health.v1.Health'].sort(), `${s.module} lists its own services`);
     }
   });
 
@@ -140,6 +144,31 @@ describe('without Docker', () => {
     assert.ok(once.ok);
     await api(agent, 'Delete', { object_id: p.body.objectId, wait: true });
     await api(agent, 'Delete', { object_id: c.body.objectId, wait: true });
+  });
+});
+
+describe('what the agent loads', () => {
+  // Every module loaded stays in the heap, and every major GC marks it: the
+  // SDK and the Kubernetes client were 40 of an idle agent's 65 MB.
+  it('without an OTLP endpoint or a Kubernetes object, neither the OpenTelemetry SDK nor the Kubernetes client', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-loads-'));
+    const hook = path.join(dir, 'hook.js');
+    const out = path.join(dir, 'loaded.txt');
+    fs.writeFileSync(hook, `const M = require('module'); const load = M._load; const seen = new Set();
+M._load = function (request, ...rest) { seen.add(request); return load.call(this, request, ...rest); };
+process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, [...seen].join('\\n')));`);
+    const agent = await startAgent({}, undefined, ['env', `NODE_OPTIONS=--require=${hook}`]);
+    try {
+      const c = await api(agent, 'Create', { spec: { name: 'c', kind: 'KIND_CONTAINER', container: { image: BUSYBOX, command: ['sleep', '60'] } }, wait: true });
+      assert.equal(c.body.state, 'STATE_RUNNING');
+      await api(agent, 'Delete', { object_id: c.body.objectId, wait: true });
+    } finally {
+      await agent.stop();
+    }
+    const loaded = fs.readFileSync(out, 'utf8').split('\n');
+    assert.ok(loaded.includes('@agent/telemetry') && loaded.includes('dockerode'), 'the hook saw the agent load');
+    for (const heavy of ['@opentelemetry/sdk-node', '@kubernetes/client-node']) assert.ok(!loaded.includes(heavy), `${heavy} was loaded`);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
 

@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import {
   type ChannelCredentials,
   type Client,
@@ -10,11 +9,9 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import type { PackageDefinition } from '@grpc/proto-loader';
-import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
-import { ReflectionService } from '@grpc/reflection';
-import { descriptorSetPath, healthv1 } from '@agent/proto';
+import { healthv1 } from '@agent/proto';
 import { HealthRegistry } from './health';
+import { addReflection } from './reflection';
 import type { Logger } from './log';
 import { connectLocal, type LocalPeer } from './client';
 import { toGrpcStatus } from './status';
@@ -48,25 +45,6 @@ export interface RunningServer {
   localPeer<C extends Client>(Ctor: new (address: string, creds: ChannelCredentials, options?: object) => C, token: string): LocalPeer<C>;
 }
 
-let packageDefinitionCache: PackageDefinition | undefined;
-/**
- * The descriptor set exactly as buf built it, one FileDescriptorProto per
- * file. (proto-loader's loader regroups files by package, and clients then
- * cannot resolve a package spread over several files.)
- */
-function packageDefinition(): PackageDefinition {
-  if (packageDefinitionCache) return packageDefinitionCache;
-  const reader = new BinaryReader(fs.readFileSync(descriptorSetPath));
-  const files: Uint8Array[] = [];
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (field === 1 && wireType === WireType.LengthDelimited) files.push(reader.bytes());
-    else reader.skip(wireType);
-  }
-  packageDefinitionCache = { 'buf.descriptor_set': { fileDescriptorProtos: files } } as unknown as PackageDefinition;
-  return packageDefinitionCache;
-}
-
 /**
  * A gRPC server with the given services plus grpc.health.v1 and server
  * reflection (v1 and v1alpha), so grpcurl and buf curl work without protos.
@@ -90,7 +68,7 @@ export async function startGrpcServer(opts: {
     const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
     for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate));
     server.addService(healthv1.HealthService, health.implementation);
-    new ReflectionService(packageDefinition(), { services: [...names, 'grpc.health.v1.Health'] }).addToServer(server);
+    addReflection(server, [...names, 'grpc.health.v1.Health']);
     const [host, credentialsAddress] = splitAddress(listener.address);
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(credentialsAddress, listener.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));

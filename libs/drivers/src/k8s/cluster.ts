@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { AgentError, AlreadyExistsError, DriverError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '@agent/grpc-kit';
 import { Driver as DriverNames } from '@agent/option';
 import { WORKLOAD_TYPES, type KubeObject, type WorkloadType } from './workload';
@@ -10,6 +10,14 @@ import { WORKLOAD_TYPES, type KubeObject, type WorkloadType } from './workload';
 
 /** The field manager of every apply: the fields the agent owns. */
 export const FIELD_MANAGER = 'agent';
+
+/**
+ * The client library, loaded when the first cluster is: an agent that is
+ * given no Kubernetes object never loads its ~900 modules (a third of an idle
+ * agent's heap, which every major GC would otherwise mark).
+ */
+let loaded: typeof k8s | undefined;
+const client = (): typeof k8s => (loaded ??= require('@kubernetes/client-node') as typeof k8s);
 
 type Informer = k8s.Informer<k8s.KubernetesObject> & k8s.ObjectCache<k8s.KubernetesObject>;
 type Watched = WorkloadType;
@@ -56,13 +64,13 @@ export class Cluster {
     private readonly fields: Fields,
     private readonly restartMs = 1_000,
   ) {
-    this.api = k8s.KubernetesObjectApi.makeApiClient(kc);
+    this.api = client().KubernetesObjectApi.makeApiClient(kc);
     this.defaultNamespace = kc.getContextObject(kc.getCurrentContext())?.namespace || 'default';
   }
 
   /** The cluster of a kubeconfig file and context ('' = its current one). */
   static load(file: string, context: string, selector: string, listener: ClusterListener, fields: Fields): Cluster {
-    const kc = new k8s.KubeConfig();
+    const kc = new (client().KubeConfig)();
     try {
       kc.loadFromFile(file);
     } catch (err) {
@@ -96,7 +104,7 @@ export class Cluster {
     if (known) return known.ready;
     const type = WORKLOAD_TYPES[kind];
     const base = type.apiVersion.includes('/') ? `/apis/${type.apiVersion}` : `/api/${type.apiVersion}`;
-    const informer = k8s.makeInformer(this.kc, `${base}/namespaces/${namespace}/${type.plural}`, () => this.api.list(type.apiVersion, kind, namespace, undefined, undefined, undefined, undefined, this.selector), this.selector) as Informer;
+    const informer = client().makeInformer(this.kc, `${base}/namespaces/${namespace}/${type.plural}`, () => this.api.list(type.apiVersion, kind, namespace, undefined, undefined, undefined, undefined, this.selector), this.selector) as Informer;
     const tell = (gone: boolean) => (o: k8s.KubernetesObject): void => this.listener(withKind(o, kind), gone);
     informer.on('add', tell(false));
     informer.on('update', tell(false));
@@ -141,7 +149,7 @@ export class Cluster {
   async apply(obj: KubeObject): Promise<KubeObject> {
     const what = `${obj.kind} ${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
     try {
-      return typed((await this.api.patch(obj as k8s.KubernetesObject, undefined, undefined, FIELD_MANAGER, false, k8s.PatchStrategy.ServerSideApply)) as k8s.KubernetesObject, obj);
+      return typed((await this.api.patch(obj as k8s.KubernetesObject, undefined, undefined, FIELD_MANAGER, false, client().PatchStrategy.ServerSideApply)) as k8s.KubernetesObject, obj);
     } catch (err) {
       // An apply creates the object when missing: a 404 is its namespace's, or its type's (the client's discovery).
       if (statusOf(err) === 404) {
