@@ -4,6 +4,7 @@ import { open, type RootDatabase } from 'lmdb';
 import { DiskRoom, storeError } from './disk-room';
 import { FileStore } from './file-store';
 import { LocalWatchers } from './local-watch';
+import { SlowDisk } from './slow-disk';
 import type { KvStore, StoreChange } from './store';
 
 const KEY_RE = /^[A-Za-z0-9_.-]{1,250}$/;
@@ -34,8 +35,8 @@ export class LmdbStore implements KvStore {
   private turnReset = false;
   /** A commit on this thread just happened, in the code still running (a loop of writes not awaited one by one). */
   private justCommitted = false;
-  /** Until then (a commit on this thread was slow), every write goes to the writer thread. */
-  private writerOnlyUntil = 0;
+  /** While it holds the disk slow, every write goes to the writer thread. */
+  private readonly slowDisk = new SlowDisk();
 
   private constructor(
     readonly dir: string,
@@ -124,7 +125,6 @@ export class LmdbStore implements KvStore {
     await this.db.close();
   }
 
-  /** Runs fn (the puts and removes of one write) in a write transaction, committed (see commit) once the disk has room for bytes. */
   /**
    * One write transaction, resolved once committed and synced. A write made
    * while none is queued commits here, on the event loop's thread: no hand-off
@@ -135,10 +135,11 @@ export class LmdbStore implements KvStore {
    * await each: one sync for the batch, not one each), writes past the
    * turn's budget (awaited writes one after another block the event loop
    * for about a millisecond, not for all of them) and every write for a
-   * while after a slow sync (a slow disk never stalls the loop for long).
+   * while once the disk's syncs are slow (slow-disk.ts: a slow disk never
+   * stalls the loop for long, and one slow sync is not a slow disk).
    */
   private commit(fn: () => void): Promise<unknown> {
-    if (this.queued > 0 || this.justCommitted || this.turnMs >= TURN_BUDGET_MS || Date.now() < this.writerOnlyUntil) {
+    if (this.queued > 0 || this.justCommitted || this.turnMs >= TURN_BUDGET_MS || this.slowDisk.held) {
       this.queued++;
       return this.db.transaction(fn).finally(() => this.queued--);
     }
@@ -160,10 +161,11 @@ export class LmdbStore implements KvStore {
     } finally {
       const ms = performance.now() - t0;
       this.turnMs += ms;
-      if (ms >= SLOW_COMMIT_MS) this.writerOnlyUntil = Date.now() + SLOW_DISK_HOLD_MS;
+      this.slowDisk.synced(ms);
     }
   }
 
+  /** Runs fn (the puts and removes of one write) in a write transaction, committed (see commit) once the disk has room for bytes. */
   private async write(bytes: number, kind: 'put' | 'delete', fn: () => void): Promise<void> {
     const release = this.room.claim(bytes, kind);
     try {
@@ -180,9 +182,6 @@ export class LmdbStore implements KvStore {
 
 /** Commits on the event loop's thread within a turn of it: while they take less, a write does not wait for the writer thread. */
 const TURN_BUDGET_MS = 1;
-/** A commit on this thread this slow (the disk's sync) sends writes to the writer thread for SLOW_DISK_HOLD_MS. */
-const SLOW_COMMIT_MS = 4;
-const SLOW_DISK_HOLD_MS = 10_000;
 
 function checkKey(key: string): void {
   if (!KEY_RE.test(key)) throw new Error(`bad store key ${JSON.stringify(key)}`);
