@@ -48,8 +48,8 @@ const BENCHES = ['agent', 'control', 'store', 'spool', 'network', 'metrics'] as 
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const wanted = (b: (typeof BENCHES)[number]): boolean => ONLY === undefined || ONLY.includes(b);
 const P = QUICK
-  ? { sweepNs: [20, 50], sweepReps: 200, dockerReps: 1, steadyN: 50, steadyS: 10, updates: 50, peerUpdates: 10, creates: 5, tputS: 1 }
-  : { sweepNs: [50, 200], sweepReps: 300, dockerReps: 3, steadyN: 200, steadyS: 30, updates: 200, peerUpdates: 30, creates: 20, tputS: 5 };
+  ? { sweepNs: [20, 50], sweepReps: 200, dockerReps: 1, steadyN: 50, steadyS: 10, updates: 200, updateRound: 50, peerUpdates: 10, creates: 5, tputS: 1 }
+  : { sweepNs: [50, 200], sweepReps: 300, dockerReps: 3, steadyN: 200, steadyS: 30, updates: 1000, updateRound: 100, peerUpdates: 30, creates: 20, tputS: 5 };
 const MiB = 1024 * 1024;
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 
@@ -235,16 +235,20 @@ function floorCgroup(): { file: string; remove(): void } {
 }
 
 async function controlCase(client: Api, obj: v1.Object, floor: { client: Api; file: string }, separate: { client: Api; obj: v1.Object }): Promise<void> {
-  log(`control: ${P.updates} memory updates through the API (one process), beside a bare grpc-js server writing the same file`);
+  log(`control: ${P.updates} memory updates each through the API (one process, five processes) and to a bare grpc-js server writing the same file, in alternating rounds of ${P.updateRound}`);
   const file = memoryLimitFile(obj.pid);
-  await updateLatency(client, obj.objectId, file, 50); // warm: the JIT, and the paths through all the services
-  const agent = await updateLatency(client, obj.objectId, file, P.updates);
-  await updateLatency(floor.client, 'floor', floor.file, 50);
-  const bare = await updateLatency(floor.client, 'floor', floor.file, P.updates);
-  log(`control: ${P.updates} memory updates through the API (five separate processes)`);
   const sepFile = memoryLimitFile(separate.obj.pid);
-  await updateLatency(separate.client, separate.obj.objectId, sepFile, 50);
-  const sep = await updateLatency(separate.client, separate.obj.objectId, sepFile, P.updates);
+  // Warm: the JIT, and the paths through all the services.
+  for (const [c, id, f] of [[client, obj.objectId, file], [floor.client, 'floor', floor.file], [separate.client, separate.obj.objectId, sepFile]] as const) await updateLatency(c, id, f, 50);
+  // Rounds taken in turn, so that what else the machine does meanwhile falls on all three alike.
+  const agent: number[] = [];
+  const bare: number[] = [];
+  const sep: number[] = [];
+  for (let done = 0; done < P.updates; done += P.updateRound) {
+    agent.push(...(await updateLatency(client, obj.objectId, file, P.updateRound)));
+    bare.push(...(await updateLatency(floor.client, 'floor', floor.file, P.updateRound)));
+    sep.push(...(await updateLatency(separate.client, separate.obj.objectId, sepFile, P.updateRound)));
+  }
   const container = docker.getContainer(obj.runtimeId);
   const cli: number[] = [];
   const dockerode: number[] = [];
@@ -311,6 +315,15 @@ async function throughput(fn: () => Promise<unknown>, concurrency: number, secon
   return count / seconds;
 }
 
+/** Rates of several servers measured in alternating slices of the same seconds each, so that the machine's other load falls on all alike. */
+async function throughputs(fns: ReadonlyArray<() => Promise<unknown>>, concurrency: number, seconds: number, slices = 10): Promise<number[]> {
+  const rates = fns.map(() => 0);
+  for (let i = 0; i < slices; i++) {
+    for (const [k, fn] of fns.entries()) rates[k]! += (await throughput(fn, concurrency, seconds / slices)) / slices;
+  }
+  return rates;
+}
+
 /** What checking a bearer token adds to every call: the check alone, in this process. */
 function authCostUs(token: string): number {
   const check = tokenAuth(new TokenBook([[token, Role.Admin], [`${token}-reader`, Role.Reader]]));
@@ -326,18 +339,21 @@ function authCostUs(token: string): number {
 async function throughputCase(address: string, token: string, obj: v1.Object, layout: string, floorAddress: string): Promise<void> {
   log(`throughput: Get and PushOnce (${layout}), beside a bare grpc-js server answering the same Get`);
   for (const c of [1, 16]) {
-    const rate = async (addr: string, method: 'get' | 'pushOnce'): Promise<number> => {
-      const clients = Array.from({ length: c }, () => apiClient(addr, token));
+    const clients = (addr: string): (() => Api) => {
+      const all = Array.from({ length: c }, () => apiClient(addr, token));
+      opened.push(...all);
       let k = 0;
-      const next = (): Api => clients[k++ % clients.length]!;
-      await throughput(() => next().call(method, { objectId: obj.objectId }), c, 0.5); // warm
-      const r = await throughput(() => next().call(method, { objectId: obj.objectId }), c, P.tputS);
-      for (const cl of clients) cl.close();
-      return r;
+      return () => all[k++ % all.length]!;
     };
-    const get = await rate(address, 'get');
-    const floor = await rate(floorAddress, 'get');
-    const once = await rate(address, 'pushOnce');
+    const opened: Api[] = [];
+    const ours = clients(address);
+    const floors = clients(floorAddress);
+    const calls = [() => ours().call('get', { objectId: obj.objectId }), () => floors().call('get', { objectId: obj.objectId })];
+    await throughputs(calls, c, 1); // warm
+    const [get, floor] = (await throughputs(calls, c, P.tputS)) as [number, number];
+    await throughput(() => ours().call('pushOnce', { objectId: obj.objectId }), c, 0.5); // warm
+    const once = await throughput(() => ours().call('pushOnce', { objectId: obj.objectId }), c, P.tputS);
+    for (const cl of opened) cl.close();
     const container = docker.getContainer(obj.runtimeId);
     const inspect = await throughput(() => container.inspect(), c, P.tputS);
     const stats = await throughput(() => oneShotStats(container), c, Math.max(P.tputS, 2));

@@ -2,7 +2,7 @@
 // caller (socket, token, certificate); every service one table of who may
 // call which method. Health and reflection are not services of ours: they
 // stay open, as probes and grpcurl need them before any credentials.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import type { Metadata } from '@grpc/grpc-js';
 import { PermissionDeniedError, UnauthenticatedError } from './errors';
@@ -41,7 +41,7 @@ export function authorize(access: Access, method: string, caller: Caller): void 
   if (!allowed.includes(caller.role)) throw new PermissionDeniedError(`${method}: the ${caller.role} role may not call this method`);
 }
 
-const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+const digest = (s: string): Buffer => hash('sha256', s, 'buffer');
 
 /** Tokens and the role each grants; compared in constant time (hashes of equal length, every token tried). */
 export class TokenBook {
@@ -70,6 +70,11 @@ export function parseBearer(value: unknown): string | undefined {
   return m?.[1];
 }
 
+/** The caller a token proves, one per role (not a new object per call). */
+const BY_TOKEN: Readonly<Record<Role, Caller>> = Object.freeze(
+  Object.fromEntries(Object.values(Role).map((role) => [role, Object.freeze({ role, via: 'token' as const })])) as Record<Role, Caller>,
+);
+
 /** Bearer tokens only (internal listeners, and the public TCP listener without client certificates). */
 export function tokenAuth(book: TokenBook): Authenticate {
   return (md) => {
@@ -77,7 +82,7 @@ export function tokenAuth(book: TokenBook): Authenticate {
     if (token === undefined) throw new UnauthenticatedError('missing credentials: send "authorization: Bearer <token>"');
     const role = book.match(token);
     if (role === undefined) throw new UnauthenticatedError('invalid token');
-    return { role, via: 'token' };
+    return BY_TOKEN[role];
   };
 }
 
