@@ -339,13 +339,14 @@ function authCostUs(token: string): number {
 async function throughputCase(address: string, token: string, obj: v1.Object, layout: string, floorAddress: string): Promise<void> {
   log(`throughput: Get and PushOnce (${layout}), beside a bare grpc-js server answering the same Get`);
   for (const c of [1, 16]) {
+    const opened: Api[] = [];
+    /** c clients of addr, taken in turn. */
     const clients = (addr: string): (() => Api) => {
       const all = Array.from({ length: c }, () => apiClient(addr, token));
       opened.push(...all);
       let k = 0;
       return () => all[k++ % all.length]!;
     };
-    const opened: Api[] = [];
     const ours = clients(address);
     const floors = clients(floorAddress);
     const calls = [() => ours().call('get', { objectId: obj.objectId }), () => floors().call('get', { objectId: obj.objectId })];

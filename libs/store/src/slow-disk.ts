@@ -36,6 +36,6 @@ export class SlowDisk {
 
   /** Whether commits should go to the writer thread now. */
   get held(): boolean {
-    return this.until !== 0 && this.now() < this.until;
+    return this.now() < this.until;
   }
 }
