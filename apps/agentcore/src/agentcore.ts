@@ -329,7 +329,11 @@ export class AgentCore implements CoreView {
   implementation(): internalv1.AgentCoreServer {
     return {
       watchObjects: serverStream(this.log, (_r, call) => this.watchObjects(call)),
-      objectsRevision: unary(this.log, async () => ({ revision: this.objects.revisionNow() })),
+      // Outcomes waiting to be written (Records.saveSoon) are told only once written: they are, first.
+      objectsRevision: unary(this.log, async () => {
+        await this.records.flush();
+        return { revision: this.objects.revisionNow() };
+      }),
       publish: unary(this.log, (r) => this.publish(r)),
       getObject: unary(this.log, async (r) => this.getObject(r.objectId)),
       listObjects: unary(this.log, async (r) => this.listObjects(r)),

@@ -245,14 +245,16 @@ export class ObjectTable {
    * the store does not have, and a restart, even after SIGKILL, starts from
    * it. A deleted workload's record goes (the object stays visible here until
    * cleanup). also: other records written in the same write (its event's
-   * outcome).
+   * outcome). soon: the write may wait for the next one (Records.saveSoon);
+   * the record is taken now.
    */
-  async commit(rec: ObjectRecord, also: readonly StoreChange[] = []): Promise<void> {
+  async commit(rec: ObjectRecord, also: readonly StoreChange[] = [], soon = false): Promise<void> {
     rec.object.updatedAt = new Date();
     rec.settlesWithEvent = false;
     const { objectId } = rec.object;
     const record = rec.object.state === State.STATE_DELETED ? this.records.objectGone(objectId) : this.records.objectRecord(rec.object, rec.runtime);
-    await this.records.save(`record object ${objectId}`, [record, ...also]);
+    const what = `record object ${objectId}`;
+    await (soon ? this.records.saveSoon(what, [record, ...also]) : this.records.save(what, [record, ...also]));
     this.told(rec.object);
     this.changes.emit(objectId, v1.Object.fromPartial(rec.object));
     this.changes.emit(ANY_CHANGE, rec);

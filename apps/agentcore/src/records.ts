@@ -24,6 +24,16 @@ export interface DamagedRecord {
   readonly objectId?: string;
 }
 
+/** How long a record given to saveSoon waits for another write to go with. */
+const SOON_MS = 5;
+
+interface Soon {
+  readonly what: string;
+  readonly changes: readonly StoreChange[];
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 /**
  * agentcore's durable state in the store: object records and events. Every
  * write resolves once the store has it, so the caller acknowledges or reports
@@ -31,6 +41,10 @@ export interface DamagedRecord {
  * (no room) or UNAVAILABLE (read-only, failing, unreachable), naming the cause.
  */
 export class Records {
+  /** Records waiting for the next write (saveSoon), in the order given. */
+  private soon: Soon[] = [];
+  private soonTimer: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly store: KvStore,
     private readonly hostId: string,
@@ -72,9 +86,50 @@ export class Records {
     return { key: Keys.event(this.hostId, e.event.eventId), value };
   }
 
-  /** Writes the records as one write (the embedded store: one transaction, all or none); what names them in an error. */
-  save(what: string, changes: readonly StoreChange[]): Promise<void> {
-    return this.write(what, () => this.store.apply(changes));
+  /**
+   * Writes the records as one write (the embedded store: one transaction, all
+   * or none); what names them in an error. Records waiting in saveSoon go in
+   * the same write, first; if that write is refused, they fail with it and
+   * these are tried once more alone.
+   */
+  async save(what: string, changes: readonly StoreChange[]): Promise<void> {
+    const carried = this.takeSoon();
+    if (carried.length === 0) return this.write(what, () => this.store.apply(changes));
+    const all = [...carried.flatMap((c) => c.changes), ...changes];
+    try {
+      await this.write(carried.length === 1 && changes.length === 0 ? carried[0]!.what : what, () => this.store.apply(all));
+    } catch (err) {
+      for (const c of carried) c.reject(err);
+      if (changes.length === 0) throw err;
+      return this.write(what, () => this.store.apply(changes));
+    }
+    for (const c of carried) c.resolve();
+  }
+
+  /**
+   * Records that may wait for the next write (a finished event's outcome,
+   * after its answer): they go with it, in one transaction and one sync, or
+   * alone SOON_MS from now if no write comes first. Resolves once written.
+   */
+  saveSoon(what: string, changes: readonly StoreChange[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.soon.push({ what, changes, resolve, reject });
+      this.soonTimer ??= setTimeout(() => void this.flush().catch(() => undefined), SOON_MS);
+    });
+  }
+
+  /** Writes the records waiting in saveSoon now (before an answer that must see them, and at exit). */
+  async flush(): Promise<void> {
+    if (this.soon.length > 0) await this.save('record the outcome of finished events', []);
+  }
+
+  private takeSoon(): Soon[] {
+    const carried = this.soon;
+    if (carried.length === 0) return carried;
+    this.soon = [];
+    clearTimeout(this.soonTimer);
+    this.soonTimer = undefined;
+    return carried;
   }
 
   /** The fleet's network policy (config.network), as JSON, if it still is what was read (false: another agent wrote it meanwhile). */

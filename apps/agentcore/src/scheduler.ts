@@ -65,13 +65,25 @@ export class Scheduler {
     return this.ack(eventId);
   }
 
-  /** Runs a recorded event on its object's queue, in order with the object's other events. */
+  /**
+   * Runs a recorded event on its object's queue, in order with the object's
+   * other events. The answer (awaitAck) comes once the outcome is settled.
+   * The outcome of an event that changed its object (commitWithEvent) is
+   * recorded with the object's change in one write; when no other event is
+   * waiting, that write goes with the next one (Records.saveSoon): one sync
+   * on the answer's path (the event's own record, made before its work), not
+   * two. The object's next event runs once it is written. A kill before then
+   * finds the event unfinished at the next start, which runs it again (each
+   * such event sets values, so running it twice ends the same).
+   */
   schedule(rec: ObjectRecord, event: v1.Event, run: () => Promise<void>): void {
     const { eventId, type } = event;
     // The event carries the caller's trace across the asynchronous hop.
     const caller = context.active();
     const token = Symbol(eventId);
     this.waiting.set(token, Date.now());
+    let answer!: () => void;
+    const answered = new Promise<void>((r) => (answer = r));
     const attributes = { 'agent.object_id': rec.object.objectId, 'agent.event_id': eventId, 'agent.object.kind': v1.Kind[rec.object.spec?.kind ?? 0] ?? '' };
     const finished = rec.queue.then(() =>
       context.with(caller, () =>
@@ -87,25 +99,33 @@ export class Scheduler {
           }
           const outcome = failure === undefined ? EventStatus.EVENT_STATUS_SUCCEEDED : EventStatus.EVENT_STATUS_FAILED;
           const message = failure === undefined ? '' : errorMessage(failure);
-          try {
-            // The object's last change and the outcome in one write: one sync on the answer's path, and never one without the other.
-            if (rec.settlesWithEvent) await this.objects.commit(rec, [this.events.settle(event, outcome, message)]);
-            else await this.events.finish(event, outcome, message);
-          } catch (err) {
-            // Not recorded: the answer must not say done (a restart resumes the event).
-            if (failure === undefined) {
-              event.status = EventStatus.EVENT_STATUS_FAILED;
-              event.error = errorMessage(err);
+          if (rec.settlesWithEvent && this.waiting.size === 0) {
+            const recorded = this.objects.commit(rec, [this.events.settle(event, outcome, message)], true);
+            answer();
+            await recorded.catch((err: unknown) => this.log.error('event outcome not recorded; the next start runs the event again', { eventId, reason: errorMessage(err) }));
+          } else {
+            try {
+              // The object's last change and the outcome in one write, never one without the other.
+              if (rec.settlesWithEvent) await this.objects.commit(rec, [this.events.settle(event, outcome, message)]);
+              else await this.events.finish(event, outcome, message);
+            } catch (err) {
+              // Not recorded: the answer must not say done (a restart resumes the event).
+              if (failure === undefined) {
+                event.status = EventStatus.EVENT_STATUS_FAILED;
+                event.error = errorMessage(err);
+              }
+              this.log.error('event outcome not recorded', { eventId, reason: errorMessage(err) });
             }
-            this.log.error('event outcome not recorded', { eventId, reason: errorMessage(err) });
           }
           if (failure !== undefined) throw failure;
-        }).catch(() => undefined),
+        })
+          .catch(() => undefined)
+          .finally(answer),
       ),
     );
     rec.queue = finished;
-    this.done.set(eventId, finished);
-    void finished.then(() => this.done.delete(eventId));
+    this.done.set(eventId, answered);
+    void answered.then(() => this.done.delete(eventId));
   }
 
   ack(eventId: string): v1.EventAck {

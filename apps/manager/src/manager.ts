@@ -147,7 +147,7 @@ export class ManagerService {
   async update(req: internalv1.UpdateObjectRequest): Promise<internalv1.RuntimeInfo> {
     const rt = recorded(req);
     const runtime = await this.driverFor(req.kind).update(rt, toChange(req.resources, rt.applied), req.spec ? toWorkload(req.objectId, req.spec) : undefined);
-    this.log.info('object updated', { objectId: req.objectId, applied: runtime.applied });
+    this.log.debug('object updated', { objectId: req.objectId, applied: runtime.applied });
     return toRuntimeInfo(runtime);
   }
 
