@@ -33,6 +33,20 @@ describe('tokens', () => {
     assert.equal(book.match(''), undefined, 'an empty token never matches, not even an empty entry');
   });
 
+  it('a token laid over zeros is not the same token: trailing NULs, a longer one, another encoding of it', () => {
+    assert.equal(book.match('admin-token\0'), undefined);
+    assert.equal(book.match('reader-token\0\0\0'), undefined, 'longer than the longest token');
+    assert.equal(book.match('admin-tokeN'), undefined);
+    assert.equal(book.match('admin-toke\u0100'), undefined, 'a character of two bytes where the last was');
+    assert.equal(book.match('x'.repeat(10_000)), undefined);
+    const wide = new TokenBook([['ключ-токен', Role.Reader]]);
+    assert.equal(wide.match('ключ-токен'), Role.Reader, 'tokens of any characters');
+    assert.equal(wide.match('ключ-токе'), undefined);
+    // The same book again and again: what one call laid out never stays for the next.
+    assert.equal(book.match('reader-token'), Role.Reader);
+    assert.equal(book.match('admin-token'), Role.Admin);
+  });
+
   it('reads "Bearer <token>" and nothing looser', () => {
     assert.equal(bearerToken(md('Bearer abc')), 'abc');
     assert.equal(bearerToken(md('bearer abc')), 'abc');

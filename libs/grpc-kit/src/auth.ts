@@ -2,7 +2,7 @@
 // caller (socket, token, certificate); every service one table of who may
 // call which method. Health and reflection are not services of ours: they
 // stay open, as probes and grpcurl need them before any credentials.
-import { hash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import type { Metadata } from '@grpc/grpc-js';
 import { PermissionDeniedError, UnauthenticatedError } from './errors';
@@ -41,22 +41,38 @@ export function authorize(access: Access, method: string, caller: Caller): void 
   if (!allowed.includes(caller.role)) throw new PermissionDeniedError(`${method}: the ${caller.role} role may not call this method`);
 }
 
-const digest = (s: string): Buffer => hash('sha256', s, 'buffer');
-
-/** Tokens and the role each grants; compared in constant time (hashes of equal length, every token tried). */
+/**
+ * Tokens and the role each grants, compared in constant time: the presented
+ * token is laid over zeros to the width of the longest one, and compared
+ * with every token so laid out (timingSafeEqual), whichever matches. What it
+ * tells by timing is only whether the token is longer than the longest.
+ */
 export class TokenBook {
-  private readonly entries: ReadonlyArray<{ hash: Buffer; role: Role }>;
+  private readonly entries: ReadonlyArray<{ bytes: Buffer; length: number; role: Role }>;
+  private readonly presented: Buffer;
 
   constructor(tokens: ReadonlyArray<readonly [token: string, role: Role]>) {
-    this.entries = tokens.filter(([t]) => t !== '').map(([t, role]) => ({ hash: digest(t), role }));
+    const given = tokens.filter(([t]) => t !== '');
+    const width = Math.max(1, ...given.map(([t]) => Buffer.byteLength(t)));
+    this.entries = given.map(([t, role]) => ({ bytes: laid(t, width), length: Buffer.byteLength(t), role }));
+    this.presented = Buffer.alloc(width);
   }
 
   match(presented: string): Role | undefined {
-    const h = digest(presented);
+    const length = Buffer.byteLength(presented);
+    if (length > this.presented.length) return undefined;
+    this.presented.fill(0);
+    this.presented.write(presented, 'utf8');
     let found: Role | undefined;
-    for (const e of this.entries) if (timingSafeEqual(h, e.hash) && found === undefined) found = e.role;
+    for (const e of this.entries) if (timingSafeEqual(this.presented, e.bytes) && length === e.length && found === undefined) found = e.role;
     return found;
   }
+}
+
+function laid(token: string, width: number): Buffer {
+  const b = Buffer.alloc(width);
+  b.write(token, 'utf8');
+  return b;
 }
 
 export function bearerToken(metadata: Metadata): string | undefined {
@@ -108,13 +124,14 @@ export function certificateAuth(book: TokenBook): Authenticate {
 /** The unix socket: its file mode already decided; whoever opened it is an admin, as with docker.sock. */
 export const socketAuth: Authenticate = () => ({ role: Role.Admin, via: 'socket' });
 
-const callers = new WeakMap<object, Caller>();
+/** Where a call being served keeps its caller (a property of the call: it goes with it). */
+const CALLER = Symbol('agent.caller');
 
 /** The caller of a call being served (set by the server before the handler runs). */
 export function callerOf(call: object): Caller | undefined {
-  return callers.get(call);
+  return (call as { [CALLER]?: Caller })[CALLER];
 }
 
 export function setCaller(call: object, caller: Caller): void {
-  callers.set(call, caller);
+  (call as { [CALLER]?: Caller })[CALLER] = caller;
 }

@@ -10,16 +10,28 @@ const CODE_NAMES = [
 
 export type CallType = 'unary' | 'server_stream';
 
-const counters = new Map<string, { inc(): void }>();
+type CallLabels = Readonly<Record<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code', string>>;
+
+interface Count {
+  readonly labels: CallLabels;
+  n: number;
+}
+
+/** Calls by method, then by code: plain numbers on the call's path (no string built per call), read by the registry when scraped. */
+const counts = new Map<string, Array<Count | undefined>>();
+metrics.calls.provide(function* () {
+  for (const byCode of counts.values()) for (const c of byCode) if (c) yield [c.labels, c.n] as const;
+});
 
 /** One call of path ("/agent.v1.AgentService/Get") ended with code. */
 export function countCall(type: CallType, path: string, code: number): void {
-  const key = `${path}\0${code}`;
-  let c = counters.get(key);
-  if (!c) {
-    const slash = path.lastIndexOf('/');
-    c = metrics.calls.labels({ grpc_type: type, grpc_service: path.slice(1, slash), grpc_method: path.slice(slash + 1), grpc_code: CODE_NAMES[code] ?? String(code) });
-    counters.set(key, c);
+  let byCode = counts.get(path);
+  if (!byCode) counts.set(path, (byCode = []));
+  const c = byCode[code];
+  if (c) {
+    c.n++;
+    return;
   }
-  c.inc();
+  const slash = path.lastIndexOf('/');
+  byCode[code] = { labels: { grpc_type: type, grpc_service: path.slice(1, slash), grpc_method: path.slice(slash + 1), grpc_code: CODE_NAMES[code] ?? String(code) }, n: 1 };
 }

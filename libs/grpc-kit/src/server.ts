@@ -18,7 +18,9 @@ import { toGrpcStatus } from './status';
 import { authorize, setCaller, type Access, type Authenticate, type Caller } from './auth';
 import type { Listener } from './listeners';
 import type { PeerCertificate } from 'node:tls';
-import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
+import { endSpan, NO_SPAN, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
+import type { Span } from '@opentelemetry/api';
+import { tracing } from '@agent/telemetry';
 import { Metadata } from '@grpc/grpc-js';
 import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
 import { countCall } from './call-metrics';
@@ -66,7 +68,7 @@ export async function startGrpcServer(opts: {
   let firstPort = 0;
   for (const listener of opts.listeners) {
     const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-    for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate));
+    for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate, listener.credentials?._isSecure() ?? false));
     server.addService(healthv1.HealthService, health.implementation);
     addReflection(server, [...names, 'grpc.health.v1.Health']);
     const [host, credentialsAddress] = splitAddress(listener.address);
@@ -118,9 +120,10 @@ export async function startGrpcServer(opts: {
 /**
  * The service's handlers behind its listener's authentication and its access
  * table. A refused call never reaches the handler; the caller is kept for it
- * (callerOf).
+ * (callerOf). tls: the listener's credentials are TLS (a client certificate
+ * may then tell the caller).
  */
-function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate): UntypedServiceImplementation {
+function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate, tls: boolean): UntypedServiceImplementation {
   const out: UntypedServiceImplementation = {};
   for (const [key, handler] of Object.entries(binding.implementation)) {
     const method = binding.definition[key];
@@ -129,7 +132,8 @@ function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate)
     const check = (call: { request: unknown; metadata: Metadata; getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null; getPeer(): string }): void => {
       let caller: Caller | undefined;
       try {
-        caller = authenticate(call.metadata, call.getAuthContext?.()?.sslPeerCertificate);
+        // Only a TLS listener has a peer certificate to ask for.
+        caller = authenticate(call.metadata, tls ? call.getAuthContext?.()?.sslPeerCertificate : undefined);
         authorize(binding.access, name, caller);
         setCaller(call, caller);
       } catch (err) {
@@ -186,23 +190,30 @@ function splitAddress(address: string): [string, string] {
  */
 export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    // Nothing exports: no span, no trace-id header, no context work.
+    if (!tracing()) return answer(log, fn, call, callback, NO_SPAN);
     serverSpan(log.module, call.getPath(), call.metadata, (span) => {
       sendTraceId(call, validTraceId(span));
-      fn(call.request, call).then(
-        (res) => {
-          endSpan(span, 0);
-          countCall('unary', call.getPath(), 0);
-          callback(null, res);
-        },
-        (err: unknown) => {
-          const st = mapError(log, call.getPath(), err);
-          endSpan(span, st.code, st.details);
-          countCall('unary', call.getPath(), st.code);
-          callback(st);
-        },
-      );
+      answer(log, fn, call, callback, span);
     });
   };
+}
+
+function answer<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>, call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>, span: Span): void {
+  const path = call.getPath();
+  fn(call.request, call).then(
+    (res) => {
+      endSpan(span, 0);
+      countCall('unary', path, 0);
+      callback(null, res);
+    },
+    (err: unknown) => {
+      const st = mapError(log, path, err);
+      endSpan(span, st.code, st.details);
+      countCall('unary', path, st.code);
+      callback(st);
+    },
+  );
 }
 
 /** Response metadata trace-id: a user pastes it into Jaeger's search. */

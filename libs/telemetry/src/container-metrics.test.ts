@@ -114,7 +114,7 @@ describe("the agent's own metrics", () => {
   it('puts the objects first: each family stays in one block', async () => {
     const m = new AgentMetrics();
     m.addExposition(() => new ContainerExposition(() => [{ labels: labels('web'), figures: full }]).exposition());
-    m.calls.inc({ grpc_type: 'unary', grpc_service: 'agent.v1.AgentService', grpc_method: 'Get', grpc_code: 'OK' });
+    m.calls.provide(() => [[{ grpc_type: 'unary', grpc_service: 'agent.v1.AgentService', grpc_method: 'Get', grpc_code: 'OK' }, 1]]);
     const text = await m.text();
     assert.ok(text.indexOf('container_processes') < text.indexOf('grpc_server_handled_total'));
     assert.equal(promtool(text), '');

@@ -49,13 +49,14 @@ const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_req
 
 export class AgentMetrics {
   readonly registry = new Registry();
-  /** As go-grpc-prometheus names it, so existing dashboards read it. */
-  readonly calls = new Counter({
-    name: 'grpc_server_handled_total',
-    help: 'Calls completed by the agent\'s gRPC services (calls between its own services included), by method and status code.',
-    labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'] as const,
-    registers: [this.registry],
-  });
+  /** As go-grpc-prometheus names it, so existing dashboards read it; counted by the servers (call-metrics.ts), read when scraped. */
+  readonly calls = new Polled(
+    this.registry,
+    'counter',
+    'grpc_server_handled_total',
+    'Calls completed by the agent\'s gRPC services (calls between its own services included), by method and status code.',
+    ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'] as const,
+  );
   readonly storeErrors = new Counter({
     name: 'agent_store_errors_total',
     help: 'Writes the store refused (no room, read-only, failing, unreachable); the change they carried was refused to its caller.',
