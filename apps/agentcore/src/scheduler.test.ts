@@ -111,6 +111,26 @@ describe('an event and its object, on the store', () => {
     await b.store.close();
   });
 
+  it('a failed event\'s outcome is written before its answer: a restart never runs it again', async () => {
+    const dir = `${disk.dir}/failed`;
+    const a = await open(dir);
+    const rec = await a.objects.claim(spec('failed'));
+    a.writes.length = 0;
+    const ack = await a.scheduler.enqueue(rec, EventType.EVENT_TYPE_UPDATE, 'req-6', undefined, async () => {
+      rec.object.lastError = 'update: kernel refused';
+      a.objects.commitWithEvent(rec);
+      throw new Error('kernel refused');
+    });
+    const done = await a.scheduler.awaitAck(ack.eventId);
+    assert.equal(done.status, EventStatus.EVENT_STATUS_FAILED);
+    assert.deepEqual(keys(a.writes), [['events'], ['workloads', 'events']], 'the outcome was written when the answer came');
+    await a.store.close();
+    const b = await open(dir);
+    const { interrupted } = await b.events.load();
+    assert.deepEqual(interrupted, [], 'finished as FAILED, not to be run again');
+    await b.store.close();
+  });
+
   it('answers FAILED, naming the store, when the outcome cannot be recorded while other events wait; a restart finds the event still to run', async () => {
     const dir = `${disk.dir}/refused`;
     const a = await open(dir);

@@ -69,8 +69,8 @@ export class Scheduler {
    * Runs a recorded event on its object's queue, in order with the object's
    * other events. The answer (awaitAck) comes once the outcome is settled.
    * The outcome of an event that changed its object (commitWithEvent) is
-   * recorded with the object's change in one write; when no other event is
-   * waiting, that write goes with the next one (Records.saveSoon): one sync
+   * recorded with the object's change in one write; when it succeeded and no
+   * other event is waiting, that write goes with the next one (Records.saveSoon): one sync
    * on the answer's path (the event's own record, made before its work), not
    * two. The object's next event runs once it is written. A kill before then
    * finds the event unfinished at the next start, which runs it again (each
@@ -99,7 +99,8 @@ export class Scheduler {
           }
           const outcome = failure === undefined ? EventStatus.EVENT_STATUS_SUCCEEDED : EventStatus.EVENT_STATUS_FAILED;
           const message = failure === undefined ? '' : errorMessage(failure);
-          if (rec.settlesWithEvent && this.waiting.size === 0) {
+          // A failed event's outcome is written before its answer: run again after a restart, it might succeed, and the caller was told it did not.
+          if (rec.settlesWithEvent && failure === undefined && this.waiting.size === 0) {
             const recorded = this.objects.commit(rec, [this.events.settle(event, outcome, message)], true);
             answer();
             await recorded.catch((err: unknown) => this.log.error('event outcome not recorded; the next start runs the event again', { eventId, reason: errorMessage(err) }));
