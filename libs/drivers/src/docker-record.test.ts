@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { CgroupFs } from './cgroup-fs';
 import { DockerRecord } from './docker-record';
 import type { CgroupRef, Resources } from './types';
+import { removeCgroupParent } from '@agent/testkit';
 
 const MiB = 1024 * 1024;
 const root = `agent-rec-${randomBytes(3).toString('hex')}`;
@@ -45,7 +46,8 @@ describe('DockerRecord (real cgroup, the test answers for Docker)', { skip }, ()
   });
   after(() => {
     cg.remove(ref);
-    cg.remove(cg.refAt(root));
+    // remove() stops below the CgroupFs's own parent: the test's root goes here.
+    removeCgroupParent(root);
   });
 
   /** The driver's part: the cgroup first, then the record follows. */
