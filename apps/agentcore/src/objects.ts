@@ -256,7 +256,7 @@ export class ObjectTable {
     const what = `record object ${objectId}`;
     await (soon ? this.records.saveSoon(what, [record, ...also]) : this.records.save(what, [record, ...also]));
     this.told(rec.object);
-    this.changes.emit(objectId, v1.Object.fromPartial(rec.object));
+    if (this.changes.listenerCount(objectId) > 0) this.changes.emit(objectId, v1.Object.fromPartial(rec.object));
     this.changes.emit(ANY_CHANGE, rec);
   }
 

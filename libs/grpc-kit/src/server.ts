@@ -18,9 +18,7 @@ import { toGrpcStatus } from './status';
 import { authorize, setCaller, type Access, type Authenticate, type Caller } from './auth';
 import type { Listener } from './listeners';
 import type { PeerCertificate } from 'node:tls';
-import { endSpan, NO_SPAN, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
-import type { Span } from '@opentelemetry/api';
-import { tracing } from '@agent/telemetry';
+import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
 import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
 import { countCall } from './call-metrics';
@@ -190,30 +188,24 @@ function splitAddress(address: string): [string, string] {
  */
 export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    // Nothing exports: no span, no trace-id header, no context work.
-    if (!tracing()) return answer(log, fn, call, callback, NO_SPAN);
-    serverSpan(log.module, call.getPath(), call.metadata, (span) => {
+    const path = call.getPath();
+    serverSpan(log.module, path, call.metadata, (span) => {
       sendTraceId(call, validTraceId(span));
-      answer(log, fn, call, callback, span);
+      fn(call.request, call).then(
+        (res) => {
+          endSpan(span, 0);
+          countCall('unary', path, 0);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const st = mapError(log, path, err);
+          endSpan(span, st.code, st.details);
+          countCall('unary', path, st.code);
+          callback(st);
+        },
+      );
     });
   };
-}
-
-function answer<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>, call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>, span: Span): void {
-  const path = call.getPath();
-  fn(call.request, call).then(
-    (res) => {
-      endSpan(span, 0);
-      countCall('unary', path, 0);
-      callback(null, res);
-    },
-    (err: unknown) => {
-      const st = mapError(log, path, err);
-      endSpan(span, st.code, st.details);
-      countCall('unary', path, st.code);
-      callback(st);
-    },
-  );
 }
 
 /** Response metadata trace-id: a user pastes it into Jaeger's search. */

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LocalWatchers } from './local-watch';
-import type { KvStore, StoreChange } from './store';
+import { applyEach, type KvStore, type StoreChange } from './store';
 
 const KEY_RE = /^[A-Za-z0-9_.-]{1,250}$/;
 
@@ -67,7 +67,7 @@ export class FileStore implements KvStore {
 
   /** Each key on its own, in order (this format has no transaction). */
   async apply(changes: readonly StoreChange[]): Promise<void> {
-    for (const c of changes) await (c.value === undefined ? this.delete(c.key) : this.put(c.key, c.value));
+    await applyEach(this, changes);
   }
 
   async list(prefix: string): Promise<Array<[string, string]>> {

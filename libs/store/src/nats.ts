@@ -1,5 +1,5 @@
 import { connect, type KV, type NatsConnection, type QueuedIterator, type KvEntry } from 'nats';
-import type { KvStore, StoreChange } from './store';
+import { applyEach, type KvStore, type StoreChange } from './store';
 
 const enc = new TextEncoder();
 /** JetStream's "wrong last sequence": the key changed after it was read. */
@@ -68,7 +68,7 @@ export class NatsStore implements KvStore {
 
   /** JetStream's key-value bucket has no transaction over keys: each is written on its own, in order. */
   async apply(changes: readonly StoreChange[]): Promise<void> {
-    for (const c of changes) await (c.value === undefined ? this.delete(c.key) : this.put(c.key, c.value));
+    await applyEach(this, changes);
   }
 
   async list(prefix: string): Promise<Array<[string, string]>> {

@@ -39,6 +39,11 @@ export interface KvStore {
 }
 
 /** Keys, named after the seed's cluster keys. */
+/** apply() for a backend without transactions over keys: each change on its own, in order. */
+export async function applyEach(store: Pick<KvStore, 'put' | 'delete'>, changes: readonly StoreChange[]): Promise<void> {
+  for (const c of changes) await (c.value === undefined ? store.delete(c.key) : store.put(c.key, c.value));
+}
+
 export const Keys = {
   workload: (host: string, objectId: string): string => `workloads.${host}.${objectId}`,
   workloads: (host: string): string => `workloads.${host}.`,
