@@ -1,6 +1,6 @@
 // agentcore as its own process (AGENT_AGENTCORE_LISTEN; the manager, collector and reporter addresses).
 import { loadConfig, Module, requireAddr, requireListen } from '@agent/option';
-import { connect, exitOnSignal, internalListener, internalToken, prepareDataDir, runMain, serveMetrics } from '@agent/grpc-kit';
+import { connectInternal, exitOnSignal, internalListener, internalToken, prepareDataDir, runMain, serveMetrics } from '@agent/grpc-kit';
 import { internalv1 } from '@agent/proto';
 import { startAgentCore } from './agentcore';
 
@@ -11,9 +11,9 @@ runMain(Module.AgentCore, async (log, telemetry) => {
   const { server, core, cluster, store } = await startAgentCore(
     config,
     {
-      manager: connect(internalv1.ManagerClient, requireAddr(config.managerAddr, 'AGENT_MANAGER_ADDR'), { token }),
-      collector: connect(internalv1.CollectorClient, requireAddr(config.collectorAddr, 'AGENT_COLLECTOR_ADDR'), { token }),
-      reporter: connect(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'), { token }),
+      manager: connectInternal(internalv1.ManagerClient, requireAddr(config.managerAddr, 'AGENT_MANAGER_ADDR'), token),
+      collector: connectInternal(internalv1.CollectorClient, requireAddr(config.collectorAddr, 'AGENT_COLLECTOR_ADDR'), token),
+      reporter: connectInternal(internalv1.ReporterClient, requireAddr(config.reporterAddr, 'AGENT_REPORTER_ADDR'), token),
     },
     internalListener(config, requireListen(config.agentcoreListen, 'AGENT_AGENTCORE_LISTEN'), 'AGENT_AGENTCORE_LISTEN', token),
   );

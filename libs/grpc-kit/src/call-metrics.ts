@@ -8,7 +8,7 @@ const CODE_NAMES = [
   'ResourceExhausted', 'FailedPrecondition', 'Aborted', 'OutOfRange', 'Unimplemented', 'Internal', 'Unavailable', 'DataLoss', 'Unauthenticated',
 ];
 
-export type CallType = 'unary' | 'server_stream';
+export type CallType = 'unary' | 'server_stream' | 'bidi_stream';
 
 type CallLabels = Readonly<Record<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code', string>>;
 

@@ -16,7 +16,7 @@ import { tracing } from '@agent/telemetry';
 import { fromGrpcError } from './status';
 import { endSpan, injectContext, NO_SPAN, rpcAttributes, tracer } from './tracing';
 
-type UnaryFn<Req, Res> = (
+export type UnaryFn<Req, Res> = (
   request: Req,
   metadata: Metadata,
   options: Partial<CallOptions>,
@@ -52,7 +52,7 @@ export class Peer<C extends Client> {
   ) {}
 
   /** Every call's metadata: a restarting peer is waited for; the token goes along. */
-  private metadata(md?: Metadata): Metadata {
+  protected metadata(md?: Metadata): Metadata {
     const out = waitingMetadata(md);
     if (this.token !== undefined) out.set('authorization', `Bearer ${this.token}`);
     return out;
@@ -170,7 +170,7 @@ export function connectLocal<C extends Client>(Ctor: ClientCtor<C>, address: str
   return new LocalPeer(makeClient(Ctor, address), address, definition, implementation, token);
 }
 
-function makeClient<C extends Client>(Ctor: ClientCtor<C>, address: string, tls?: ChannelCredentials): C {
+export function makeClient<C extends Client>(Ctor: ClientCtor<C>, address: string, tls?: ChannelCredentials): C {
   return new Ctor(address, tls ?? credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.max_receive_message_length': 16 * 1024 * 1024,

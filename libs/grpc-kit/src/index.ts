@@ -22,6 +22,7 @@ export { boundedWriter, startGrpcServer, unary, serverStream } from './server';
 export type { ServiceBinding, RunningServer } from './server';
 export { Peer, LocalPeer, connect, connectLocal } from './client';
 export type { CallOpts, ConnectOpts } from './client';
+export { PipePeer, connectInternal } from './pipe';
 export { Role, INTERNAL_ONLY, TokenBook, authorize, bearerToken, parseBearer, callerOf, certificateAuth, socketAuth, tokenAuth } from './auth';
 export type { Access, Authenticate, Caller } from './auth';
 export { ensureToken, openPrivateFile, privateDir, readToken } from './private-files';

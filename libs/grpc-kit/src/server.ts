@@ -9,7 +9,8 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { healthv1 } from '@agent/proto';
+import { healthv1, internalv1 } from '@agent/proto';
+import { GrpcService } from '@agent/option';
 import { HealthRegistry } from './health';
 import { addReflection } from './reflection';
 import type { Logger } from './log';
@@ -22,6 +23,7 @@ import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
 import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
 import { countCall } from './call-metrics';
+import { piped, PipeServer } from './pipe';
 
 export interface ServiceBinding {
   /** Fully qualified name, e.g. agent.v1.AgentService. */
@@ -62,13 +64,22 @@ export async function startGrpcServer(opts: {
   const names = opts.services.map((s) => s.name);
   const health = new HealthRegistry(names);
   const servers: Server[] = [];
+  const pipes: PipeServer[] = [];
   const addresses: string[] = [];
   let firstPort = 0;
   for (const listener of opts.listeners) {
     const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-    for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate, listener.credentials?._isSecure() ?? false));
+    const tls = listener.credentials?._isSecure() ?? false;
+    for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate, tls));
+    // The services only the agent's own may call are also served on the pipe (pipe.ts).
+    const internal = piped(opts.services);
+    if (internal.length > 0) {
+      const pipe = new PipeServer(opts.log, internal, listener.authenticate, tls);
+      server.addService(internalv1.PipeService, pipe.implementation);
+      pipes.push(pipe);
+    }
     server.addService(healthv1.HealthService, health.implementation);
-    addReflection(server, [...names, 'grpc.health.v1.Health']);
+    addReflection(server, [...names, ...(internal.length > 0 ? [GrpcService.Pipe] : []), 'grpc.health.v1.Health']);
     const [host, credentialsAddress] = splitAddress(listener.address);
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(credentialsAddress, listener.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
@@ -96,21 +107,22 @@ export async function startGrpcServer(opts: {
     shutdown: async (graceMs = 5_000) => {
       health.setAll(false);
       health.close();
-      await Promise.all(
-        servers.map(
-          (server) =>
-            new Promise<void>((resolve) => {
-              const timer = setTimeout(() => {
-                server.forceShutdown();
-                resolve();
-              }, graceMs);
-              server.tryShutdown(() => {
-                clearTimeout(timer);
-                resolve();
-              });
-            }),
-        ),
+      const stopped = servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              server.forceShutdown();
+              resolve();
+            }, graceMs);
+            server.tryShutdown(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
       );
+      // Once no new stream is taken: each pipe ends when its running calls are answered.
+      for (const p of pipes) p.drain();
+      await Promise.all(stopped);
     },
   };
 }

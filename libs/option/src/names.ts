@@ -50,6 +50,8 @@ export const GrpcService = {
   Manager: 'agent.internal.v1.Manager',
   Collector: 'agent.internal.v1.Collector',
   Reporter: 'agent.internal.v1.Reporter',
+  /** Unary calls between the services of five processes, many on one stream. */
+  Pipe: 'agent.internal.v1.Pipe',
 } as const;
 
 /** grpc.health.v1 names of what the services depend on, beside their own service names. */
