@@ -11,7 +11,8 @@
 //
 // --only=<names> runs some of the benches (agent: everything that needs the
 // agent and Docker; control: its Update and Get part alone, one container
-// per layout, beside the floor, in about a minute; store: the store alone, no Docker; spool: Bus Out replay
+// per layout, beside the floor, and calls between the services on the pipe
+// beside unary calls (pipe-bench.ts), in about two minutes; store: the store alone, no Docker; spool: Bus Out replay
 // from the spool to a gRPC sink, spool-bench.ts; network: policy changes,
 // set elements and quarantine on nftables beside iptables and
 // iptables-restore, the flow log's packet rate through ulogd, and a policy
@@ -36,6 +37,7 @@ import { CollectorService } from '@agent/collector';
 import { internalv1, v1 } from '@agent/proto';
 import { apiClient, BUSYBOX, cpuSeconds, memoryLimitFile, ROOT, startAgent, startSeparateAgent, type Api } from '@agent/testkit';
 import { spawnFloor, type Floor } from './floor';
+import { pipeCase } from './pipe-bench';
 import { metricsCase } from './metrics-bench';
 import { policyApplyCase } from './network-agent-bench';
 import { networkCase } from './network-bench';
@@ -421,6 +423,7 @@ async function main(): Promise<void> {
   log(`bench ${QUICK ? '(quick)' : ''}${ONLY ? ` (only ${ONLY.join(', ')})` : ''}: ${os.cpus().length} cores, node ${process.version}`);
   if (wanted('agent')) await agentCases();
   else if (wanted('control')) await agentCases(true);
+  if (wanted('agent') || wanted('control')) await pipeCase({ record, log, pct, nowMs, pool }, { quick: QUICK });
   if (wanted('store')) await storeCase({ record, log, pct, nowMs, pool });
   if (wanted('spool')) await spoolCase({ record, log, pct, nowMs, pool });
   if (wanted('metrics')) await metricsCase({ record, log, pct, nowMs, pool }, { quick: QUICK });

@@ -3,7 +3,7 @@
 // call is an HTTP/2 stream of its own, with headers, trailers, a deadline
 // timer and four layers of call objects on the client; between two processes
 // that wake up for each call it costs about 450 µs of CPU, a message each way
-// on an open stream about 100 µs (bench: pipe_call). The server end runs the
+// on an open stream about 100 µs (bench: internal_call). The server end runs the
 // very handlers a unary call would, behind the same access tables; the client
 // end is a Peer like any other, so callers do not know which one they hold.
 import {

@@ -62,6 +62,9 @@ export async function startGrpcServer(opts: {
   log: Logger;
 }): Promise<RunningServer> {
   const names = opts.services.map((s) => s.name);
+  // The services only the agent's own may call are also served on the pipe (pipe.ts).
+  const internal = piped(opts.services);
+  const served = [...names, ...(internal.length > 0 ? [GrpcService.Pipe] : [])];
   const health = new HealthRegistry(names);
   const servers: Server[] = [];
   const pipes: PipeServer[] = [];
@@ -71,15 +74,13 @@ export async function startGrpcServer(opts: {
     const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
     const tls = listener.credentials?._isSecure() ?? false;
     for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate, tls));
-    // The services only the agent's own may call are also served on the pipe (pipe.ts).
-    const internal = piped(opts.services);
     if (internal.length > 0) {
       const pipe = new PipeServer(opts.log, internal, listener.authenticate, tls);
       server.addService(internalv1.PipeService, pipe.implementation);
       pipes.push(pipe);
     }
     server.addService(healthv1.HealthService, health.implementation);
-    addReflection(server, [...names, ...(internal.length > 0 ? [GrpcService.Pipe] : []), 'grpc.health.v1.Health']);
+    addReflection(server, [...served, 'grpc.health.v1.Health']);
     const [host, credentialsAddress] = splitAddress(listener.address);
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(credentialsAddress, listener.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
@@ -89,7 +90,7 @@ export async function startGrpcServer(opts: {
     if (servers.length === 0) firstPort = port;
     servers.push(server);
     addresses.push(address);
-    opts.log.info('grpc server listening', { address, services: names, tls: listener.credentials?._isSecure() ?? false });
+    opts.log.info('grpc server listening', { address, services: served, tls: listener.credentials?._isSecure() ?? false });
   }
   const address = addresses[0];
   if (address === undefined) throw new Error('no listener');
