@@ -5,10 +5,9 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { v1 } from '@agent/proto';
-import { apiClient, startAgent, startSink, waitFor, type Agent, type Api, type Sink } from '@agent/testkit';
+import { apiClient, scratchDir, startAgent, startSink, waitFor, type Agent, type Api, type Sink } from '@agent/testkit';
 
 const OBJECTS = 50;
 const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -69,7 +68,7 @@ function checkDelivery(lines: readonly Line[]): { boots: number; stored: number;
 
 describe('Bus Out through an outage', () => {
   it('the sink killed for 30 s while 50 objects push at 5 Hz: every seq once, per object in order, and the spool shrinks back', async () => {
-    const state = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'agent-sink-')), 'ledger.json');
+    const state = path.join(scratchDir('agent-sink-'), 'ledger.json');
     let sink = await startSink({ stateFile: state });
     const port = Number(sink.address.split(':')[1]);
     const seen: Line[][] = [sink.lines];
@@ -112,7 +111,7 @@ describe('Bus Out through an outage', () => {
   });
 
   it('the agent SIGKILLed during an outage: what it spooled goes out after its restart, under its old boot, once', async () => {
-    const state = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'agent-sink-')), 'ledger.json');
+    const state = path.join(scratchDir('agent-sink-'), 'ledger.json');
     let sink = await startSink({ stateFile: state });
     const port = Number(sink.address.split(':')[1]);
     const seen: Line[][] = [sink.lines];

@@ -16,8 +16,22 @@ import { StoreWriteError } from './store';
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (e) => unhandled.push(e));
 
+const made: string[] = [];
+process.once('exit', () => {
+  for (const d of made) {
+    try {
+      fs.rmSync(d, { recursive: true, force: true });
+    } catch {
+      // a mount still in it: left
+    }
+  }
+});
+
+/** A directory of this test process, removed when it exits. */
 function tmp(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'agent-lmdb-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-lmdb-'));
+  made.push(dir);
+  return dir;
 }
 
 describe('embedded store files', () => {

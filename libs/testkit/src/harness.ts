@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { promisify } from 'node:util';
 import { readToken } from '@agent/grpc-kit';
+import { scratchDir } from './scratch';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const BUSYBOX = 'local/busybox:latest';
@@ -57,7 +58,7 @@ export interface Agent {
 export async function startAgent(env: Record<string, string> = {}, again?: Pick<Agent, 'address' | 'dataDir' | 'cgroupParent' | 'hostId'>, wrap: readonly string[] = []): Promise<Agent> {
   // `again`: the same agent once more (same address, data, cgroup root and host id), as after a restart.
   const port = again ? Number(again.address.split(':')[1]) : await freePort();
-  const dataDir = again?.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'agent-e2e-'));
+  const dataDir = again?.dataDir ?? scratchDir('agent-e2e-');
   const cgroupParent = again?.cgroupParent ?? `agent-e2e-${randomBytes(4).toString('hex')}`;
   const hostId = again?.hostId ?? `e2e-${randomBytes(3).toString('hex')}`;
   const listen = env.AGENT_LISTEN ?? `127.0.0.1:${port}`;
@@ -365,7 +366,7 @@ export async function startSeparateAgent(
 }> {
   const ports = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const [a, c, m, co, r] = ports.map((p) => `127.0.0.1:${p}`) as [string, string, string, string, string];
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-sep-'));
+  const dataDir = scratchDir('agent-sep-');
   const cgroupParent = `agent-sep-${randomBytes(4).toString('hex')}`;
   const env = {
     ...process.env,

@@ -29,3 +29,4 @@ export { outputLogTable, tcpConnects, ulogdPids } from './net';
 export { startFakeKube, kubeTools } from './kube';
 export type { FakeKube, FakeKubeOptions, KubeTools, KubeObject } from './kube';
 export { startPrometheus, type Prometheus, type Sample } from './prometheus';
+export { scratchDir } from './scratch';
