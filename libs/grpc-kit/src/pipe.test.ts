@@ -7,7 +7,7 @@ import { GrpcService } from '@agent/option';
 import { internalv1 } from '@agent/proto';
 import { metrics } from '@agent/telemetry';
 import { Role, TokenBook, tokenAuth, INTERNAL_ONLY, callerOf, type Access } from './auth';
-import { DeadlineExceededError, NotFoundError, PermissionDeniedError, UnauthenticatedError, UnavailableError } from './errors';
+import { DeadlineExceededError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError, UnavailableError } from './errors';
 import { Logger } from './log';
 import { connectInternal } from './pipe';
 import { startGrpcServer, unary, type RunningServer } from './server';
@@ -153,6 +153,29 @@ describe('the pipe between the agent\'s services', () => {
       peer.close();
       await again?.shutdown(500);
     }
+  });
+
+  it('a request over a MiB goes on its own: one past the server\'s limit is RESOURCE_EXHAUSTED alone, the calls on the pipe go on', async () => {
+    const service = new Service(1);
+    const server = await serve(service);
+    const peer = connectInternal(internalv1.CollectorClient, server.address, 'internal-token');
+    const streams0 = await handled('Exchange');
+    try {
+      await peer.call('getTask', { objectId: 'first' });
+      const held = peer.call('getTask', { objectId: 'held' });
+      const big = peer.call('getTask', { objectId: 'x'.repeat(2 * 1024 * 1024) });
+      const huge = assert.rejects(peer.call('getTask', { objectId: 'x'.repeat(5 * 1024 * 1024) }), ResourceExhaustedError);
+      assert.equal((await big).objectId.length, 2 * 1024 * 1024);
+      await huge;
+      service.release();
+      assert.equal((await held).objectId, 'held', 'the call on the pipe meanwhile is answered');
+      assert.equal((await peer.call('getTask', { objectId: 'after' })).objectId, 'after');
+    } finally {
+      peer.close();
+      await sleep(100);
+      await server.shutdown(500);
+    }
+    assert.equal((await handled('Exchange')) - streams0, 1, 'one stream all along');
   });
 
   it('a service with no pipe gets unary calls', async () => {

@@ -34,6 +34,9 @@ import { tolerantDefinition, Undecodable, undecodableError } from './undecodable
 
 export const PIPE_PATH = `/${GrpcService.Pipe}/Exchange`;
 
+/** Requests larger than this go as unary calls of their own. */
+export const PIPE_MAX_REQUEST = 1024 * 1024;
+
 /** The services a listener offers on its pipe: those only the agent's own services may call. */
 export function piped<S extends { readonly access: Access }>(services: readonly S[]): S[] {
   return services.filter((s) => s.access === INTERNAL_ONLY);
@@ -172,9 +175,9 @@ export class PipeServer {
     };
     setCaller(call, caller);
     running.add(call);
-    route.handler(call as unknown as ServerUnaryCall<unknown, unknown>, (err, res) => {
-      running.delete(call);
-      if (err) return reply(statusReply(m.id, err as Partial<StatusObject>));
+    const answer = (err: Partial<StatusObject> | null, res?: unknown): void => {
+      if (!running.delete(call)) return; // answered already
+      if (err) return reply(statusReply(m.id, err));
       let response: Buffer;
       try {
         response = route.method.responseSerialize(res);
@@ -182,7 +185,13 @@ export class PipeServer {
         return reply(failed(m.id, status.INTERNAL, 'Error serializing response'));
       }
       reply({ id: m.id, code: status.OK, details: '', response, trailers: {}, notRun: false });
-    });
+    };
+    try {
+      route.handler(call as unknown as ServerUnaryCall<unknown, unknown>, answer);
+    } catch (err) {
+      this.log.error('unexpected error', { method: m.method, err });
+      answer({ code: status.INTERNAL, details: 'internal error' });
+    }
   }
 }
 
@@ -262,8 +271,11 @@ export class PipePeer<C extends Client> extends Peer<C> {
     if (this.unsupported) return unary();
     const def = this.definition[method] as MethodDefinition<unknown, unknown> | undefined;
     if (!def) throw new Error(`no method ${method}`);
+    const bytes = def.requestSerialize(request);
+    // A large request goes on its own: it would hold the stream for the calls behind it, and one past the server's limit would end the stream for all of them.
+    if (bytes.length > PIPE_MAX_REQUEST) return unary();
     const deadline = typeof options.deadline === 'number' ? options.deadline : Infinity;
-    this.send({ id: 0, stream: undefined, timer: undefined, method: def, request: def.requestSerialize(request), metadata: textEntries(metadata), deadline, callback: callback as Waiting['callback'], unary });
+    this.send({ id: 0, stream: undefined, timer: undefined, method: def, request: bytes, metadata: textEntries(metadata), deadline, callback: callback as Waiting['callback'], unary });
   }
 
   override close(): void {
