@@ -40,6 +40,28 @@ describe('five services as separate processes', () => {
     await api(agent, 'Delete', { object_id: id, wait: true });
   });
 
+  it('an Update made while the manager restarts waits for it and is answered SUCCEEDED; the cgroup holds the last', async () => {
+    const ack = await api(agent, 'Create', { spec: { name: 'sep-update', kind: 'KIND_PROCESS', resources: { memory_bytes: 32 << 20 }, process: { command: ['sleep', '600'] } }, wait: true });
+    const id: string = ack.body.objectId;
+    const client = apiClient(agent.address, agent.token);
+    try {
+      // The Update lands before the stop, during it (the manager answers what it runs and hands back what comes), or while it is down.
+      for (const [i, delayMs] of [0, 20, 80, 200].entries()) {
+        const bytes = (40 + i) << 20;
+        const [, answer] = await Promise.all([
+          agent.restart('manager', 'SIGTERM'),
+          new Promise((r) => setTimeout(r, delayMs)).then(() => client.call('update', v1.UpdateRequest.fromPartial({ objectId: id, resources: { memoryBytes: bytes }, wait: true }))),
+        ]);
+        assert.equal(answer.status, v1.EventStatus.EVENT_STATUS_SUCCEEDED, `update ${i} (after ${delayMs} ms): ${answer.error}`);
+      }
+      const once = await api(agent, 'PushOnce', { object_id: id });
+      assert.equal(once.body.memoryLimitBytes, String(43 << 20));
+    } finally {
+      client.close();
+      await api(agent, 'Delete', { object_id: id, wait: true });
+    }
+  });
+
   it('cleanup removes a collect task that has no object behind it', async () => {
     const collector = agent.addresses.collector;
     const token = agent.internalToken;
