@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '@agent/grpc-kit';
 import { CgroupFs, checkRelativeCgroupPath } from './cgroup-fs';
-import { blockDevices } from '@agent/testkit';
+import { blockDevices, scratchDir } from '@agent/testkit';
 import { NO_LIMITS } from './dimensions';
 import { FigureReader } from './figure-reader';
 import { parseNetDev } from './proc-figures';
@@ -41,7 +41,7 @@ describe('cgroup v1 on this host', () => {
 // No cgroup v2 controllers can be had on this (v1) host, so the v2 paths run
 // against a simulated unified tree: plain files laid out as the kernel does.
 describe('cgroup v2 (simulated unified tree: this host has no v2 controllers)', () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cg2-'));
+  const root = scratchDir('cg2-');
   fs.writeFileSync(path.join(root, 'cgroup.controllers'), 'cpuset cpu io memory pids\n');
   fs.writeFileSync(path.join(root, 'cgroup.subtree_control'), '');
   const mountinfo = `30 23 0:26 / ${root} rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n`;

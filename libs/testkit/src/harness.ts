@@ -451,7 +451,7 @@ export async function startNats(): Promise<{ url: string; stop(): Promise<void> 
  * restored: the Docker engine going away and coming back, as the agent sees it.
  */
 export async function startDockerProxy(target = '/var/run/docker.sock'): Promise<{ path: string; down(): Promise<void>; up(): Promise<void>; stop(): Promise<void> }> {
-  const sockPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dproxy-')), 'docker.sock');
+  const sockPath = path.join(scratchDir('dproxy-'), 'docker.sock');
   const conns = new Set<net.Socket>();
   let server: net.Server | undefined;
   const up = (): Promise<void> =>
