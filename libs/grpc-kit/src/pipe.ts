@@ -4,9 +4,9 @@
 // timer and four layers of call objects on the client; between two processes
 // that wake up for each call it costs about 550 µs of CPU (caller and service),
 // a message each way on an open stream about 200 µs (bench: internal_call).
-// The server end runs the
-// very handlers a unary call would, behind the same access tables; the client
-// end is a Peer like any other, so callers do not know which one they hold.
+// The server end runs the very handlers a unary call would, behind the same
+// access tables; the client end is a Peer like any other, so callers do not
+// know which one they hold.
 import {
   Metadata,
   status,
