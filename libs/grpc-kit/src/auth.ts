@@ -124,6 +124,17 @@ export function certificateAuth(book: TokenBook): Authenticate {
 /** The unix socket: its file mode already decided; whoever opened it is an admin, as with docker.sock. */
 export const socketAuth: Authenticate = () => ({ role: Role.Admin, via: 'socket' });
 
+/** The client certificate of a call on a TLS listener (only such a listener has one to ask for). */
+export function peerCertificate(call: object, tls: boolean): PeerCertificate | undefined {
+  return tls ? (call as { getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null }).getAuthContext?.()?.sslPeerCertificate : undefined;
+}
+
+/** What the log says of a refused call: who the caller was, when known, and why. */
+export function refusal(caller: Caller | undefined, err: unknown): Record<string, string> {
+  const who = caller ? { role: caller.role, via: caller.via, ...(caller.subject !== undefined ? { subject: caller.subject } : {}) } : {};
+  return { ...who, reason: (err as Error).message };
+}
+
 /** Where a call being served keeps its caller (a property of the call: it goes with it). */
 const CALLER = Symbol('agent.caller');
 

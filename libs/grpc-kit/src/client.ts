@@ -10,10 +10,10 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { Metadata as GrpcMetadata } from '@grpc/grpc-js';
+import { Metadata as GrpcMetadata, status } from '@grpc/grpc-js';
 import { SpanKind, type Span } from '@opentelemetry/api';
 import { tracing } from '@agent/telemetry';
-import { fromGrpcError } from './status';
+import { fromGrpcError, serviceError } from './status';
 import { endSpan, injectContext, NO_SPAN, rpcAttributes, tracer } from './tracing';
 
 export type UnaryFn<Req, Res> = (
@@ -135,26 +135,35 @@ export class LocalPeer<C extends Client> extends Peer<C> {
     const def = this.definition[method];
     const handler = this.implementation[method] as handleUnaryCall<unknown, unknown> | undefined;
     if (!def || !handler) throw new Error(`no local method ${method}`);
-    const call = {
-      request: copyMessage(request),
-      metadata,
-      cancelled: false,
-      getPath: () => def.path,
-      sendMetadata: () => undefined,
-      getPeer: () => 'local',
-      getDeadline: () => Infinity,
-      on: () => call,
-    };
+    const call = directCall(copyMessage(request), metadata, def.path, 'local', Infinity);
     handler(call as unknown as Parameters<handleUnaryCall<unknown, unknown>>[0], (err, res) => {
-      if (err) {
-        const e = err as { code?: number; details?: string; metadata?: Metadata };
-        const serviceError = Object.assign(new Error(`${e.code} ${e.details ?? ''}`), { code: e.code ?? 2, details: e.details ?? '', metadata: e.metadata ?? new GrpcMetadata() });
-        callback(serviceError as ServiceError, undefined as Res);
-        return;
-      }
+      if (err) return callback(serviceError(err.code ?? status.UNKNOWN, err.details ?? '', err.metadata), undefined as Res);
       callback(null, copyMessage(res) as Res);
     });
   }
+}
+
+/** What a handler sees of a call made to it directly (LocalPeer, the pipe): what a grpc-js unary call gives it. */
+export interface DirectCall {
+  readonly request: unknown;
+  readonly metadata: Metadata;
+  /** Set when the caller went away. */
+  cancelled: boolean;
+}
+
+/** A call for a unary handler, made without grpc-js's server (the caller is set on it by whoever authenticated it). */
+export function directCall(request: unknown, metadata: Metadata, path: string, peer: string, deadline: number): DirectCall {
+  const call = {
+    request,
+    metadata,
+    cancelled: false,
+    getPath: () => path,
+    getPeer: () => peer,
+    getDeadline: () => deadline,
+    sendMetadata: () => undefined,
+    on: () => call,
+  };
+  return call;
 }
 
 /**
@@ -184,7 +193,7 @@ function waitingMetadata(md?: Metadata): Metadata {
   return out;
 }
 
-type ClientCtor<C> = new (address: string, creds: ChannelCredentials, options?: object) => C;
+export type ClientCtor<C> = new (address: string, creds: ChannelCredentials, options?: object) => C;
 
 /** In-process peer; its streams go over the real socket, so they carry the token too. */
 export function connectLocal<C extends Client>(Ctor: ClientCtor<C>, address: string, definition: ServiceDefinition, implementation: UntypedServiceImplementation, token: string): LocalPeer<C> {

@@ -13,7 +13,6 @@ import {
   type CallOptions,
   type ClientDuplexStream,
   type Client,
-  type ChannelCredentials,
   type MethodDefinition,
   type ServerDuplexStream,
   type ServerUnaryCall,
@@ -23,14 +22,13 @@ import {
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import type { PeerCertificate } from 'node:tls';
 import { GrpcService } from '@agent/option';
 import { internalv1 } from '@agent/proto';
-import { authorize, INTERNAL_ONLY, setCaller, type Access, type Authenticate, type Caller } from './auth';
+import { authorize, INTERNAL_ONLY, peerCertificate, refusal, setCaller, type Access, type Authenticate, type Caller } from './auth';
 import { countCall } from './call-metrics';
-import { Peer, makeClient, type UnaryFn } from './client';
+import { directCall, makeClient, Peer, type ClientCtor, type DirectCall, type UnaryFn } from './client';
 import type { Logger } from './log';
-import { toGrpcStatus } from './status';
+import { serviceError, toGrpcStatus } from './status';
 import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
 
 export const PIPE_PATH = `/${GrpcService.Pipe}/Exchange`;
@@ -48,13 +46,6 @@ interface Route {
   readonly access: Access;
   readonly method: MethodDefinition<unknown, unknown>;
   readonly handler: (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
-}
-
-/** What the handler sees of a call that came on the pipe: what a unary call gives it. */
-interface PipedCall {
-  readonly request: unknown;
-  readonly metadata: Metadata;
-  cancelled: boolean;
 }
 
 /**
@@ -95,19 +86,19 @@ export class PipeServer {
   }
 
   private serve(stream: ServerDuplexStream<internalv1.PipeCall, internalv1.PipeReply>): void {
-    let caller: Caller;
+    let caller: Caller | undefined;
     try {
-      const cert = this.tls ? (stream as { getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null }).getAuthContext?.()?.sslPeerCertificate : undefined;
-      caller = this.authenticate(stream.metadata, cert);
+      caller = this.authenticate(stream.metadata, peerCertificate(stream, this.tls));
       authorize(INTERNAL_ONLY, 'Exchange', caller);
     } catch (err) {
-      this.log.warn('call refused', { method: PIPE_PATH, peer: stream.getPeer(), reason: (err as Error).message });
+      this.log.warn('call refused', { method: PIPE_PATH, peer: stream.getPeer(), ...refusal(caller, err) });
       const st = toGrpcStatus(err);
       countCall('bidi_stream', PIPE_PATH, st.code);
       stream.emit('error', { code: st.code, details: st.details, metadata: st.metadata });
       return;
     }
-    const running = new Set<PipedCall>();
+    const authorized = caller;
+    const running = new Set<DirectCall>();
     let ended = false;
     let draining = this.draining;
     const entry = {
@@ -130,7 +121,7 @@ export class PipeServer {
     stream.on('data', (m: internalv1.PipeCall) => {
       if (ended) return;
       if (draining) return reply(notRun(m.id));
-      this.run(m, caller, stream.getPeer(), running, (r) => {
+      this.run(m, authorized, stream.getPeer(), running, (r) => {
         reply(r);
         if (draining && running.size === 0) end();
       });
@@ -148,32 +139,20 @@ export class PipeServer {
   }
 
   /** One call: authorized as a unary call of its method would be, then its handler. */
-  private run(m: internalv1.PipeCall, caller: Caller, peer: string, running: Set<PipedCall>, reply: (r: internalv1.PipeReply) => void): void {
+  private run(m: internalv1.PipeCall, caller: Caller, peer: string, running: Set<DirectCall>, reply: (r: internalv1.PipeReply) => void): void {
     const route = this.routes.get(m.method);
     if (!route) return reply(failed(m.id, status.UNIMPLEMENTED, `${m.method} is not served on this pipe`));
     try {
       authorize(route.access, route.name, caller);
     } catch (err) {
-      this.log.warn('call refused', { method: m.method, peer, role: caller.role, reason: (err as Error).message });
+      this.log.warn('call refused', { method: m.method, peer, ...refusal(caller, err) });
       const st = toGrpcStatus(err);
       countCall('unary', m.method, st.code);
       return reply(statusReply(m.id, st));
     }
     const request = route.method.requestDeserialize(Buffer.from(m.request.buffer, m.request.byteOffset, m.request.byteLength));
     if (request instanceof Undecodable) return reply(statusReply(m.id, toGrpcStatus(undecodableError(request))));
-    const metadata = new Metadata();
-    for (const [k, v] of Object.entries(m.metadata)) metadata.set(k, v);
-    const deadline = m.timeoutMs > 0 ? Date.now() + m.timeoutMs : Infinity;
-    const call = {
-      request,
-      metadata,
-      cancelled: false,
-      getPath: () => m.method,
-      getPeer: () => peer,
-      getDeadline: () => deadline,
-      sendMetadata: () => undefined,
-      on: () => call,
-    };
+    const call = directCall(request, metadataOf(m.metadata), m.method, peer, m.timeoutMs > 0 ? Date.now() + m.timeoutMs : Infinity);
     setCaller(call, caller);
     running.add(call);
     const answer = (err: Partial<StatusObject> | null, res?: unknown): void => {
@@ -215,10 +194,11 @@ function textEntries(md: Metadata): Record<string, string> {
   return out;
 }
 
-function serviceError(code: status, details: string, trailers: Record<string, string> = {}): ServiceError {
-  const metadata = new Metadata();
-  for (const [k, v] of Object.entries(trailers)) metadata.set(k, v);
-  return Object.assign(new Error(`${code} ${status[code] ?? ''}: ${details}`), { code, details, metadata });
+/** Text entries as metadata (a reply's trailers). */
+function metadataOf(entries: Record<string, string>): Metadata {
+  const md = new Metadata();
+  for (const [k, v] of Object.entries(entries)) md.set(k, v);
+  return md;
 }
 
 /** A call waiting for its reply. */
@@ -329,7 +309,7 @@ export class PipePeer<C extends Client> extends Peer<C> {
       return this.send(w);
     }
     clearTimeout(w.timer);
-    if (r.code !== status.OK) return w.callback(serviceError(r.code, r.details, r.trailers), undefined);
+    if (r.code !== status.OK) return w.callback(serviceError(r.code, r.details, metadataOf(r.trailers)), undefined);
     let response: unknown;
     try {
       response = w.method.responseDeserialize(Buffer.from(r.response.buffer, r.response.byteOffset, r.response.byteLength));
@@ -353,14 +333,14 @@ export class PipePeer<C extends Client> extends Peer<C> {
       }
       clearTimeout(w.timer);
       if (this.unsupported) w.unary();
-      else w.callback(serviceError(st.code, st.details, textEntries(st.metadata)), undefined);
+      else w.callback(serviceError(st.code, st.details, st.metadata), undefined);
     }
   }
 }
 
-type ClientCtor<C> = (new (address: string, creds: ChannelCredentials, options?: object) => C) & { readonly service: ServiceDefinition };
+type ServiceClientCtor<C> = ClientCtor<C> & { readonly service: ServiceDefinition };
 
 /** A peer that is another of the agent's services: its unary calls go on the pipe. */
-export function connectInternal<C extends Client>(Ctor: ClientCtor<C>, address: string, token: string): PipePeer<C> {
+export function connectInternal<C extends Client>(Ctor: ServiceClientCtor<C>, address: string, token: string): PipePeer<C> {
   return new PipePeer(makeClient(Ctor, address), address, Ctor.service, token);
 }

@@ -16,9 +16,8 @@ import { addReflection } from './reflection';
 import type { Logger } from './log';
 import { connectLocal, type LocalPeer } from './client';
 import { toGrpcStatus } from './status';
-import { authorize, setCaller, type Access, type Authenticate, type Caller } from './auth';
+import { authorize, peerCertificate, refusal, setCaller, type Access, type Authenticate, type Caller } from './auth';
 import type { Listener } from './listeners';
-import type { PeerCertificate } from 'node:tls';
 import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
 import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
@@ -140,16 +139,14 @@ function guard(log: Logger, binding: ServiceBinding, authenticate: Authenticate,
     const method = binding.definition[key];
     if (!method) continue;
     const name = method.path.slice(method.path.lastIndexOf('/') + 1);
-    const check = (call: { request: unknown; metadata: Metadata; getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null; getPeer(): string }): void => {
+    const check = (call: { request: unknown; metadata: Metadata; getPeer(): string }): void => {
       let caller: Caller | undefined;
       try {
-        // Only a TLS listener has a peer certificate to ask for.
-        caller = authenticate(call.metadata, tls ? call.getAuthContext?.()?.sslPeerCertificate : undefined);
+        caller = authenticate(call.metadata, peerCertificate(call, tls));
         authorize(binding.access, name, caller);
         setCaller(call, caller);
       } catch (err) {
-        const who = caller ? { role: caller.role, via: caller.via, ...(caller.subject !== undefined ? { subject: caller.subject } : {}) } : {};
-        log.warn('call refused', { method: method.path, peer: call.getPeer(), ...who, reason: (err as Error).message });
+        log.warn('call refused', { method: method.path, peer: call.getPeer(), ...refusal(caller, err) });
         throw err;
       }
       // Only an authorized caller learns what was wrong with the bytes it sent.

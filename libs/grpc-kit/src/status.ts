@@ -61,6 +61,11 @@ export function toGrpcStatus(err: unknown): MappedStatus {
   return { code: status.INTERNAL, details: 'internal error', metadata, unexpected: true };
 }
 
+/** An error as a grpc-js client gives it (code, details, trailers), for a call answered without one (a local handler, the pipe). */
+export function serviceError(code: status, details: string, metadata: Metadata = new Metadata()): ServiceError {
+  return Object.assign(new Error(`${code} ${status[code] ?? ''}: ${details}`), { code, details, metadata });
+}
+
 export function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number' && 'metadata' in err;
 }
