@@ -5,13 +5,12 @@
 // of its own, as the agent does (a server in the client's process would save
 // the wake-ups between processes), and the bench calls it with the same
 // client as the agent, in the same run.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { v1 } from '@agent/proto';
+import { spawnServer } from './child-server';
 
 export interface Floor {
   readonly address: string;
@@ -22,19 +21,11 @@ export interface Floor {
 export async function spawnFloor(opts: { readonly object: v1.Object; readonly memoryLimitFile: string }): Promise<Floor> {
   const objectFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'agent-floor-')), 'object.json');
   fs.writeFileSync(objectFile, JSON.stringify(v1.Object.toJSON(opts.object)));
-  const child = spawn(process.execPath, [path.join(__dirname, 'floor-main.js'), objectFile, opts.memoryLimitFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const address = await new Promise<string>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`floor server exited with ${code}`)));
-  });
+  const server = await spawnServer('floor-main.js', [objectFile, opts.memoryLimitFile]);
   return {
-    address,
+    address: server.address,
     stop: async () => {
-      if (child.exitCode === null) {
-        const gone = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await gone;
-      }
+      await server.stop();
       fs.rmSync(path.dirname(objectFile), { recursive: true, force: true });
     },
   };

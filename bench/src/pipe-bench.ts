@@ -4,13 +4,11 @@
 // in alternating rounds. Calls one after the other with a millisecond between
 // them, as the services of one update call each other: each call wakes both
 // processes. CPU is the caller's and the service's, per call.
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { connect, connectInternal, Logger, Role, startGrpcServer, TokenBook, tokenAuth, unary, INTERNAL_ONLY, type Peer } from '@agent/grpc-kit';
 import { GrpcService } from '@agent/option';
 import { internalv1 } from '@agent/proto';
+import { cpuSeconds } from '@agent/testkit';
+import { spawnServer } from './child-server';
 import type { StoreBenchKit } from './store-bench';
 
 const TOKEN = 'bench-internal-token';
@@ -34,26 +32,17 @@ export async function servePipeBench(): Promise<void> {
   process.on('SIGTERM', () => void server.shutdown(500).then(() => process.exit(0)));
 }
 
-function cpuMs(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
-
 export async function pipeCase(kit: StoreBenchKit, opts: { quick: boolean }): Promise<void> {
   const rounds = opts.quick ? 2 : 6;
   const perRound = opts.quick ? 200 : 500;
   kit.log(`internal calls: ${rounds * perRound} each on the pipe and as unary calls, to a service in another process, 1 ms apart, in alternating rounds of ${perRound}`);
-  const child: ChildProcess = spawn(process.execPath, [path.join(__dirname, 'pipe-bench-main.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const address = await new Promise<string>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`pipe bench service exited with ${code}`)));
-  });
-  const pipe = connectInternal(internalv1.CollectorClient, address, TOKEN);
-  const plain = connect(internalv1.CollectorClient, address, { token: TOKEN });
+  const service = await spawnServer('pipe-bench-main.js');
+  const pipe = connectInternal(internalv1.CollectorClient, service.address, TOKEN);
+  const plain = connect(internalv1.CollectorClient, service.address, { token: TOKEN });
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   const measure = async (peer: Peer<internalv1.CollectorClient>, n: number, into?: { wall: number[]; cpu: number }): Promise<void> => {
     const c0 = process.cpuUsage();
-    const s0 = cpuMs(child.pid!);
+    const s0 = cpuSeconds(service.pid);
     for (let i = 0; i < n; i++) {
       const t0 = kit.nowMs();
       await peer.call('getTask', { objectId: `o${i}` });
@@ -61,7 +50,7 @@ export async function pipeCase(kit: StoreBenchKit, opts: { quick: boolean }): Pr
       await sleep(1);
     }
     const c = process.cpuUsage(c0);
-    if (into) into.cpu += (c.user + c.system) / 1000 + (cpuMs(child.pid!) - s0);
+    if (into) into.cpu += (c.user + c.system) / 1000 + (cpuSeconds(service.pid) - s0) * 1000;
   };
   try {
     await measure(pipe, 300);
@@ -80,8 +69,6 @@ export async function pipeCase(kit: StoreBenchKit, opts: { quick: boolean }): Pr
   } finally {
     pipe.close();
     plain.close();
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await gone;
+    await service.stop();
   }
 }
