@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fillDisk, mountTmpfs, type Tmpfs } from '@agent/testkit';
+import { fillDisk, mountTmpfs, scratchDir, type Tmpfs } from '@agent/testkit';
 import { DiskRoom } from './disk-room';
 import { FileStore } from './file-store';
 import { LmdbStore } from './lmdb-store';
@@ -16,23 +16,8 @@ import { StoreWriteError } from './store';
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (e) => unhandled.push(e));
 
-const made: string[] = [];
-process.once('exit', () => {
-  for (const d of made) {
-    try {
-      fs.rmSync(d, { recursive: true, force: true });
-    } catch {
-      // a mount still in it: left
-    }
-  }
-});
-
 /** A directory of this test process, removed when it exits. */
-function tmp(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-lmdb-'));
-  made.push(dir);
-  return dir;
-}
+const tmp = (): string => scratchDir('agent-lmdb-');
 
 describe('embedded store files', () => {
   it('are the agent\'s alone: a 0700 directory of 0600 files, whatever the umask', async () => {
