@@ -23,7 +23,4 @@ RUN mkdir -p /var/lib/agent/auth /var/lib/agent/spool && chown -R 1000:1000 /var
 # Only the manager needs root (Docker socket, cgroups); compose says so for it.
 USER 1000:1000
 EXPOSE 50051
-# node runs with the agent's NODE_FLAGS (libs/option/src/runtime.ts); a
-# command names the service's script (compose: one of the five apps).
-ENTRYPOINT ["node", "--no-memory-reducer"]
-CMD ["apps/daemon/dist/main.js"]
+CMD ["node", "apps/daemon/dist/main.js"]

@@ -1,10 +1,8 @@
 // A server of the bench's in a process of its own, as the agent is: node
 // <script> [args] prints its address on its first line; SIGTERM stops it.
-// It runs with the agent's node flags (NODE_FLAGS): the same runtime.
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { NODE_FLAGS } from '@agent/option';
 
 export interface ChildServer {
   readonly address: string;
@@ -14,7 +12,7 @@ export interface ChildServer {
 
 /** Starts bench/dist/<script> and resolves with the address it prints. */
 export async function spawnServer(script: string, args: readonly string[] = []): Promise<ChildServer> {
-  const child = spawn(process.execPath, [...NODE_FLAGS, path.join(__dirname, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [path.join(__dirname, script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const address = await new Promise<string>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));

@@ -14,6 +14,5 @@ export {
   NO_RULE_MARK,
 } from './names';
 export type { ModuleName, DriverName } from './names';
-export { NODE_FLAGS } from './runtime';
 export { ConfigError, LOG_LEVELS, loadConfig, requireAddr, requireListen } from './config';
 export type { AgentConfig, LogLevel } from './config';

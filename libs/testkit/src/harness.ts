@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { promisify } from 'node:util';
 import { readToken } from '@agent/grpc-kit';
-import { NODE_FLAGS } from '@agent/option';
 import { scratchDir } from './scratch';
 
 export const ROOT = path.resolve(__dirname, '../../..');
@@ -63,7 +62,7 @@ export async function startAgent(env: Record<string, string> = {}, again?: Pick<
   const cgroupParent = again?.cgroupParent ?? `agent-e2e-${randomBytes(4).toString('hex')}`;
   const hostId = again?.hostId ?? `e2e-${randomBytes(3).toString('hex')}`;
   const listen = env.AGENT_LISTEN ?? `127.0.0.1:${port}`;
-  const [command = process.execPath, ...args] = [...wrap, process.execPath, ...NODE_FLAGS, path.join(ROOT, 'apps/daemon/dist/main.js')];
+  const [command = process.execPath, ...args] = [...wrap, process.execPath, path.join(ROOT, 'apps/daemon/dist/main.js')];
   const child = spawn(command, args, {
     env: {
       ...process.env,
@@ -389,7 +388,7 @@ export async function startSeparateAgent(
   // Started in reverse dependency order on purpose: each waits for its peers.
   const apps = ['apiserver', 'agentcore', 'collector', 'reporter', 'manager'];
   const launch = (app: string): ChildProcess =>
-    spawn(process.execPath, [...NODE_FLAGS, path.join(ROOT, `apps/${app}/dist/main.js`)], { env, stdio: ['ignore', 'ignore', process.env.AGENT_E2E_VERBOSE ? 'inherit' : 'ignore'] });
+    spawn(process.execPath, [path.join(ROOT, `apps/${app}/dist/main.js`)], { env, stdio: ['ignore', 'ignore', process.env.AGENT_E2E_VERBOSE ? 'inherit' : 'ignore'] });
   const children = apps.map(launch);
   const services: Array<[string, string]> = [[a, 'agent.v1.AgentService'], [c, 'agent.internal.v1.AgentCore'], [m, 'agent.internal.v1.Manager'], [co, 'agent.internal.v1.Collector'], [r, 'agent.internal.v1.Reporter']];
   for (const [addr, svc] of services) {
