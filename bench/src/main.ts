@@ -43,6 +43,7 @@ import { policyApplyCase } from './network-agent-bench';
 import { networkCase } from './network-bench';
 import { spoolCase } from './spool-bench';
 import { storeCase } from './store-bench';
+import { timeUpdates } from './update-client';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
@@ -214,20 +215,6 @@ async function steadyCase(client: Api, agentPid: number, objs: v1.Object[]): Pro
  * and the file is read to check it does): an upper bound of the time until
  * the kernel holds it, measured without a poller taking a core from the agent.
  */
-async function updateLatency(client: Api, objectId: string, file: string, n: number, base = 72): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const bytes = (i % 2 === 0 ? base + 8 : base) * MiB;
-    const t0 = nowMs();
-    const ack = await client.call('update', v1.UpdateRequest.fromPartial({ objectId, resources: { memoryBytes: bytes }, wait: true }));
-    out.push(nowMs() - t0);
-    if (ack.status !== v1.EventStatus.EVENT_STATUS_SUCCEEDED) throw new Error(`update failed: ${ack.error}`);
-    const held = fs.readFileSync(file, 'utf8').trim();
-    if (held !== String(bytes)) throw new Error(`answered before the cgroup held it: ${file} reads ${held}, not ${bytes}`);
-  }
-  return out;
-}
-
 /** A cgroup of the bench's own for the floor server to write (no swap limit: any memory value goes). */
 function floorCgroup(): { file: string; remove(): void } {
   const fsys = new CgroupFs('agent-bench-floor');
@@ -236,29 +223,36 @@ function floorCgroup(): { file: string; remove(): void } {
   return { file, remove: () => (fsys.remove(ref), fsys.remove(fsys.refAt('agent-bench-floor'))) };
 }
 
-async function controlCase(client: Api, obj: v1.Object, floor: { client: Api; file: string }, separate: { client: Api; obj: v1.Object }): Promise<void> {
+interface UpdatedAgent {
+  readonly address: string;
+  readonly token: string;
+  readonly obj: v1.Object;
+}
+
+async function controlCase(one: UpdatedAgent, floor: { address: string; file: string }, separate: UpdatedAgent): Promise<void> {
   log(`control: ${P.updates} memory updates each through the API (one process, five processes) and to a bare grpc-js server writing the same file, in alternating rounds of ${P.updateRound}`);
-  const file = memoryLimitFile(obj.pid);
-  const sepFile = memoryLimitFile(separate.obj.pid);
-  // Warm: the JIT, and the paths through all the services.
-  for (const [c, id, f] of [[client, obj.objectId, file], [floor.client, 'floor', floor.file], [separate.client, separate.obj.objectId, sepFile]] as const) await updateLatency(c, id, f, 50);
-  // Rounds taken in turn, so that what else the machine does meanwhile falls on all three alike.
-  const agent: number[] = [];
-  const bare: number[] = [];
-  const sep: number[] = [];
-  for (let done = 0; done < P.updates; done += P.updateRound) {
-    agent.push(...(await updateLatency(client, obj.objectId, file, P.updateRound)));
-    bare.push(...(await updateLatency(floor.client, 'floor', floor.file, P.updateRound)));
-    sep.push(...(await updateLatency(separate.client, separate.obj.objectId, sepFile, P.updateRound)));
-  }
-  const container = docker.getContainer(obj.runtimeId);
+  // Timed by a client process of its own (update-client.ts), which checks the cgroup file after each answer.
+  const plan = {
+    targets: [
+      { name: 'agent', address: one.address, token: one.token, objectId: one.obj.objectId, file: memoryLimitFile(one.obj.pid) },
+      { name: 'floor', address: floor.address, token: one.token, objectId: 'floor', file: floor.file },
+      { name: 'separate', address: separate.address, token: separate.token, objectId: separate.obj.objectId, file: memoryLimitFile(separate.obj.pid) },
+    ],
+    warm: 50,
+    updates: P.updates,
+    round: P.updateRound,
+  };
+  const { times, clientGc } = await timeUpdates(plan);
+  const [agent, bare, sep] = [times.agent!, times.floor!, times.separate!];
+  log(`  (the update client's own GC while it timed: ${clientGc.count} collections, ${round(clientGc.ms)} ms)`);
+  const container = docker.getContainer(one.obj.runtimeId);
   const cli: number[] = [];
   const dockerode: number[] = [];
   for (let i = 0; i < P.peerUpdates; i++) {
     // dockerd answers once it has written the cgroup, as the agent does.
     const bytes = (i % 2 === 0 ? 88 : 96) * MiB;
     let t0 = nowMs();
-    await run('docker', ['update', '--memory', String(bytes), '--memory-swap', String(bytes), obj.runtimeId]);
+    await run('docker', ['update', '--memory', String(bytes), '--memory-swap', String(bytes), one.obj.runtimeId]);
     cli.push(nowMs() - t0);
     const b2 = bytes + 4 * MiB;
     t0 = nowMs();
@@ -392,9 +386,7 @@ async function agentCases(controlOnly = false): Promise<void> {
     const [sepObj] = await createContainers(sepClient, 1, 'bench-sep');
     floorFs = floorCgroup();
     floor = await spawnFloor({ object: objs[0]!, memoryLimitFile: floorFs.file });
-    const floorClient = apiClient(floor.address, agent.token);
-    await controlCase(client, objs[0]!, { client: floorClient, file: floorFs.file }, { client: sepClient, obj: sepObj! });
-    floorClient.close();
+    await controlCase({ address: agent.address, token: agent.token, obj: objs[0]! }, { address: floor.address, file: floorFs.file }, { address: separate.address, token: separate.token, obj: sepObj! });
     if (!controlOnly) await createCase(client);
     await throughputCase(agent.address, agent.token, objs[0]!, 'one process (npm start)', floor.address);
     await throughputCase(separate.address, separate.token, sepObj!, 'five processes', floor.address);
