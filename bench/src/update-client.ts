@@ -46,7 +46,8 @@ export async function timeUpdates(plan: UpdatePlan): Promise<UpdateTimes> {
   child.stdin!.end(JSON.stringify(plan));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => void (out += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // 'close', not 'exit': the child's stdout is read to its end first.
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   if (code !== 0) throw new Error(`update client exited with ${code}`);
   return JSON.parse(out) as UpdateTimes;
 }
