@@ -209,12 +209,6 @@ async function steadyCase(client: Api, agentPid: number, objs: v1.Object[]): Pro
   log(`  (dockerd while only the agent monitored: ${round(dockerdIdlePct)}% of one core)`);
 }
 
-/**
- * Memory updates one after the other, each timed from the client's send until
- * its answer (wait: true; the agent answers once the cgroup holds the limit,
- * and the file is read to check it does): an upper bound of the time until
- * the kernel holds it, measured without a poller taking a core from the agent.
- */
 /** A cgroup of the bench's own for the floor server to write (no swap limit: any memory value goes). */
 function floorCgroup(): { file: string; remove(): void } {
   const fsys = new CgroupFs('agent-bench-floor');

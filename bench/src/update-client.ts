@@ -52,7 +52,13 @@ export async function timeUpdates(plan: UpdatePlan): Promise<UpdateTimes> {
   return JSON.parse(out) as UpdateTimes;
 }
 
-/** n updates alternating between two limits; each answer is checked against the file. */
+/**
+ * n memory updates one after the other, alternating between two limits, each
+ * timed from the client's send until its answer (wait: true; the agent answers
+ * once the cgroup holds the limit, and the file is read to check it does): an
+ * upper bound of the time until the kernel holds it, measured without a poller
+ * taking a core from the agent.
+ */
 async function rounds(client: ReturnType<typeof apiClient>, t: UpdateTarget, n: number): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
