@@ -99,14 +99,15 @@ function limitAt(i: number): number {
 }
 
 /**
- * Until Docker's record of the target's container holds the last limit of
- * a round of n, and RUNC_SETTLE_MS more (dockerd writes its record before it
- * has containerd and runc change the running container); the ms it took.
+ * Until Docker's record of the target's container holds the limit its cgroup
+ * holds (the last of the round), and RUNC_SETTLE_MS more (dockerd writes its
+ * record before it has containerd and runc change the running container); the
+ * ms it took.
  */
-async function recordCaughtUp(docker: Docker, t: UpdateTarget, n: number): Promise<number> {
+async function recordCaughtUp(docker: Docker, t: UpdateTarget): Promise<number> {
   if (t.container === undefined) return 0;
   const t0 = performance.now();
-  const want = limitAt(n - 1);
+  const want = Number(fs.readFileSync(t.file, 'utf8'));
   for (;;) {
     const info = await docker.getContainer(t.container).inspect();
     if (info.HostConfig.Memory === want) break;
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
   try {
     for (const [i, t] of plan.targets.entries()) {
       await rounds(clients[i]!, t, plan.warm);
-      await recordCaughtUp(docker, t, plan.warm);
+      await recordCaughtUp(docker, t);
     }
     const gc = { count: 0, ms: 0 };
     // The client's own collections between rounds (start, end): not timed, so not counted.
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
         const [first, ...rest] = await rounds(clients[i]!, t, plan.round + 1);
         firsts[t.name]!.push(first!);
         times[t.name]!.push(...rest);
-        recordWaitMs = Math.max(recordWaitMs, await recordCaughtUp(docker, t, plan.round + 1));
+        recordWaitMs = Math.max(recordWaitMs, await recordCaughtUp(docker, t));
       }
     }
     await new Promise((r) => setImmediate(r)); // the last GC entries are delivered on a later turn
