@@ -132,4 +132,19 @@ describe("Docker's record follows the cgroup", () => {
     assert.equal(limitOf(obj.pid), 120 * MiB);
     assert.equal((await get(obj.objectId)).lastError ?? '', '');
   });
+
+  // What a SIGKILL between the cgroup write and the object's record leaves (the record goes a few
+  // ms after the answer): the race above, made certain. Nothing of the agent's says 48 MiB: not
+  // the object's record, not Docker's; the event, run again, finds the cgroup already there.
+  it("a cgroup ahead of the agent's record of the object: the restarted agent brings Docker's record up to the cgroup", async () => {
+    const obj = await create('rec-ahead', { memory_bytes: String(64 * MiB) });
+    await agent.stop('SIGKILL');
+    fs.writeFileSync(memoryLimitFile(obj.pid), String(48 * MiB));
+    agent = await startAgent({ AGENT_DOCKER_SOCKET: proxy.path }, agent);
+    await waitFor('docker inspect shows 48 MiB', async () => (await hostConfig(obj.runtimeId, 'Memory')) === String(48 * MiB) || undefined, 10_000, 20);
+    const o = await get(obj.objectId);
+    assert.equal(o.appliedResources?.memoryBytes, String(48 * MiB), 'the object shows the limit in effect');
+    assert.equal(o.lastError ?? '', '');
+    assert.equal(limitOf(obj.pid), 48 * MiB);
+  });
 });

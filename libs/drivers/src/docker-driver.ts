@@ -181,12 +181,15 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
 
   /**
    * Docker's record behind the cgroup (the agent was killed before it was
-   * sent): the limits the agent applied, where Docker holds another value, go
-   * to Docker now.
+   * sent): the limits the cgroup holds, where Docker holds another value, go
+   * to Docker now. The cgroup, not the agent's record of the object: a kill
+   * between the cgroup write and that record (written a few ms after the
+   * answer) leaves the record at the old value too, and the event, run again,
+   * then finds nothing to change.
    */
-  private catchUp(info: Docker.ContainerInspectInfo, cgroup: CgroupRef, applied: Resources): void {
+  private catchUp(info: Docker.ContainerInspectInfo, cgroup: CgroupRef, inCgroup: Resources): void {
     const held = info.HostConfig as unknown as Record<string, unknown>;
-    const want = dockerRecordOf(applied);
+    const want = dockerRecordOf(inCgroup);
     // MemorySwap goes with Memory; how Docker shows it depends on swap accounting, so it alone says nothing.
     if (Object.entries(want).some(([k, v]) => k !== 'MemorySwap' && held[k] !== v)) this.record.follow(info.Id, cgroup, {}, {}, want);
   }
@@ -217,8 +220,9 @@ export class DockerDriver extends BaseDriver<ContainerWorkload> implements Disco
     if (!running) return { runtimeId: info.Id, pid: 0, cgroup: rt.cgroup, applied: rt.applied, running, exitCode: info.State.ExitCode };
     try {
       const cgroup = this.cgroups.fs.refForPid(pid);
-      if (catchUp) this.catchUp(info, cgroup, rt.applied);
-      return { runtimeId: info.Id, pid, cgroup, applied: this.cgroups.fs.readLimits(cgroup), running, ...addressOf(info) };
+      const applied = this.cgroups.fs.readLimits(cgroup);
+      if (catchUp) this.catchUp(info, cgroup, applied);
+      return { runtimeId: info.Id, pid, cgroup, applied, running, ...addressOf(info) };
     } catch (err) {
       // It exited between Docker's answer and the read of its cgroup: ask again (Docker takes a
       // moment to notice), for how it ended.
