@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
-import { apiClient } from '@agent/testkit';
+import { apiClient, waitFor } from '@agent/testkit';
 import { v1 } from '@agent/proto';
 
 const MiB = 1024 * 1024;
@@ -108,12 +108,8 @@ async function recordCaughtUp(docker: Docker, t: UpdateTarget): Promise<number> 
   if (t.container === undefined) return 0;
   const t0 = performance.now();
   const want = Number(fs.readFileSync(t.file, 'utf8'));
-  for (;;) {
-    const info = await docker.getContainer(t.container).inspect();
-    if (info.HostConfig.Memory === want) break;
-    if (performance.now() - t0 > 10_000) throw new Error(`${t.name}: Docker's record of ${t.container} still holds ${info.HostConfig.Memory}, not ${want}, 10 s after the round`);
-    await sleep(10);
-  }
+  const container = docker.getContainer(t.container);
+  await waitFor(`${t.name}: Docker's record of ${t.container} to hold ${want}`, async () => (await container.inspect()).HostConfig.Memory === want || undefined, 10_000, 10);
   await sleep(RUNC_SETTLE_MS);
   return performance.now() - t0;
 }
