@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
-import { apiClient, waitFor } from '@agent/testkit';
+import { apiClient, waitFor, type Api } from '@agent/testkit';
 import { v1 } from '@agent/proto';
 
 const MiB = 1024 * 1024;
@@ -80,7 +80,7 @@ export async function timeUpdates(plan: UpdatePlan): Promise<UpdateTimes> {
  * upper bound of the time until the kernel holds it, measured without a poller
  * taking a core from the agent.
  */
-async function rounds(client: ReturnType<typeof apiClient>, t: UpdateTarget, n: number): Promise<number[]> {
+async function rounds(client: Api, t: UpdateTarget, n: number): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const bytes = limitAt(i);
