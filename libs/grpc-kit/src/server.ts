@@ -23,6 +23,7 @@ import { Metadata } from '@grpc/grpc-js';
 import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
 import { countCall } from './call-metrics';
 import { piped, PipeServer } from './pipe';
+import { useIdTables } from './stream-tables';
 
 export interface ServiceBinding {
   /** Fully qualified name, e.g. agent.v1.AgentService. */
@@ -85,11 +86,13 @@ export async function startGrpcServer(opts: {
       server.bindAsync(credentialsAddress, listener.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
     listener.afterBind?.();
+    // In time for the first session: bindAsync's callback and this continuation run before the loop polls for a connection.
+    const idTables = useIdTables(server) > 0;
     const address = host === 'unix' ? listener.address : `${host}:${port}`;
     if (servers.length === 0) firstPort = port;
     servers.push(server);
     addresses.push(address);
-    opts.log.info('grpc server listening', { address, services: served, tls: listener.credentials?._isSecure() ?? false });
+    opts.log.info('grpc server listening', { address, services: served, tls: listener.credentials?._isSecure() ?? false, idTables });
   }
   const address = addresses[0];
   if (address === undefined) throw new Error('no listener');
