@@ -92,7 +92,7 @@ export async function startGrpcServer(opts: {
     if (servers.length === 0) firstPort = port;
     servers.push(server);
     addresses.push(address);
-    opts.log.info('grpc server listening', { address, services: served, tls: listener.credentials?._isSecure() ?? false, idTables });
+    opts.log.info('grpc server listening', { address, services: served, tls, idTables });
   }
   const address = addresses[0];
   if (address === undefined) throw new Error('no listener');

@@ -28,13 +28,11 @@ export function useIdTables(server: Server): number {
   return reached;
 }
 
-/** Swaps the session's empty stream Map for an IdTable; true when it did. Sessions come new from 'session', before their first stream. */
-export function replaceStreamMap(session: ServerHttp2Session): boolean {
+/** Swaps the session's stream Map, while empty, for an IdTable. Sessions come new from 'session', before their first stream. */
+function replaceStreamMap(session: ServerHttp2Session): void {
   const state = stateOf(session);
   // isMap, not instanceof: Node's own Map (a SafeMap) does not have Map.prototype in its chain.
-  if (!isMap(state?.streams) || state.streams.size !== 0) return false;
-  state.streams = new IdTable<unknown>();
-  return true;
+  if (isMap(state?.streams) && state.streams.size === 0) state.streams = new IdTable<unknown>();
 }
 
 function stateOf(session: ServerHttp2Session): { streams?: unknown } | undefined {
