@@ -151,10 +151,12 @@ export class ApiServer {
         checkObjectId('object_id', r.objectId);
         return this.core.call('pushOnce', r, { timeoutMs: 10_000 });
       }),
-      get: unary(log, async (r: v1.GetRequest, call) => {
+      // Not async: from agentcore's table in this process, the answer leaves in the same turn (unary).
+      get: unary(log, (r: v1.GetRequest, call) => {
         checkObjectId('object_id', r.objectId);
-        const o = await this.reads.getObject(r.objectId);
-        return isReader(call) ? redact(o) : o;
+        const shown = (o: v1.Object): v1.Object => (isReader(call) ? redact(o) : o);
+        const o = this.reads.getObject(r.objectId);
+        return o instanceof Promise ? o.then(shown) : shown(o);
       }),
       list: unary(log, async (r: v1.ListRequest, call) => {
         validateList(r);

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import { Metadata } from '@grpc/grpc-js';
 import { ConfigError } from '@agent/option';
-import { authorize, bearerToken, certificateAuth, Role, TokenBook, tokenAuth } from './auth';
+import { authorize, bearerToken, certificateAuth, parseBearer, Role, TokenBook, tokenAuth } from './auth';
 import { PermissionDeniedError, UnauthenticatedError } from './errors';
 import { checkPlaintext } from './listeners';
 import { ensureToken } from './private-files';
@@ -54,6 +54,20 @@ describe('tokens', () => {
     assert.equal(bearerToken(md('Basic abc')), undefined);
     assert.equal(bearerToken(md('Bearer a b')), undefined);
     assert.equal(bearerToken(md()), undefined);
+    assert.equal(bearerToken(md('Bearer ')), undefined);
+    assert.equal(bearerToken(md('Bearer  abc ')), 'abc');
+  });
+
+  it('the quick reading of "Bearer <token>" agrees with the pattern on every kind of value', () => {
+    const pattern = (v: string): string | undefined => /^Bearer\s+(\S+)\s*$/i.exec(v)?.[1];
+    const parts = ['Bearer', 'bearer', 'BEARER', ' ', '  ', '\t', '\u00a0', '\u2028', 'abc', 'A-z_0.9~+/=', 'ключ', '\x7f', '\x00', '', 'x y'];
+    let n = 0;
+    for (const a of parts) for (const b of parts) for (const c of parts) for (const d of ['', ' ', 'z', '\n']) {
+      const v = a + b + c + d;
+      assert.equal(parseBearer(v), pattern(v), JSON.stringify(v));
+      n++;
+    }
+    assert.ok(n > 10_000);
   });
 
   it('no token or a wrong one is UNAUTHENTICATED', () => {

@@ -2,7 +2,6 @@
 // caller (socket, token, certificate); every service one table of who may
 // call which method. Health and reflection are not services of ours: they
 // stay open, as probes and grpcurl need them before any credentials.
-import { timingSafeEqual } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import type { Metadata } from '@grpc/grpc-js';
 import { PermissionDeniedError, UnauthenticatedError } from './errors';
@@ -43,36 +42,43 @@ export function authorize(access: Access, method: string, caller: Caller): void 
 
 /**
  * Tokens and the role each grants, compared in constant time: the presented
- * token is laid over zeros to the width of the longest one, and compared
- * with every token so laid out (timingSafeEqual), whichever matches. What it
- * tells by timing is only whether the token is longer than the longest.
+ * token is compared with every token, each laid over zeros to the width of
+ * the longest, character by character to the end of that width, whichever
+ * matches. What it tells by timing is only whether the token is longer than
+ * the longest. The comparison is plain JavaScript on UTF-16 code units (a
+ * string is equal exactly when its code units are): a call into
+ * crypto.timingSafeEqual per token, with the buffers it needs, cost a Get
+ * with one call in flight several microseconds more (README, "Get").
  */
 export class TokenBook {
-  private readonly entries: ReadonlyArray<{ bytes: Buffer; length: number; role: Role }>;
-  private readonly presented: Buffer;
+  private readonly entries: ReadonlyArray<{ units: Uint16Array; length: number; role: Role }>;
+  private readonly width: number;
 
   constructor(tokens: ReadonlyArray<readonly [token: string, role: Role]>) {
     const given = tokens.filter(([t]) => t !== '');
-    const width = Math.max(1, ...given.map(([t]) => Buffer.byteLength(t)));
-    this.entries = given.map(([t, role]) => ({ bytes: laid(t, width), length: Buffer.byteLength(t), role }));
-    this.presented = Buffer.alloc(width);
+    this.width = Math.max(1, ...given.map(([t]) => t.length));
+    this.entries = given.map(([t, role]) => ({ units: laid(t, this.width), length: t.length, role }));
   }
 
   match(presented: string): Role | undefined {
-    const length = Buffer.byteLength(presented);
-    if (length > this.presented.length) return undefined;
-    this.presented.fill(0);
-    this.presented.write(presented, 'utf8');
+    const length = presented.length;
+    if (length > this.width) return undefined;
     let found: Role | undefined;
-    for (const e of this.entries) if (timingSafeEqual(this.presented, e.bytes) && length === e.length && found === undefined) found = e.role;
+    for (const e of this.entries) {
+      let diff = length ^ e.length;
+      // Every position of the width, whatever differed before: the time does not depend on where a difference is.
+      for (let i = 0; i < this.width; i++) diff |= (i < length ? presented.charCodeAt(i) : 0) ^ e.units[i]!;
+      if (diff === 0 && found === undefined) found = e.role;
+    }
     return found;
   }
 }
 
-function laid(token: string, width: number): Buffer {
-  const b = Buffer.alloc(width);
-  b.write(token, 'utf8');
-  return b;
+/** A token's code units, then zeros to width. */
+function laid(token: string, width: number): Uint16Array {
+  const units = new Uint16Array(width);
+  for (let i = 0; i < token.length; i++) units[i] = token.charCodeAt(i);
+  return units;
 }
 
 export function bearerToken(metadata: Metadata): string | undefined {
@@ -82,8 +88,19 @@ export function bearerToken(metadata: Metadata): string | undefined {
 /** The token of an `authorization: Bearer <token>` value (gRPC metadata or an HTTP header). */
 export function parseBearer(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
+  if (value.startsWith('Bearer ') && printable(value, 7)) return value.slice(7); // what every client sends, without a pattern match per call
   const m = /^Bearer\s+(\S+)\s*$/i.exec(value);
   return m?.[1];
+}
+
+/** Whether value from index from on is one or more printable ASCII characters other than space (none of them \s). */
+function printable(value: string, from: number): boolean {
+  if (value.length <= from) return false;
+  for (let i = from; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
 }
 
 /** The caller a token proves, one per role (not a new object per call). */

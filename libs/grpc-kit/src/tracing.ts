@@ -81,6 +81,7 @@ export async function traced<T>(name: string, attributes: Attributes, fn: (span:
 }
 
 export function validTraceId(span: Span): string | undefined {
+  if (span === NO_SPAN) return undefined; // nothing traced: no pattern test of the zero id per call
   const sc = span.spanContext();
   return trace.isSpanContextValid(sc) ? sc.traceId : undefined;
 }
