@@ -14,6 +14,7 @@ import {
   type Listener,
   INTERNAL_ONLY,
   atMost,
+  type Encoded,
 } from '@agent/grpc-kit';
 import { internalv1, policyv1, v1 } from '@agent/proto';
 import { openStore, type KvStore } from '@agent/store';
@@ -275,6 +276,11 @@ export class AgentCore implements CoreView {
 
   getObject(objectId: string): v1.Object {
     return v1.Object.fromPartial(this.objects.existing(objectId).object);
+  }
+
+  /** The object's wire form, as Get sends it (ObjectTable.encoded). */
+  encodedObject(objectId: string): Encoded<v1.Object> {
+    return this.objects.encoded(objectId);
   }
 
   /** One page of the matching objects, in object_id order, bounded in count and in bytes. */

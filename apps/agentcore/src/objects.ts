@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@agent/grpc-kit';
+import { AlreadyExistsError, Encoded, FailedPreconditionError, NotFoundError } from '@agent/grpc-kit';
 import { listPage } from '@agent/kinds';
 import { internalv1, v1 } from '@agent/proto';
 import type { StoreChange } from '@agent/store';
@@ -19,6 +19,8 @@ export interface ObjectRecord {
   settlesWithEvent?: boolean;
   /** The tail of this object's event queue: events run in order per object. */
   queue: Promise<void>;
+  /** The object's wire form, made by the first Get after a change (ObjectTable.encoded); dropped where a change is committed or marked to be. */
+  encoded?: Encoded<v1.Object>;
 }
 
 /**
@@ -226,6 +228,7 @@ export class ObjectTable {
   }
 
   setRuntime(rec: ObjectRecord, rt: internalv1.RuntimeInfo): void {
+    rec.encoded = undefined;
     rec.runtime = rt;
     rec.object.runtimeId = rt.runtimeId;
     rec.object.pid = rt.pid;
@@ -249,6 +252,7 @@ export class ObjectTable {
    * the record is taken now.
    */
   async commit(rec: ObjectRecord, also: readonly StoreChange[] = [], soon = false): Promise<void> {
+    rec.encoded = undefined;
     rec.object.updatedAt = new Date();
     rec.settlesWithEvent = false;
     const { objectId } = rec.object;
@@ -265,6 +269,7 @@ export class ObjectTable {
    * the event's outcome, in one write, when the event ends (Scheduler).
    */
   commitWithEvent(rec: ObjectRecord): void {
+    rec.encoded = undefined;
     rec.settlesWithEvent = true;
   }
 
@@ -277,6 +282,20 @@ export class ObjectTable {
   onChange(objectId: string, fn: (o: v1.Object) => void): () => void {
     this.changes.on(objectId, fn);
     return () => this.changes.off(objectId, fn);
+  }
+
+  /**
+   * The object as Get sends it, encoded once per change: a read of an object
+   * is far more common than its change, and encoding is most of what a Get
+   * of one costs. Every change of an object ends in commit or
+   * commitWithEvent, in the same turn as its last assignment (setRuntime
+   * too), and each drops the encoding; a Get between an in-place change and
+   * that call, across the change's await, may show the object as it was
+   * before it, never a mix (the encoding is made in one turn).
+   */
+  encoded(objectId: string): Encoded<v1.Object> {
+    const rec = this.existing(objectId);
+    return (rec.encoded ??= new Encoded(Buffer.from(v1.Object.encode(rec.object).finish())));
   }
 
   /** One page of the matching objects, in object_id order, bounded in count and in bytes. */

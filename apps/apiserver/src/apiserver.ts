@@ -11,6 +11,8 @@ import {
   startGrpcServer,
   unary,
   type Access,
+  type Answer,
+  type Encoded,
   type Fields,
   type Peer,
   type RunningServer,
@@ -50,6 +52,8 @@ const isReader = (call: Call): boolean => callerOf(call)?.role !== Role.Admin;
  */
 export interface ObjectReads {
   getObject(objectId: string): v1.Object | Promise<v1.Object>;
+  /** The object's wire form, kept between its changes (agentcore's table in this process): what an admin's Get sends. */
+  encodedObject?(objectId: string): Encoded<v1.Object>;
   listObjects(req: v1.ListRequest): v1.ListResponse | Promise<v1.ListResponse>;
   /** A change made through this apiserver was answered: reads that begin after must show it (a copy waits for it). */
   changed?(): void;
@@ -151,10 +155,12 @@ export class ApiServer {
         checkObjectId('object_id', r.objectId);
         return this.core.call('pushOnce', r, { timeoutMs: 10_000 });
       }),
-      // Not async: from agentcore's table in this process, the answer leaves in the same turn (unary).
-      get: unary(log, (r: v1.GetRequest, call) => {
+      // Not async: from agentcore's table in this process, the answer leaves in the same turn (unary), encoded once per change for an admin.
+      get: unary(log, (r: v1.GetRequest, call): Answer<v1.Object> | Promise<v1.Object> => {
         checkObjectId('object_id', r.objectId);
-        const shown = (o: v1.Object): v1.Object => (isReader(call) ? redact(o) : o);
+        const reader = isReader(call);
+        if (!reader && this.reads.encodedObject) return this.reads.encodedObject(r.objectId);
+        const shown = (o: v1.Object): v1.Object => (reader ? redact(o) : o);
         const o = this.reads.getObject(r.objectId);
         return o instanceof Promise ? o.then(shown) : shown(o);
       }),

@@ -13,6 +13,7 @@ import {
 import { Metadata as GrpcMetadata, status } from '@grpc/grpc-js';
 import { SpanKind, type Span } from '@opentelemetry/api';
 import { tracing } from '@agent/telemetry';
+import { Encoded } from './encoded';
 import { fromGrpcError, serviceError } from './status';
 import { endSpan, injectContext, NO_SPAN, rpcAttributes, tracer } from './tracing';
 
@@ -138,7 +139,7 @@ export class LocalPeer<C extends Client> extends Peer<C> {
     const call = directCall(copyMessage(request), metadata, def.path, 'local', Infinity);
     handler(call as unknown as Parameters<handleUnaryCall<unknown, unknown>>[0], (err, res) => {
       if (err) return callback(serviceError(err.code ?? status.UNKNOWN, err.details ?? '', err.metadata), undefined as Res);
-      callback(null, copyMessage(res) as Res);
+      callback(null, (res instanceof Encoded ? def.responseDeserialize(res.bytes) : copyMessage(res)) as Res);
     });
   }
 }

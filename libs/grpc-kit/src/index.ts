@@ -19,6 +19,7 @@ export { Logger } from './log';
 export type { Fields } from './log';
 export { HealthRegistry } from './health';
 export { boundedWriter, startGrpcServer, unary, serverStream } from './server';
+export { Encoded, type Answer } from './encoded';
 export type { ServiceBinding, RunningServer } from './server';
 export { Peer, LocalPeer, connect, connectLocal } from './client';
 export type { CallOpts, ConnectOpts } from './client';

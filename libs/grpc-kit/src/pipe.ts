@@ -29,7 +29,8 @@ import { countCall } from './call-metrics';
 import { directCall, makeClient, Peer, type ClientCtor, type DirectCall, type UnaryFn } from './client';
 import type { Logger } from './log';
 import { serviceError, toGrpcStatus } from './status';
-import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
+import { Undecodable, undecodableError } from './undecodable';
+import { servedDefinition } from './encoded';
 
 export const PIPE_PATH = `/${GrpcService.Pipe}/Exchange`;
 
@@ -67,7 +68,7 @@ export class PipeServer {
     private readonly tls: boolean,
   ) {
     for (const s of services) {
-      const definition = tolerantDefinition(s.definition);
+      const definition = servedDefinition(s.definition);
       for (const [key, handler] of Object.entries(s.implementation)) {
         const method = definition[key];
         if (!method || method.requestStream || method.responseStream) continue;

@@ -20,7 +20,8 @@ import { authorize, peerCertificate, refusal, setCaller, type Access, type Authe
 import type { Listener } from './listeners';
 import { endSpan, serverSpan, TRACE_ID_HEADER, validTraceId } from './tracing';
 import { Metadata } from '@grpc/grpc-js';
-import { tolerantDefinition, Undecodable, undecodableError } from './undecodable';
+import { Undecodable, undecodableError } from './undecodable';
+import { servedDefinition, type Answer } from './encoded';
 import { countCall } from './call-metrics';
 import { piped, PipeServer } from './pipe';
 import { useIdTables } from './stream-tables';
@@ -74,7 +75,7 @@ export async function startGrpcServer(opts: {
     // Channelz off: no channelz service is served, and its bookkeeping is four closures and two clock reads per call.
     const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.enable_channelz': 0 });
     const tls = listener.credentials?._isSecure() ?? false;
-    for (const s of opts.services) server.addService(tolerantDefinition(s.definition), guard(opts.log, s, listener.authenticate, tls));
+    for (const s of opts.services) server.addService(servedDefinition(s.definition), guard(opts.log, s, listener.authenticate, tls));
     if (internal.length > 0) {
       const pipe = new PipeServer(opts.log, internal, listener.authenticate, tls);
       server.addService(internalv1.PipeService, pipe.implementation);
@@ -200,17 +201,18 @@ function splitAddress(address: string): [string, string] {
  * table; unexpected ones are logged with their stack and leave as INTERNAL
  * with a generic message. A handler that has its answer at once returns it
  * (a Get from the table in this process): it is sent in the same turn, with
- * no promise to settle first; one that waits returns a promise.
+ * no promise to settle first; one that waits returns a promise. Either may
+ * be the response's bytes (Encoded).
  */
-export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
+export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Answer<Res> | Promise<Answer<Res>>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const path = call.getPath();
     serverSpan(log.module, path, call.metadata, (span) => {
       sendTraceId(call, validTraceId(span));
-      const answered = (res: Res): void => {
+      const answered = (res: Answer<Res>): void => {
         endSpan(span, 0);
         countCall('unary', path, 0);
-        callback(null, res);
+        callback(null, res as Res); // an Encoded answer is sent as it is (servedDefinition)
       };
       const failed = (err: unknown): void => {
         const st = mapError(log, path, err);
@@ -218,7 +220,7 @@ export function unary<Req, Res>(log: Logger, fn: (req: Req, call: ServerUnaryCal
         countCall('unary', path, st.code);
         callback(st);
       };
-      let res: Res | Promise<Res>;
+      let res: Answer<Res> | Promise<Answer<Res>>;
       try {
         res = fn(call.request, call);
       } catch (err) {

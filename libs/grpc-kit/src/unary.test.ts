@@ -8,6 +8,8 @@ import { GrpcService } from '@agent/option';
 import { internalv1, v1 } from '@agent/proto';
 import { INTERNAL_ONLY, Role, TokenBook, tokenAuth } from './auth';
 import { connect, directCall } from './client';
+import { Encoded, type Answer } from './encoded';
+import { connectInternal } from './pipe';
 import { NotFoundError } from './errors';
 import { Logger } from './log';
 import { startGrpcServer, unary } from './server';
@@ -15,11 +17,13 @@ import { startGrpcServer, unary } from './server';
 const log = new Logger('test', 'error');
 
 /** The handler's behaviour, chosen by the request's object id. */
-function handle(r: internalv1.CollectTarget): internalv1.CollectTask | Promise<internalv1.CollectTask> {
+function handle(r: internalv1.CollectTarget): Answer<internalv1.CollectTask> | Promise<internalv1.CollectTask> {
   const task = { objectId: r.objectId, intervalMs: 1000, forwarding: false, last: undefined };
   switch (r.name) {
     case 'now':
       return task;
+    case 'encoded':
+      return new Encoded(Buffer.from(internalv1.CollectTask.encode({ ...task, intervalMs: 2000 }).finish()));
     case 'later':
       return new Promise((resolve) => setImmediate(() => resolve(task)));
     case 'throw-now':
@@ -43,6 +47,15 @@ describe('unary', () => {
       for (const name of ['now', 'later']) assert.equal((await client.call('createTask', target(name))).intervalMs, 1000, name);
       for (const name of ['throw-now', 'reject-later']) await assert.rejects(client.call('createTask', target(name)), (err: Error) => err instanceof NotFoundError && err.message === 'no object o1', name);
       await assert.rejects(client.call('createTask', target('bug')), (err: { code?: number; message: string }) => err.code === status.INTERNAL && !err.message.includes('secret'));
+      // Bytes the handler keeps are sent as they are, and each way of calling it gets the message they encode.
+      const pipe = connectInternal(internalv1.CollectorClient, server.address, 't');
+      const local = server.localPeer(internalv1.CollectorClient, 't');
+      for (const [how, peer] of [['grpc', client], ['pipe', pipe], ['local', local]] as const) {
+        const answer = await peer.call('createTask', target('encoded'));
+        assert.deepEqual(answer, { objectId: 'o1', intervalMs: 2000, forwarding: false, last: undefined }, how);
+      }
+      pipe.close();
+      local.close();
     } finally {
       client.close();
       await server.shutdown(200);
