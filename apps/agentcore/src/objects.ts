@@ -295,7 +295,7 @@ export class ObjectTable {
    */
   encoded(objectId: string): Encoded<v1.Object> {
     const rec = this.existing(objectId);
-    return (rec.encoded ??= new Encoded(Buffer.from(v1.Object.encode(rec.object).finish())));
+    return (rec.encoded ??= new Encoded(v1.AgentServiceService.get.responseSerialize(rec.object)));
   }
 
   /** One page of the matching objects, in object_id order, bounded in count and in bytes. */

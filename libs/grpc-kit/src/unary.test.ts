@@ -16,7 +16,7 @@ import { startGrpcServer, unary } from './server';
 
 const log = new Logger('test', 'error');
 
-/** The handler's behaviour, chosen by the request's object id. */
+/** The handler's behaviour, chosen by the request's name. */
 function handle(r: internalv1.CollectTarget): Answer<internalv1.CollectTask> | Promise<internalv1.CollectTask> {
   const task = { objectId: r.objectId, intervalMs: 1000, forwarding: false, last: undefined };
   switch (r.name) {
